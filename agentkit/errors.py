@@ -1,0 +1,109 @@
+"""The exceptions agentkit raises. Each says what went wrong and what to do."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentkit.loop import RunResult
+
+__all__ = [
+    "AgentkitError",
+    "MaxStepsExceeded",
+    "ModelOutputError",
+    "OutputValidationError",
+    "RuntimeUnavailable",
+    "ScriptError",
+    "ToolArgumentsError",
+    "ToolDefinitionError",
+    "ToolExecutionError",
+    "ToolTimeoutError",
+    "UnknownToolError",
+]
+
+
+class AgentkitError(Exception):
+    """Base class of every error agentkit raises on purpose."""
+
+
+class ToolDefinitionError(AgentkitError, TypeError):
+    """A function or class cannot be turned into a tool (raised at definition time)."""
+
+
+class ToolArgumentsError(AgentkitError, ValueError):
+    """The model called a tool with arguments that do not fit its schema."""
+
+    def __init__(self, tool: str, details: str) -> None:
+        super().__init__(f"invalid arguments for tool {tool!r}: {details}")
+        self.tool = tool
+        self.details = details
+
+
+class UnknownToolError(AgentkitError, LookupError):
+    """The model called a tool that was not offered."""
+
+    def __init__(self, name: str, offered: list[str]) -> None:
+        listing = ", ".join(sorted(offered)) or "none"
+        super().__init__(f"unknown tool {name!r}; the offered tools are: {listing}")
+        self.name = name
+        self.offered = offered
+
+
+class ToolExecutionError(AgentkitError, RuntimeError):
+    """A tool raised. The loop turns this into an error result for the model."""
+
+    def __init__(self, tool: str, error: BaseException) -> None:
+        super().__init__(f"tool {tool!r} raised {type(error).__name__}: {error}")
+        self.tool = tool
+        self.error = error
+
+
+class ToolTimeoutError(ToolExecutionError):
+    """A tool ran past its `timeout`."""
+
+    def __init__(self, tool: str, timeout: float) -> None:
+        AgentkitError.__init__(self, f"tool {tool!r} did not finish within {timeout:g} s")
+        self.tool = tool
+        self.error = TimeoutError(f"{timeout:g} s")
+        self.timeout = timeout
+
+
+class ModelOutputError(AgentkitError, ValueError):
+    """The model's text could not be read as a decision (unconstrained runtimes)."""
+
+    def __init__(self, message: str, raw_text: str) -> None:
+        super().__init__(f"{message}; the model said: {raw_text[:300]!r}")
+        self.raw_text = raw_text
+
+
+class OutputValidationError(AgentkitError, ValueError):
+    """The final answer does not fit the agent's `output_type`."""
+
+    def __init__(self, message: str, raw: Any) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class MaxStepsExceeded(AgentkitError):
+    """A run used all of its `max_steps` without a final answer.
+
+    `partial` carries the trajectory so far (messages, steps, usage), so nothing
+    the run did is lost.
+    """
+
+    def __init__(self, max_steps: int, partial: RunResult[Any]) -> None:
+        super().__init__(
+            f"the run took {max_steps} model steps without a final answer; raise "
+            "`max_steps` on the agent or simplify the task (the partial trajectory "
+            "is on this exception's `.partial`)"
+        )
+        self.max_steps = max_steps
+        self.partial = partial
+
+
+class RuntimeUnavailable(AgentkitError, RuntimeError):
+    """A runtime cannot be used here: a missing extra, a missing model, a bad URI."""
+
+
+class ScriptError(AgentkitError, AssertionError):
+    """A `ScriptedRuntime` received a request its script does not fit."""

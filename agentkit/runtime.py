@@ -1,0 +1,144 @@
+"""The `Runtime` protocol: one interface over wherever the model runs.
+
+A runtime takes a `ModelRequest` (the conversation, the offered tools, what
+kind of answer is allowed) and returns a `ModelResponse` (the model's turn as
+an `AssistantMessage`, with usage and timings). Everything else — rendering a
+prompt, constraining decoding, talking to a server — is the runtime's business.
+
+Writing one is a matter of one method and one attribute:
+
+    class EchoRuntime:
+        info = RuntimeInfo(name="echo", model="echo")
+
+        async def generate(self, request: ModelRequest) -> ModelResponse:
+            last = request.messages[-1]
+            text = last.text if isinstance(last, UserMessage) else "done"
+            return ModelResponse(message=AssistantMessage(text=text))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+
+from agentkit.messages import AssistantMessage, Message
+from agentkit.tool import ToolSpec
+
+__all__ = [
+    "FinishReason",
+    "ModelRequest",
+    "ModelResponse",
+    "Runtime",
+    "RuntimeInfo",
+    "Sampling",
+    "ToolChoice",
+    "Usage",
+]
+
+ToolChoice: TypeAlias = str
+"""`"auto"` (text or calls), `"required"` (at least one call), `"none"` (text
+only), or a tool's name (exactly that tool)."""
+
+FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "error"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """Decoding settings. Defaults are greedy and bounded."""
+
+    temperature: float = 0.0
+    max_tokens: int = 512
+    """Always capped: a constrained small model can otherwise pad until the context ends."""
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRequest:
+    """Everything a runtime needs to produce the model's next turn."""
+
+    messages: Sequence[Message]
+    tools: Sequence[ToolSpec] = ()
+    tool_choice: ToolChoice = "auto"
+    output_schema: Mapping[str, Any] | None = None
+    """JSON Schema the final answer must satisfy, or None for free text."""
+    sampling: Sampling = field(default_factory=Sampling)
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tool names must be unique, got {names}")
+        if self.tool_choice not in ("auto", "required", "none") and self.tool_choice not in names:
+            raise ValueError(
+                f"tool_choice {self.tool_choice!r} is neither auto, required, none nor an offered tool ({names})"
+            )
+        if self.tool_choice in ("required",) and not self.tools:
+            raise ValueError("tool_choice 'required' needs at least one tool")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Usage:
+    """Token counts. Add them up with `+`."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens served from the engine's prefix cache."""
+    requests: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            requests=self.requests + other.requests,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelResponse:
+    """The model's turn and what it cost."""
+
+    message: AssistantMessage
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: FinishReason = "stop"
+    raw_text: str = ""
+    """The model's text before parsing, for the trajectory."""
+    timings: Mapping[str, float] = field(default_factory=dict)
+    """Seconds spent, e.g. `{"total": 1.2}`; keys are runtime-specific."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """Runtime-specific facts worth keeping with the step (e.g. `grammar_hash`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeInfo:
+    """What a runtime is and can do."""
+
+    name: str
+    """Runtime kind, e.g. `vllm`, `scripted`."""
+    model: str
+    """The model's id."""
+    dialect: str = "json"
+    """How prompts are written and answers read, e.g. `gemma4`, `json`."""
+    constrained: bool = False
+    """Whether tool calls and typed answers are enforced while decoding."""
+    context_length: int | None = None
+    uri: str | None = None
+    """The URI that selects this runtime, when it has one."""
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Where the model runs. Implement `generate` and `info`."""
+
+    @property
+    def info(self) -> RuntimeInfo: ...
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        """Produce the model's next turn for `request`."""
+        ...

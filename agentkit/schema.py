@@ -1,0 +1,175 @@
+"""JSON Schema helpers shared by the dialects: composing, bounding, sampling.
+
+Tool schemas are written for validation (by Pydantic, after parsing). The
+schemas handed to a decoding engine are derived from them here: their `$defs`
+moved to one root so several tools can live in one schema, and unbounded
+strings and arrays given a ceiling so a small model cannot pad forever.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["bound", "example_value", "hoist_defs", "strip_titles"]
+
+
+def hoist_defs(schema: Mapping[str, Any], prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `schema` whose `$defs` are moved into `defs` under `prefix`.
+
+    References `#/$defs/X` are rewritten to `#/$defs/{prefix}X`, so the result
+    can be nested anywhere inside a schema whose root carries `defs`.
+    """
+    local = dict(schema.get("$defs", {}))
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            for key, value in node.items():
+                if key == "$defs":
+                    continue
+                if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/"):
+                    out[key] = "#/$defs/" + prefix + value.removeprefix("#/$defs/")
+                elif key in ("properties", "patternProperties") and isinstance(value, dict):
+                    out[key] = {name: rewrite(sub) for name, sub in value.items()}
+                elif key in ("default", "const", "enum", "examples"):
+                    out[key] = value  # values, not schemas
+                else:
+                    out[key] = rewrite(value)
+            return out
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    for name, definition in local.items():
+        defs[prefix + name] = rewrite(definition)
+    result: dict[str, Any] = rewrite(dict(schema))
+    return result
+
+
+def bound(schema: Any, *, max_string: int, max_items: int) -> Any:
+    """A copy of `schema` with a `maxLength` on every free string and a `maxItems` on every array.
+
+    Strings already bounded, or pinned by `enum`, `const`, `pattern` or
+    `format`, are left alone.
+    """
+    node = copy.deepcopy(schema)
+
+    def visit(n: Any) -> None:
+        if isinstance(n, dict):
+            types = n.get("type")
+            type_set = set(types) if isinstance(types, list) else {types}
+            pinned = any(k in n for k in ("enum", "const", "pattern", "format"))
+            if "string" in type_set and "maxLength" not in n and not pinned:
+                n["maxLength"] = max(max_string, int(n.get("minLength", 0)))
+            if "array" in type_set and "maxItems" not in n:
+                n["maxItems"] = max(max_items, int(n.get("minItems", 0)))
+            for key, value in n.items():
+                if key in ("properties", "$defs", "patternProperties") and isinstance(value, dict):
+                    for sub in value.values():
+                        visit(sub)
+                elif key not in ("enum", "const", "default", "examples"):
+                    visit(value)
+        elif isinstance(n, list):
+            for item in n:
+                visit(item)
+
+    visit(node)
+    return node
+
+
+def example_value(
+    schema: Mapping[str, Any], root: Mapping[str, Any] | None = None, key: str = "", depth: int = 0
+) -> Any:
+    """A small value valid under `schema`, for worked examples in prompts.
+
+    Prefers what the schema itself offers (`examples`, `default`, `const`,
+    `enum`); otherwise builds the simplest value of the type within its
+    bounds. Objects get their required properties (all of them when the
+    schema lists none); past a few levels of nesting, arrays that may be
+    empty are, so recursive models end. A `pattern` is not honoured: give such
+    a tool `examples`.
+    """
+    root = root if root is not None else schema
+    if "$ref" in schema:
+        target: Any = root
+        for part in str(schema["$ref"]).removeprefix("#/").split("/"):
+            target = target[part]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return example_value(merged, root, key, depth)
+    for offered in ("examples", "enum"):
+        if isinstance(schema.get(offered), list) and schema[offered]:
+            return schema[offered][0]
+    if "const" in schema:
+        return schema["const"]
+    if "default" in schema:
+        return schema["default"]
+    for combo in ("anyOf", "oneOf"):
+        if combo in schema:
+            options = [o for o in schema[combo] if o.get("type") != "null"] or schema[combo]
+            return example_value(options[0], root, key, depth)
+    if schema.get("allOf"):
+        return example_value(schema["allOf"][0], root, key, depth)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "string":
+        text = key.replace("_", " ") or "text"
+        text = text.ljust(int(schema.get("minLength", 0)), "x")
+        return text[: int(schema["maxLength"])] if "maxLength" in schema else text
+    if kind in ("integer", "number"):
+        return _example_number(schema, integer=kind == "integer")
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    if kind == "array":
+        prefix = [example_value(item, root, key, depth + 1) for item in schema.get("prefixItems", [])]
+        minimum = int(schema.get("minItems", 0))
+        count = max(minimum, 0 if depth >= 3 else 1) - len(prefix)
+        if count <= 0 or schema.get("items") is False:
+            return prefix
+        items = schema.get("items", {"type": "string"})
+        return prefix + [example_value(items, root, key, depth + 1) for _ in range(count)]
+    properties = schema.get("properties", {})
+    required = schema.get("required", list(properties))
+    return {name: example_value(properties[name], root, name, depth + 1) for name in required if name in properties}
+
+
+def _example_number(schema: Mapping[str, Any], *, integer: bool) -> int | float:
+    """The smallest "nice" number within the schema's bounds (3 if unbounded)."""
+    step = schema.get("multipleOf", 1 if integer else 0.5)
+    low = schema.get("minimum", schema.get("exclusiveMinimum", None))
+    high = schema.get("maximum", schema.get("exclusiveMaximum", None))
+    value: float = 3 if low is None else low
+    if high is not None and value > high:
+        value = high
+    value = math.ceil(value / step) * step
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        value += step
+    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
+        value -= step
+    if "maximum" in schema and value > schema["maximum"]:
+        value -= step
+    return int(value) if integer else float(value)
+
+
+def strip_titles(schema: Any) -> Any:
+    """Drop pydantic's generated `title`s: noise to a model, never a constraint."""
+    if isinstance(schema, dict):
+        out: dict[str, Any] = {}
+        for key, value in schema.items():
+            if key == "title" and isinstance(value, str):
+                continue
+            if key in ("properties", "$defs") and isinstance(value, dict):
+                out[key] = {name: strip_titles(sub) for name, sub in value.items()}
+            elif key in ("default", "const", "enum", "examples"):
+                out[key] = value  # values, not schemas: a "title" in them is data
+            else:
+                out[key] = strip_titles(value)
+        return out
+    if isinstance(schema, list):
+        return [strip_titles(item) for item in schema]
+    return schema

@@ -1,0 +1,515 @@
+"""What a tool is: a typed function or a Pydantic class the model may call.
+
+Two forms, one result: both produce a `ToolSpec` (name, description, JSON Schema
+of the arguments and of the result) and an executable `BoundTool`.
+
+A function (sync or async), its description and per-argument descriptions
+taken from the Google-style docstring:
+
+    @tool
+    def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> str:
+        '''Get the current weather for a city.
+
+        Args:
+            city: The city's name, e.g. "Paris".
+            unit: The temperature unit.
+        '''
+
+A class, whose fields are the arguments:
+
+    class Search(Tool):
+        '''Search the documentation.'''
+
+        query: str
+        '''What to look for.'''
+
+        def run(self) -> list[str]: ...
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
+
+import docstring_parser
+import jsonschema
+import pydantic
+import pydantic_core
+from pydantic.alias_generators import to_snake
+
+from agentkit.errors import ToolArgumentsError, ToolDefinitionError
+from agentkit.schema import strip_titles
+
+__all__ = ["BoundTool", "Tool", "ToolOptions", "ToolSpec", "as_tool", "to_json_value", "tool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolSpec:
+    """What the model is told about a tool."""
+
+    name: str
+    """The name the model calls it by: letters, digits and `_`."""
+    description: str
+    """What the tool does, from the docstring."""
+    parameters: Mapping[str, Any]
+    """JSON Schema (2020-12) of the arguments object."""
+    result: Mapping[str, Any] | None = None
+    """JSON Schema of the result, when the tool declares a return type."""
+    examples: tuple[Mapping[str, Any], ...] = ()
+    """Example argument objects, used to write worked examples for small models."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolOptions:
+    """How the executor runs a tool."""
+
+    retries: int = 0
+    """Extra attempts after the tool raises (only worth it for transient failures)."""
+    timeout: float | None = None
+    """Seconds the tool may run; past that its call fails with a timeout result."""
+    requires_approval: bool = False
+    """Ask the agent's `approve` callback before each call."""
+    idempotent: bool = True
+    """Safe to run again with the same arguments (matters when a run is resumed)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BoundTool:
+    """A tool ready to run: its spec, its options, and how to validate and call it."""
+
+    spec: ToolSpec
+    options: ToolOptions
+    validate: Callable[[Mapping[str, Any]], Callable[[], Any]]
+    """Checks the arguments and returns a zero-argument callable that runs the tool."""
+    is_async: bool
+    """The callable returns an awaitable (run on the event loop, not in a thread)."""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+# --- schema helpers -----------------------------------------------------------------
+
+
+def _check_schema(owner: str, schema: Mapping[str, Any]) -> None:
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:  # pragma: no cover - pydantic emits valid schemas
+        raise ToolDefinitionError(f"{owner}: generated an invalid JSON Schema: {exc.message}") from exc
+
+
+def _check_name(owner: str, name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ToolDefinitionError(
+            f"{owner}: tool name {name!r} must be 1-64 letters, digits or '_' and not start "
+            "with a digit (the model writes it inside its call syntax)"
+        )
+    return name
+
+
+def _options(
+    owner: str, *, retries: int, timeout: float | None, requires_approval: bool, idempotent: bool
+) -> ToolOptions:
+    if not isinstance(retries, int) or retries < 0:
+        raise ToolDefinitionError(f"{owner}: retries must be a whole number >= 0, got {retries!r}")
+    if timeout is not None and not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise ToolDefinitionError(f"{owner}: timeout must be a finite number of seconds > 0, got {timeout!r}")
+    return ToolOptions(retries=retries, timeout=timeout, requires_approval=requires_approval, idempotent=idempotent)
+
+
+def _describe(doc: str | None) -> tuple[str, dict[str, str]]:
+    """The description and the per-argument descriptions of a Google-style docstring."""
+    if not doc:
+        return "", {}
+    parsed = docstring_parser.parse(inspect.cleandoc(doc), style=docstring_parser.DocstringStyle.GOOGLE)
+    params = {p.arg_name: (p.description or "").strip() for p in parsed.params}
+    return (parsed.description or "").strip(), params
+
+
+def to_json_value(value: Any) -> Any:
+    """Serialise a tool's return value to JSON-compatible data.
+
+    Strings stay strings; Pydantic models, dataclasses, enums, dates and
+    containers of them become plain JSON values.
+
+    Raises:
+        TypeError: the value has no JSON form.
+    """
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+
+    def refuse(item: Any) -> Any:
+        raise TypeError(
+            f"cannot serialise a {type(item).__name__} to JSON; return a str, a dict, a "
+            "list, a dataclass or a Pydantic model"
+        )
+
+    return pydantic_core.to_jsonable_python(value, fallback=refuse)
+
+
+def _format_validation_error(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+# --- the function form --------------------------------------------------------------
+
+
+class FunctionTool(Generic[P, R]):
+    """A function turned into a tool by `@tool`. Still callable as the function.
+
+    Used on a method (an `Agent`'s, say), it binds to the instance like a method
+    does, and the bound tool leaves `self` out of its schema.
+    """
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        options: ToolOptions,
+        examples: tuple[Mapping[str, Any], ...] = (),
+    ) -> None:
+        self.func = func
+        self.options = options
+        owner = f"tool {getattr(func, '__qualname__', func)!r}"
+        self._owner = owner
+        sig = inspect.signature(func)
+        params = list(sig.parameters.values())
+        # A function defined in a class body takes `self` first: bind it later.
+        self.is_method = (
+            bool(params) and params[0].name in ("self", "cls") and (params[0].annotation is inspect.Parameter.empty)
+        )
+        if self.is_method:
+            params = params[1:]
+        try:
+            hints = typing.get_type_hints(func, include_extras=True)
+        except Exception as exc:
+            raise ToolDefinitionError(f"{owner}: cannot resolve its type hints: {exc}") from exc
+
+        doc_description, arg_docs = _describe(func.__doc__)
+        fields: dict[str, Any] = {}
+        for param in params:
+            where = f"{owner}, parameter {param.name!r}"
+            if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                raise ToolDefinitionError(
+                    f"{where}: *args and **kwargs cannot be described to a model; declare each argument with a type"
+                )
+            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+                raise ToolDefinitionError(f"{where}: positional-only parameters are not supported")
+            if param.name not in hints:
+                raise ToolDefinitionError(f"{where}: add a type annotation (the schema is built from it)")
+            annotation = hints[param.name]
+            try:
+                pydantic.TypeAdapter(annotation).json_schema()
+            except Exception as exc:
+                raise ToolDefinitionError(
+                    f"{where}: type {annotation!r} has no JSON Schema ({exc}); use str, int, float, "
+                    "bool, Literal, Enum, Optional, list, dict or a Pydantic model"
+                ) from exc
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            extra: dict[str, Any] = {}
+            if arg_docs.get(param.name):
+                extra["description"] = arg_docs[param.name]
+            # Internal field names, the parameter's name as the alias: a parameter
+            # may then be called `json`, `schema` or `_private` without clashing
+            # with BaseModel's own attributes.
+            fields[f"p{len(fields)}"] = (annotation, pydantic.Field(default, alias=param.name, **extra))
+
+        self._is_async = inspect.iscoroutinefunction(func)
+        tool_name = _check_name(owner, func.__name__ if name is None else name)
+        try:
+            self.args_model: type[pydantic.BaseModel] = pydantic.create_model(
+                f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+            )
+            parameters = strip_titles(self.args_model.model_json_schema(by_alias=True))
+        except (pydantic.PydanticUserError, TypeError, ValueError) as exc:
+            raise ToolDefinitionError(f"{owner}: its arguments cannot be described: {exc}") from exc
+        _check_schema(owner, parameters)
+
+        result_schema: dict[str, Any] | None = None
+        returns = hints.get("return", inspect.Parameter.empty)
+        if returns not in (inspect.Parameter.empty, None, type(None), Any):
+            try:
+                result_schema = strip_titles(pydantic.TypeAdapter(returns).json_schema())
+            except Exception as exc:
+                raise ToolDefinitionError(
+                    f"{owner}: return type {returns!r} has no JSON Schema ({exc}); return a str, a "
+                    "dict, a list, a dataclass or a Pydantic model"
+                ) from exc
+
+        self.spec = ToolSpec(
+            name=tool_name,
+            description=(description if description is not None else doc_description),
+            parameters=parameters,
+            result=result_schema,
+            examples=tuple(self._checked_examples(examples)),
+        )
+        self.__wrapped__ = func
+        self.__doc__ = func.__doc__
+        self.__name__ = getattr(func, "__name__", tool_name)
+
+    def _checked_examples(self, examples: tuple[Mapping[str, Any], ...]) -> list[dict[str, Any]]:
+        out = []
+        for example in examples:
+            try:
+                self.args_model.model_validate(example)
+            except pydantic.ValidationError as exc:
+                raise ToolDefinitionError(
+                    f"{self._owner}: example {example!r} does not fit the arguments: {_format_validation_error(exc)}"
+                ) from exc
+            out.append(dict(example))
+        return out
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(*args, **kwargs)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None or not self.is_method:
+            return self
+        return _BoundMethodTool(self, instance)
+
+    def bind(self, instance: Any = None) -> BoundTool:
+        """The executable form; `instance` is `self` for a method tool."""
+        if self.is_method and instance is None:
+            raise ToolDefinitionError(
+                f"{self._owner} is a method: use it through an instance (e.g. an Agent's @tool method)"
+            )
+        func: Callable[..., Any] = self.func
+        model = self.args_model
+        field_names = tuple((key, f.alias or key) for key, f in model.model_fields.items())
+        name = self.spec.name
+
+        def validate(arguments: Mapping[str, Any]) -> Callable[[], Any]:
+            try:
+                parsed = model.model_validate(arguments)
+            except pydantic.ValidationError as exc:
+                raise ToolArgumentsError(name, _format_validation_error(exc)) from exc
+            kwargs = {alias: getattr(parsed, key) for key, alias in field_names}
+            if instance is not None:
+                return lambda: func(instance, **kwargs)
+            return lambda: func(**kwargs)
+
+        return BoundTool(spec=self.spec, options=self.options, validate=validate, is_async=self._is_async)
+
+    def __repr__(self) -> str:
+        return f"<tool {self.spec.name}>"
+
+
+class _BoundMethodTool:
+    """A method tool read from an instance: callable like the bound method."""
+
+    def __init__(self, tool: FunctionTool[Any, Any], instance: Any) -> None:
+        self.tool = tool
+        self.instance = instance
+        self.spec = tool.spec
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.tool.func(self.instance, *args, **kwargs)
+
+    def bind(self) -> BoundTool:
+        return self.tool.bind(self.instance)
+
+    def __repr__(self) -> str:
+        return f"<tool {self.spec.name} of {type(self.instance).__name__}>"
+
+
+@overload
+def tool(func: Callable[P, R], /) -> FunctionTool[P, R]: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    retries: int = 0,
+    timeout: float | None = None,
+    requires_approval: bool = False,
+    idempotent: bool = True,
+    examples: list[Mapping[str, Any]] | None = None,
+) -> Callable[[Callable[P, R]], FunctionTool[P, R]]: ...
+
+
+def tool(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    retries: int = 0,
+    timeout: float | None = None,
+    requires_approval: bool = False,
+    idempotent: bool = True,
+    examples: list[Mapping[str, Any]] | None = None,
+) -> FunctionTool[P, R] | Callable[[Callable[P, R]], FunctionTool[P, R]]:
+    """Turn a typed function (or an agent's method) into a tool.
+
+    Use bare (`@tool`) or with options (`@tool(timeout=5, retries=2)`).
+
+    Args:
+        func: The function; its type hints become the argument schema and its
+            Google-style docstring the descriptions.
+        name: The name the model sees (default: the function's name).
+        description: Overrides the docstring's description.
+        retries: Extra attempts when the tool raises.
+        timeout: Seconds before a call fails with a timeout result.
+        requires_approval: Ask the agent's `approve` callback before each call.
+        idempotent: Safe to run twice with the same arguments.
+        examples: Example argument objects (validated now), used to write
+            worked examples for small models.
+
+    Raises:
+        ToolDefinitionError: the signature cannot be described as a JSON Schema
+            (`*args`, a missing annotation, a type with no schema, a bad name).
+    """
+
+    def decorate(f: Callable[P, R]) -> FunctionTool[P, R]:
+        owner = f"tool {getattr(f, '__qualname__', f)!r}"
+        options = _options(
+            owner, retries=retries, timeout=timeout, requires_approval=requires_approval, idempotent=idempotent
+        )
+        return FunctionTool(f, name=name, description=description, options=options, examples=tuple(examples or ()))
+
+    return decorate if func is None else decorate(func)
+
+
+# --- the class form -----------------------------------------------------------------
+
+
+class Tool(pydantic.BaseModel):
+    """Base class of tools written as classes: the fields are the arguments.
+
+    Subclass it, declare typed fields (documented by a docstring under each, or
+    `Field(description=...)`) and implement `run` (sync or async). Class
+    variables set the options: `name` (default: the class name in snake_case),
+    `retries`, `timeout`, `requires_approval`, `idempotent`, `examples`.
+
+    Example:
+        class Add(Tool):
+            '''Add two numbers.'''
+
+            a: float
+            '''The first number.'''
+            b: float
+            '''The second number.'''
+
+            def run(self) -> float:
+                return self.a + self.b
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+    name: ClassVar[str | None] = None
+    retries: ClassVar[int] = 0
+    timeout: ClassVar[float | None] = None
+    requires_approval: ClassVar[bool] = False
+    idempotent: ClassVar[bool] = True
+    examples: ClassVar[tuple[Mapping[str, Any], ...]] = ()
+
+    def run(self) -> Any:
+        """Do the work. Override this (it may be `async def`)."""
+        raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")
+
+    @classmethod
+    def spec(cls) -> ToolSpec:
+        """The tool's spec, built once per class."""
+        cached = cls.__dict__.get("_agentkit_spec")
+        if isinstance(cached, ToolSpec):
+            return cached
+        owner = f"tool class {cls.__qualname__!r}"
+        if cls.run is Tool.run:
+            raise ToolDefinitionError(f"{owner}: implement run()")
+        description, _ = _describe(cls.__doc__)
+        parameters = strip_titles(cls.model_json_schema())
+        parameters.pop("description", None)
+        _check_schema(owner, parameters)
+        result = None
+        returns = typing.get_type_hints(cls.run).get("return")
+        if returns not in (None, type(None), Any):
+            try:
+                result = strip_titles(pydantic.TypeAdapter(returns).json_schema())
+            except Exception as exc:
+                raise ToolDefinitionError(f"{owner}: return type {returns!r} has no JSON Schema ({exc})") from exc
+        for example in cls.examples:
+            try:
+                cls.model_validate(example)
+            except pydantic.ValidationError as exc:
+                raise ToolDefinitionError(
+                    f"{owner}: example {example!r} does not fit: {_format_validation_error(exc)}"
+                ) from exc
+        spec = ToolSpec(
+            name=_check_name(owner, to_snake(cls.__name__) if cls.name is None else cls.name),
+            description=description,
+            parameters=parameters,
+            result=result,
+            examples=tuple(dict(e) for e in cls.examples),
+        )
+        setattr(cls, "_agentkit_spec", spec)  # noqa: B010 - a ClassVar cache pydantic must not see
+        return spec
+
+    @classmethod
+    def bind(cls) -> BoundTool:
+        """The executable form of this tool class."""
+        spec = cls.spec()
+        name = spec.name
+
+        def validate(arguments: Mapping[str, Any]) -> Callable[[], Any]:
+            try:
+                instance = cls.model_validate(arguments)
+            except pydantic.ValidationError as exc:
+                raise ToolArgumentsError(name, _format_validation_error(exc)) from exc
+            return instance.run
+
+        options = _options(
+            f"tool class {cls.__qualname__!r}",
+            retries=cls.retries,
+            timeout=cls.timeout,
+            requires_approval=cls.requires_approval,
+            idempotent=cls.idempotent,
+        )
+        return BoundTool(spec=spec, options=options, validate=validate, is_async=inspect.iscoroutinefunction(cls.run))
+
+
+ToolLike = FunctionTool[Any, Any] | _BoundMethodTool | type[Tool] | Callable[..., Any] | BoundTool
+"""What an agent's `tools` list may hold."""
+
+
+def as_tool(obj: Any) -> BoundTool:
+    """Normalise anything an agent accepts as a tool into a `BoundTool`.
+
+    Accepts a `@tool` function, a `Tool` subclass, an instance's `@tool`
+    method, a `BoundTool`, or a plain typed function (wrapped as if decorated).
+
+    Raises:
+        ToolDefinitionError: `obj` is none of those, or cannot be described.
+    """
+    if isinstance(obj, BoundTool):
+        return obj
+    if isinstance(obj, FunctionTool | _BoundMethodTool):
+        return obj.bind()
+    if isinstance(obj, type) and issubclass(obj, Tool):
+        return obj.bind()
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        return FunctionTool(obj, options=ToolOptions()).bind(None)
+    raise ToolDefinitionError(f"{obj!r} is not a tool: pass a @tool function, a Tool subclass or a typed function")
+
+
+def is_awaitable_result(value: Any) -> typing.TypeGuard[Awaitable[Any]]:
+    """Whether a tool's return value must be awaited (an async `run`, say)."""
+    return inspect.isawaitable(value)

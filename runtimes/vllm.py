@@ -1,0 +1,346 @@
+"""`VLLMEngine`: vLLM in this process, decoding under agentkit's constraints.
+
+    engine = VLLMEngine("default")          # the embedded model, runs on a CPU
+    engine = VLLMEngine("gemma-4-26b-a4b")  # a preset (HF id + engine args)
+    engine = VLLMEngine("/models/my-gemma", dialect="json")
+
+The engine starts on first use (about a minute on a CPU) and is shared by every
+agent that uses this object; concurrent requests are batched by vLLM. It lives
+on a private event loop in a background thread, so it serves `Agent.run()`
+(which makes a fresh loop per call), `await agent.arun()` and several threads
+alike. Call `close()` (or use it as a context manager) to stop it.
+
+vLLM scripts start the engine core in a subprocess: keep the code that builds
+an agent under `if __name__ == "__main__":` in scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import copy
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentkit.dialect import Dialect, get_dialect
+from agentkit.errors import RuntimeUnavailable
+from agentkit.runtime import FinishReason, ModelRequest, ModelResponse, RuntimeInfo, Usage
+
+__all__ = ["PRESETS", "Preset", "VLLMEngine"]
+
+log = logging.getLogger("agentkit.vllm")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preset:
+    """A named model with the engine arguments it runs well with."""
+
+    model: str
+    """Hugging Face id or local path; `embedded` is the packaged default model."""
+    dialect: str
+    dialect_options: Mapping[str, Any] = field(default_factory=dict)
+    engine_args: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+# Gemma 4 presets: text-only by default (no image/audio encoders profiled or
+# cached), context trimmed to what one GPU holds comfortably. The native
+# `gemma4` dialect replaces `json` here once it lands.
+_GEMMA4_TEXT = {"limit_mm_per_prompt": {"image": 0, "audio": 0, "video": 0}}
+PRESETS: dict[str, Preset] = {
+    "default": Preset(
+        model="embedded",
+        dialect="json",
+        # The embedded model is a tiny *base* model that knows Gemma 3's turn
+        # markers: worked examples are what make it follow the protocol.
+        dialect_options={"turns": "gemma3", "examples": 2, "max_string": 80},
+        engine_args={"max_model_len": 4096, "max_num_seqs": 16},
+        description="Gemma 3 270M (pretrained), packaged; runs on a CPU",
+    ),
+    "gemma-4-e2b": Preset(
+        model="google/gemma-4-E2B-it",
+        dialect="json",
+        dialect_options={"turns": "gemma4"},
+        engine_args={"max_model_len": 32768, **_GEMMA4_TEXT},
+        description="Gemma 4 E2B instruction-tuned (edge, ~2B effective)",
+    ),
+    "gemma-4-e4b": Preset(
+        model="google/gemma-4-E4B-it",
+        dialect="json",
+        dialect_options={"turns": "gemma4"},
+        engine_args={"max_model_len": 32768, **_GEMMA4_TEXT},
+        description="Gemma 4 E4B instruction-tuned (edge, ~4B effective)",
+    ),
+    "gemma-4-26b-a4b": Preset(
+        model="google/gemma-4-26B-A4B-it",
+        dialect="json",
+        dialect_options={"turns": "gemma4"},
+        engine_args={"max_model_len": 65536, "kv_cache_dtype": "fp8", "enable_expert_parallel": False, **_GEMMA4_TEXT},
+        description="Gemma 4 26B A4B mixture of experts (~4B active); one 80 GB GPU",
+    ),
+    "gemma-4-31b": Preset(
+        model="google/gemma-4-31B-it",
+        dialect="json",
+        dialect_options={"turns": "gemma4"},
+        engine_args={"max_model_len": 32768, "kv_cache_dtype": "fp8", **_GEMMA4_TEXT},
+        description="Gemma 4 31B dense; one 80 GB GPU",
+    ),
+}
+
+# What a 2-core, 24 GiB machine with no GPU needs: the CPU backend reserves
+# `gpu_memory_utilization` of NUMA node 0's memory (the default 0.92 refuses
+# to start), and compiling graphs costs minutes for no gain at this size.
+_CPU_ENGINE_ARGS: dict[str, Any] = {"gpu_memory_utilization": 0.3, "enforce_eager": True, "dtype": "bfloat16"}
+
+
+def _import_vllm() -> Any:
+    # vLLM logs a great deal at INFO; agentkit users see its warnings unless they ask.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    try:
+        import vllm
+    except ImportError as exc:
+        raise RuntimeUnavailable(
+            "vLLM is not installed. On a CPU machine install agentkit's cpu extra "
+            "(`pip install 'agentkit[cpu]'`, or `make install` in a checkout); on an NVIDIA "
+            "GPU install the vllm extra (`pip install 'agentkit[vllm]'`)"
+        ) from exc
+    return vllm
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+class _Engine:
+    """One running vLLM engine on its own event loop thread; shared by variants."""
+
+    def __init__(self, model: Path | str | None, args: Mapping[str, Any]) -> None:
+        self.model = model  # None: the embedded model, prepared on start
+        self.args = dict(args)
+        self.engine: Any = None
+        self.tokenizer: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+        self.start_error: BaseException | None = None
+
+    def start(self) -> None:
+        with self.lock:
+            if self.engine is not None:
+                return
+            if self.start_error is not None:
+                raise RuntimeUnavailable(f"the vLLM engine failed to start earlier: {self.start_error}")
+            vllm = _import_vllm()
+            model_path = self.model if self.model is not None else _embedded_model()
+            args = {**(_CPU_ENGINE_ARGS if _on_cpu() else {}), **self.args}
+            args.setdefault("disable_log_stats", True)
+            # vLLM 0.32 reads `disable_any_whitespace` from the engine-wide config
+            # only (its xgrammar backend ignores the per-request flag), and
+            # agentkit's JSON constraints are meant to be compact.
+            args.setdefault("structured_outputs_config", {"backend": "xgrammar", "disable_any_whitespace": True})
+            started = time.monotonic()
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="agentkit-vllm", daemon=True)
+            thread.start()
+
+            async def build() -> Any:
+                return vllm.AsyncLLMEngine.from_engine_args(vllm.AsyncEngineArgs(model=str(model_path), **args))
+
+            try:
+                self.engine = asyncio.run_coroutine_threadsafe(build(), loop).result()
+                self.tokenizer = self.engine.get_tokenizer()
+            except BaseException as exc:
+                self.start_error = exc
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout=5)
+                loop.close()
+                raise RuntimeUnavailable(f"the vLLM engine could not start for {model_path}: {exc}") from exc
+            self.loop, self.thread = loop, thread
+            atexit.register(self.close)
+            log.info("vLLM engine for %s ready in %.0f s", model_path, time.monotonic() - started)
+
+    def close(self) -> None:
+        engine, loop, thread = self.engine, self.loop, self.thread
+        self.engine = self.loop = self.thread = None
+        if engine is None or loop is None or thread is None:
+            return
+
+        async def shutdown() -> None:
+            engine.shutdown()
+            # vLLM's output handler tasks live on this loop: end them before it stops.
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=60)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            if not thread.is_alive():
+                loop.close()
+
+    async def submit(self, prompt: Any, params: Any) -> Any:
+        """Run one request on the engine's loop; awaitable from any loop."""
+        engine, loop = self.engine, self.loop
+        if engine is None or loop is None:
+            raise RuntimeUnavailable("the vLLM engine is closed")
+
+        async def run() -> Any:
+            final = None
+            async for out in engine.generate(prompt, params, request_id=uuid.uuid4().hex):
+                final = out
+            return final
+
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), loop)
+        return await asyncio.wrap_future(future)
+
+
+def _embedded_model() -> Path:
+    from agentkit.runtimes import embedded
+
+    if not embedded.is_prepared():
+        log.warning("preparing the embedded model into %s (once, about a minute)", embedded.model_dir())
+    return embedded.prepare(quiet=True)
+
+
+class VLLMEngine:
+    """The in-process vLLM runtime.
+
+    Args:
+        model: A preset name (`default`, `gemma-4-e2b`, `gemma-4-e4b`,
+            `gemma-4-26b-a4b`, `gemma-4-31b`), a Hugging Face id or a local path.
+        dialect: Overrides the preset's dialect (a name or a `Dialect`).
+        constrained: Enforce the dialect's constraint while decoding (default on).
+        engine_args: Extra `vllm.AsyncEngineArgs`, over the preset's.
+    """
+
+    def __init__(
+        self,
+        model: str = "default",
+        *,
+        dialect: str | Dialect | None = None,
+        constrained: bool = True,
+        engine_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        name = model.removeprefix("vllm:")
+        preset = PRESETS.get(name) or Preset(model=name, dialect="json", dialect_options={"turns": "gemma4"})
+        self.preset = preset
+        self.engine_args = {**preset.engine_args, **(engine_args or {})}
+        self._core = _Engine(None if preset.model == "embedded" else preset.model, self.engine_args)
+        self._uri = f"vllm:{name}"
+        self._configure(dialect, constrained)
+
+    def _configure(self, dialect: str | Dialect | None, constrained: bool) -> None:
+        preset = self.preset
+        if dialect is None:
+            self.dialect: Dialect = get_dialect(preset.dialect, **preset.dialect_options)
+        elif isinstance(dialect, str):
+            options = preset.dialect_options if dialect == preset.dialect else {}
+            self.dialect = get_dialect(dialect, **options)
+        else:
+            self.dialect = dialect
+        self.constrained = constrained
+        self._info = RuntimeInfo(
+            name="vllm",
+            model=preset.model if preset.model != "embedded" else "gemma-3-270m (embedded)",
+            dialect=self.dialect.name,
+            constrained=constrained,
+            context_length=self.engine_args.get("max_model_len"),
+            uri=self._uri,
+        )
+
+    def variant(self, *, dialect: str | Dialect | None = None, constrained: bool | None = None) -> VLLMEngine:
+        """This runtime with another dialect or constraint setting, on the same engine.
+
+        No second engine starts: both runtimes share one model and one KV
+        cache, so comparing, say, constrained and free decoding costs nothing.
+        """
+        twin = copy.copy(self)
+        twin._configure(dialect or self.dialect, self.constrained if constrained is None else constrained)
+        return twin
+
+    @property
+    def info(self) -> RuntimeInfo:
+        return self._info
+
+    @property
+    def tokenizer(self) -> Any:
+        """The engine's tokenizer (starts the engine if needed)."""
+        self.start()
+        return self._core.tokenizer
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the engine now (it otherwise starts on the first request). Blocking."""
+        self._core.start()
+
+    def close(self) -> None:
+        """Stop the engine (for every variant of it). Safe to call twice."""
+        self._core.close()
+
+    def __enter__(self) -> VLLMEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- generation ------------------------------------------------------------------
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        if self._core.engine is None:
+            await asyncio.to_thread(self.start)
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.sampling_params import StructuredOutputsParams
+
+        started = time.monotonic()
+        prompt = self.dialect.render(request)
+        # The dialect writes <bos> itself: adding special tokens would double it.
+        token_ids = self._core.tokenizer.encode(prompt, add_special_tokens=False)
+        structured = None
+        grammar_hash = None
+        if self.constrained:
+            constraint = self.dialect.constraint(request)
+            if constraint is not None:
+                grammar_hash = constraint.digest
+                structured = StructuredOutputsParams(**{constraint.kind: constraint.value})
+        sampling = request.sampling
+        params = SamplingParams(
+            temperature=sampling.temperature,
+            max_tokens=sampling.max_tokens,
+            seed=sampling.seed,
+            stop=list(self.dialect.stop() + sampling.stop),
+            structured_outputs=structured,
+        )
+        output = await self._core.submit(TokensPrompt(prompt_token_ids=token_ids), params)
+        completion = output.outputs[0]
+        text = completion.text
+        message = self.dialect.parse(text, request)
+        finish: FinishReason = (
+            "tool_calls" if message.tool_calls else ("length" if completion.finish_reason == "length" else "stop")
+        )
+        return ModelResponse(
+            message=message,
+            usage=Usage(
+                prompt_tokens=len(token_ids),
+                completion_tokens=len(completion.token_ids),
+                cached_tokens=int(output.num_cached_tokens or 0),
+                requests=1,
+            ),
+            finish_reason=finish,
+            raw_text=text,
+            timings={"total": time.monotonic() - started},
+            metadata={"grammar_hash": grammar_hash} if grammar_hash else {},
+        )

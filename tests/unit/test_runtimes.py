@@ -1,0 +1,89 @@
+"""Runtime selection by URI, the Runtime protocol, and what `import agentkit` loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentkit import Agent, ModelRequest, Runtime, RuntimeUnavailable, UserMessage
+from agentkit.runtimes import ScriptedRuntime, resolve
+
+
+def test_import_agentkit_stays_light() -> None:
+    code = (
+        "import sys, agentkit, agentkit.runtimes, agentkit.tools;"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'vllm', 'torch', 'transformers', 'xgrammar', 'numpy', 'opentelemetry'});"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"import agentkit loaded: {out.stdout}"
+
+
+def test_scripted_uri(tmp_path: Path) -> None:
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps(["hello"]))
+    runtime = resolve(f"scripted:{script}")
+    assert isinstance(runtime, ScriptedRuntime)
+    assert isinstance(runtime, Runtime)
+    assert Agent(runtime=f"scripted:{script}").run("x").output == "hello"
+
+
+def test_agentkit_runtime_variable_picks_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps(["from the environment"]))
+    monkeypatch.setenv("AGENTKIT_RUNTIME", f"scripted:{script}")
+    assert Agent().run("x").output == "from the environment"
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [("default", "SCHEME:VALUE"), ("vllm:", "SCHEME:VALUE"), ("ftp:thing", "unknown runtime scheme 'ftp'")],
+)
+def test_bad_uris(uri: str, message: str) -> None:
+    with pytest.raises(RuntimeUnavailable, match=message):
+        resolve(uri)
+
+
+def test_vllm_uris_share_one_engine_per_model() -> None:
+    # Building a VLLMEngine does not start it: no model is loaded here.
+    assert resolve("vllm:default") is resolve("vllm:default")
+    assert resolve("vllm:default") is not resolve("vllm:gemma-4-e2b")
+
+
+def test_a_missing_vllm_says_which_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentkit.runtimes.vllm import VLLMEngine
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
+    engine = VLLMEngine("default")
+    with pytest.raises(RuntimeUnavailable, match=r"agentkit\[cpu\].*agentkit\[vllm\]"):
+        engine.start()
+    request = ModelRequest(messages=[UserMessage(text="x")])
+    import asyncio
+
+    with pytest.raises(RuntimeUnavailable, match="vLLM is not installed"):
+        asyncio.run(engine.generate(request))
+
+
+def test_presets_name_the_gemma_4_models() -> None:
+    from agentkit.runtimes.vllm import PRESETS, VLLMEngine
+
+    assert PRESETS["gemma-4-26b-a4b"].model == "google/gemma-4-26B-A4B-it"
+    assert PRESETS["gemma-4-31b"].model == "google/gemma-4-31B-it"
+    assert {"gemma-4-e2b", "gemma-4-e4b", "default"} <= set(PRESETS)
+    engine = VLLMEngine("gemma-4-e4b")
+    assert engine.info.model == "google/gemma-4-E4B-it"
+    assert engine.info.uri == "vllm:gemma-4-e4b"
+    assert engine.info.constrained
+    assert engine.engine_args["limit_mm_per_prompt"] == {"image": 0, "audio": 0, "video": 0}
+
+
+def test_model_request_checks_tool_choice() -> None:
+    with pytest.raises(ValueError, match="neither auto"):
+        ModelRequest(messages=[], tool_choice="nope")
+    with pytest.raises(ValueError, match="at least one tool"):
+        ModelRequest(messages=[], tool_choice="required")

@@ -1,0 +1,119 @@
+"""ScriptedRuntime: plays its script, and refuses requests the script does not fit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from agentkit import AssistantMessage, ModelRequest, ScriptError, ToolCall, UserMessage, tool
+from agentkit.runtimes import ScriptedRuntime
+
+
+@tool
+def lookup(key: str) -> str:
+    """Looks a key up.
+
+    Args:
+        key: The key.
+    """
+    return key
+
+
+def request(tool_choice: str = "auto", tools: bool = True) -> ModelRequest:
+    return ModelRequest(
+        messages=[UserMessage(text="hi")], tools=[lookup.spec] if tools else [], tool_choice=tool_choice
+    )
+
+
+def play(runtime: ScriptedRuntime, req: ModelRequest) -> AssistantMessage:
+    return asyncio.run(runtime.generate(req)).message
+
+
+def test_turns_in_every_form() -> None:
+    runtime = ScriptedRuntime(
+        [
+            "plain text",
+            {
+                "text": "thinking aloud",
+                "thinking": "hmm",
+                "tool_calls": [{"name": "lookup", "arguments": {"key": "a"}}],
+            },
+            AssistantMessage(tool_calls=[ToolCall(name="lookup", arguments={"key": "b"}, id="mine")]),
+        ]
+    )
+    assert play(runtime, request()) == AssistantMessage(text="plain text")
+    second = play(runtime, request())
+    assert second.thinking == "hmm"
+    assert second.tool_calls == (ToolCall(name="lookup", arguments={"key": "a"}, id="call_1_0"),)
+    assert play(runtime, request()).tool_calls[0].id == "mine"
+    assert runtime.remaining == 0
+    assert len(runtime.requests) == 3
+
+
+def test_an_exhausted_script_says_so() -> None:
+    runtime = ScriptedRuntime(["only"])
+    play(runtime, request())
+    with pytest.raises(ScriptError, match="all were played"):
+        play(runtime, request())
+
+
+def test_reset_plays_again() -> None:
+    runtime = ScriptedRuntime(["one"])
+    play(runtime, request())
+    runtime.reset()
+    assert play(runtime, request()).text == "one"
+    assert len(runtime.requests) == 1
+
+
+def test_a_call_to_a_tool_not_offered_is_refused() -> None:
+    runtime = ScriptedRuntime([{"tool_calls": [{"name": "lookup", "arguments": {}}]}])
+    with pytest.raises(ScriptError, match=r"calls 'lookup', but the request offers no tools"):
+        play(runtime, request(tool_choice="none", tools=False))
+
+
+def test_a_call_when_tool_choice_is_none_is_refused() -> None:
+    runtime = ScriptedRuntime([{"tool_calls": [{"name": "lookup", "arguments": {}}]}])
+    with pytest.raises(ScriptError, match="offers no tools"):
+        play(runtime, request(tool_choice="none"))
+
+
+def test_text_where_a_call_is_required_is_refused() -> None:
+    with pytest.raises(ScriptError, match="requires a call"):
+        play(ScriptedRuntime(["words"]), request(tool_choice="required"))
+
+
+@pytest.mark.parametrize(
+    ("turn", "message"),
+    [
+        ({"txt": "typo"}, "unknown keys"),
+        ({"tool_calls": [{"arguments": {}}]}, "needs a name"),
+        ({"tool_calls": [{"name": "lookup", "arguments": [1]}]}, "must be an object"),
+        (42, "expected an AssistantMessage"),
+    ],
+)
+def test_malformed_turns_are_refused_up_front(turn: object, message: str) -> None:
+    with pytest.raises(ScriptError, match=message):
+        ScriptedRuntime([turn])  # type: ignore[list-item]
+
+
+def test_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "turns.json"
+    path.write_text(json.dumps([{"tool_calls": [{"name": "lookup", "arguments": {"key": "k"}}]}, "done"]))
+    runtime = ScriptedRuntime.from_file(path)
+    assert runtime.info.model == "turns"
+    assert play(runtime, request()).tool_calls[0].arguments == {"key": "k"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read script"), ("{not json", "not valid JSON"), ('{"a": 1}', "must hold a JSON list")],
+)
+def test_from_file_errors(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "turns.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ScriptError, match=message):
+        ScriptedRuntime.from_file(path)
