@@ -8,6 +8,7 @@ OpenTelemetry exporter is loaded until a runtime needs it.
 from agentkit.agent import Agent
 from agentkit.errors import (
     AgentkitError,
+    ContextLengthExceeded,
     MaxStepsExceeded,
     ModelOutputError,
     OutputValidationError,
@@ -30,6 +31,7 @@ __all__ = [
     "Agent",
     "AgentkitError",
     "AssistantMessage",
+    "ContextLengthExceeded",
     "MaxStepsExceeded",
     "Message",
     "ModelOutputError",

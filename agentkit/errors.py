@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentkitError",
+    "ContextLengthExceeded",
     "MaxStepsExceeded",
     "ModelOutputError",
     "OutputValidationError",
@@ -103,6 +104,10 @@ class MaxStepsExceeded(AgentkitError):
 
 class RuntimeUnavailable(AgentkitError, RuntimeError):
     """A runtime cannot be used here: a missing extra, a missing model, a bad URI."""
+
+
+class ContextLengthExceeded(AgentkitError, ValueError):
+    """The conversation no longer fits the model's context window."""
 
 
 class ScriptError(AgentkitError, AssertionError):

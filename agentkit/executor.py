@@ -88,6 +88,8 @@ class Executor:
             if tool.is_async:
                 coro = thunk()
                 return await (asyncio.wait_for(coro, options.timeout) if options.timeout else coro)
+            if options.inline:
+                return thunk()
             # Sync tools run in a thread so that other calls (and other agents
             # on this loop) go on. A thread cannot be killed: on timeout the
             # call fails and the thread finishes in the background.

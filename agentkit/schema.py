@@ -108,7 +108,8 @@ def example_value(
         return schema["default"]
     for combo in ("anyOf", "oneOf"):
         if combo in schema:
-            options = [o for o in schema[combo] if o.get("type") != "null"] or schema[combo]
+            # Deep down, take the null branch if there is one, so recursive models end.
+            options = [o for o in schema[combo] if (o.get("type") == "null") == (depth >= 3)] or schema[combo]
             return example_value(options[0], root, key, depth)
     if schema.get("allOf"):
         return example_value(schema["allOf"][0], root, key, depth)
@@ -116,6 +117,8 @@ def example_value(
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "string":
+        if schema.get("format") in _FORMAT_EXAMPLES:
+            return _FORMAT_EXAMPLES[schema["format"]]
         text = key.replace("_", " ") or "text"
         text = text.ljust(int(schema.get("minLength", 0)), "x")
         return text[: int(schema["maxLength"])] if "maxLength" in schema else text
@@ -139,21 +142,44 @@ def example_value(
 
 
 def _example_number(schema: Mapping[str, Any], *, integer: bool) -> int | float:
-    """The smallest "nice" number within the schema's bounds (3 if unbounded)."""
-    step = schema.get("multipleOf", 1 if integer else 0.5)
-    low = schema.get("minimum", schema.get("exclusiveMinimum", None))
-    high = schema.get("maximum", schema.get("exclusiveMaximum", None))
-    value: float = 3 if low is None else low
-    if high is not None and value > high:
-        value = high
-    value = math.ceil(value / step) * step
-    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-        value += step
-    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
-        value -= step
-    if "maximum" in schema and value > schema["maximum"]:
-        value -= step
+    """A number within the schema's bounds: its minimum, else a small one (3)."""
+    low_open = "minimum" not in schema
+    low: float | None = schema.get("exclusiveMinimum") if low_open else schema["minimum"]
+    high_open = "maximum" not in schema
+    high: float | None = schema.get("exclusiveMaximum") if high_open else schema["maximum"]
+    step: float | None = schema.get("multipleOf", 1 if integer else None)
+    value: float
+    if step is not None:
+        k = math.ceil((3 if low is None else low) / step)
+        if low is not None and low_open and k * step <= low:
+            k += 1
+        if low is None and high is not None and (k * step > high or (high_open and k * step >= high)):
+            k = math.floor(high / step)
+            if high_open and k * step >= high:
+                k -= 1
+        value = round(k * step, 12)
+    elif low is not None:
+        value = (low + high) / 2 if low_open and high is not None else (low + 1 if low_open else low)
+    elif high is not None:
+        value = min(3.0, high - 1 if high_open else high)
+    else:
+        value = 3.0
     return int(value) if integer else float(value)
+
+
+# Values for string formats that validators (and xgrammar) check.
+_FORMAT_EXAMPLES = {
+    "date": "2026-01-31",
+    "date-time": "2026-01-31T12:00:00Z",
+    "time": "12:00:00",
+    "email": "someone@example.com",
+    "uri": "https://example.com/",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+    "ipv4": "192.0.2.1",
+    "ipv6": "2001:db8::1",
+    "duration": "P1D",
+    "hostname": "example.com",
+}
 
 
 def strip_titles(schema: Any) -> Any:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.dialect import Dialect, get_dialect
-from agentkit.errors import RuntimeUnavailable
+from agentkit.errors import ContextLengthExceeded, RuntimeUnavailable
 from agentkit.runtime import FinishReason, ModelRequest, ModelResponse, RuntimeInfo, Usage
 
 __all__ = ["PRESETS", "Preset", "VLLMEngine"]
@@ -133,6 +133,7 @@ class _Engine:
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
         self.start_error: BaseException | None = None
+        self.context_length: int | None = None
 
     def start(self) -> None:
         with self.lock:
@@ -159,6 +160,7 @@ class _Engine:
             try:
                 self.engine = asyncio.run_coroutine_threadsafe(build(), loop).result()
                 self.tokenizer = self.engine.get_tokenizer()
+                self.context_length = int(self.engine.model_config.max_model_len)
             except BaseException as exc:
                 self.start_error = exc
                 loop.call_soon_threadsafe(loop.stop)
@@ -302,13 +304,20 @@ class VLLMEngine:
     async def generate(self, request: ModelRequest) -> ModelResponse:
         if self._core.engine is None:
             await asyncio.to_thread(self.start)
-        from vllm import SamplingParams, TokensPrompt
+        from vllm import SamplingParams
+        from vllm.inputs.engine import tokens_input
         from vllm.sampling_params import StructuredOutputsParams
 
         started = time.monotonic()
         prompt = self.dialect.render(request)
         # The dialect writes <bos> itself: adding special tokens would double it.
         token_ids = self._core.tokenizer.encode(prompt, add_special_tokens=False)
+        limit = self._core.context_length
+        if limit is not None and len(token_ids) >= limit:
+            raise ContextLengthExceeded(
+                f"the prompt has {len(token_ids)} tokens but {self.info.model} takes {limit}: shorten the "
+                "conversation, or raise max_model_len in engine_args if the model allows it"
+            )
         structured = None
         grammar_hash = None
         if self.constrained:
@@ -324,7 +333,7 @@ class VLLMEngine:
             stop=list(self.dialect.stop() + sampling.stop),
             structured_outputs=structured,
         )
-        output = await self._core.submit(TokensPrompt(prompt_token_ids=token_ids), params)
+        output = await self._core.submit(tokens_input(token_ids), params)
         completion = output.outputs[0]
         text = completion.text
         message = self.dialect.parse(text, request)

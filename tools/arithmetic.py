@@ -40,7 +40,7 @@ def _evaluate(node: ast.AST) -> float | int:
     raise ValueError(f"unsupported syntax: {ast.unparse(node)!r}; use numbers, + - * / // % ** and parentheses")
 
 
-@tool(examples=[{"expression": "12 * (3 + 4)"}, {"expression": "2 ** 10 / 8"}])
+@tool(inline=True, examples=[{"expression": "12 * (3 + 4)"}, {"expression": "2 ** 10 / 8"}])
 def calculate(expression: str) -> float:
     """Evaluate an arithmetic expression.
 

@@ -295,7 +295,9 @@ class JsonDialect:
             if request.output_schema is not None:
                 answer = hoist_defs(request.output_schema, "output__", defs)
             else:
-                answer = {"type": "string", "minLength": 1}
+                # No length bound: xgrammar 0.2.8 compiles any length-bounded
+                # string without escapes (no quotes or newlines in the answer).
+                answer = {"type": "string"}
             branches.append(_only("final_answer", answer))
         schema: dict[str, Any] = branches[0] if len(branches) == 1 else {"anyOf": branches}
         if defs:

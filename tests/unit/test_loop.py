@@ -482,3 +482,34 @@ def test_plain_typed_functions_are_accepted_as_tools() -> None:
     result = Agent(runtime=runtime, tools=[shout]).run("x")
     assert results_of(result)[0].content == "HEY"
     assert runtime.requests[0].tools[0].description == "Upper-cases text."
+
+
+def test_sync_tools_run_in_a_worker_thread_unless_inline() -> None:
+    where: dict[str, int] = {}
+
+    @tool
+    def threaded() -> str:
+        """Notes its thread."""
+        where["threaded"] = threading.get_ident()
+        return "t"
+
+    @tool(inline=True)
+    def on_loop() -> str:
+        """Notes its thread."""
+        where["inline"] = threading.get_ident()
+        return "i"
+
+    runtime = ScriptedRuntime([calls(("threaded", {}), ("on_loop", {})), "done"])
+    Agent(runtime=runtime, tools=[threaded, on_loop]).run("x")
+    loop_thread = threading.get_ident()  # asyncio.run() runs the loop in this thread
+    assert where["inline"] == loop_thread
+    assert where["threaded"] != loop_thread
+
+
+def test_an_inline_tool_cannot_have_a_timeout() -> None:
+    def quick() -> str:
+        """Quick."""
+        return "q"
+
+    with pytest.raises(ToolDefinitionError, match=r"inline tool .* cannot be timed out"):
+        tool(inline=True, timeout=1)(quick)
