@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.agentkit-installed
 # there needs a fresh install, so the stamp depends on the list of modules.
 SOURCES := pyproject.toml $(shell find agentkit tools runtimes -name '*.py' 2>/dev/null | sort | md5sum | cut -c1-12 | sed 's|^|$(VENV)/.modules-|')
 
-.PHONY: install model demo test test-unit lint format bench docs clean
+.PHONY: install model demo test test-unit lint format bench docs clean build/typeview
 
 install: $(STAMP) model
 
@@ -41,8 +41,12 @@ test: install
 test-unit: install
 	$(PY) -m pytest -m "not engine"
 
+# A static view of the installed package for mypy and mkdocstrings, which cannot
+# follow the editable install's import hook: agentkit/ with tools/ and runtimes/
+# linked in where the package has them.
 build/typeview:
 	@mkdir -p build/typeview/agentkit
+	@find agentkit -mindepth 1 -maxdepth 1 ! -name __pycache__ -exec ln -sfn $(CURDIR)/{} build/typeview/agentkit/ \;
 	@ln -sfn $(CURDIR)/runtimes build/typeview/agentkit/runtimes
 	@ln -sfn $(CURDIR)/tools build/typeview/agentkit/tools
 

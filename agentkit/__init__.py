@@ -23,7 +23,7 @@ from agentkit.errors import (
 from agentkit.loop import ModelTurn, RunEvent, RunFinished, RunResult, Step, ToolResults
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest, ModelResponse, Runtime, RuntimeInfo, Sampling, Usage
-from agentkit.tool import Tool, ToolSpec, tool
+from agentkit.tool import Tool, ToolOptions, ToolSpec, tool
 
 __version__ = "0.1.0"
 
@@ -54,6 +54,7 @@ __all__ = [
     "ToolCall",
     "ToolDefinitionError",
     "ToolExecutionError",
+    "ToolOptions",
     "ToolResult",
     "ToolResults",
     "ToolSpec",

@@ -57,7 +57,7 @@ class Agent(Generic[OutputT]):
         max_steps: Most model turns in one run.
         sampling: Decoding settings for every model turn.
         approve: Decides on calls of tools marked `requires_approval`.
-        name: The agent's name in logs and traces (default: the class name).
+        name: The agent's name in messages and `repr` (default: the class name).
     """
 
     instructions: str = ""

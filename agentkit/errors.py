@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentkit.loop import RunResult
+    from agentkit.runtime import Usage
 
 __all__ = [
     "AgentkitError",
@@ -24,7 +25,14 @@ __all__ = [
 
 
 class AgentkitError(Exception):
-    """Base class of every error agentkit raises on purpose."""
+    """Base class of every error agentkit raises on purpose.
+
+    Raised out of a run (the runtime failed, the context overflowed, the
+    budget ran out), it carries the trajectory so far on `partial`, so nothing
+    the run did is lost.
+    """
+
+    partial: RunResult[Any] | None = None
 
 
 class ToolDefinitionError(AgentkitError, TypeError):
@@ -70,11 +78,15 @@ class ToolTimeoutError(ToolExecutionError):
 
 
 class ModelOutputError(AgentkitError, ValueError):
-    """The model's text could not be read as a decision (unconstrained runtimes)."""
+    """The model's text could not be read as a decision (unconstrained runtimes).
+
+    A runtime that decoded the text sets `usage`, so the tokens still count.
+    """
 
     def __init__(self, message: str, raw_text: str) -> None:
         super().__init__(f"{message}; the model said: {raw_text[:300]!r}")
         self.raw_text = raw_text
+        self.usage: Usage | None = None
 
 
 class OutputValidationError(AgentkitError, ValueError):

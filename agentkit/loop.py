@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import pydantic
 
-from agentkit.errors import MaxStepsExceeded, ModelOutputError, OutputValidationError
+from agentkit.errors import AgentkitError, MaxStepsExceeded, ModelOutputError, OutputValidationError
 from agentkit.executor import Executor
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest, ModelResponse, Runtime, Sampling, Usage
@@ -158,15 +158,22 @@ async def run_loop(config: LoopConfig, prompt: str | Sequence[Message]) -> Async
             # An unconstrained model wrote something that is no decision: keep
             # what it said in the trajectory, tell it, and let it try again.
             garbled = ModelResponse(
-                message=AssistantMessage(), usage=Usage(requests=1), finish_reason="error", raw_text=exc.raw_text
+                message=AssistantMessage(),
+                usage=exc.usage or Usage(requests=1),
+                finish_reason="error",
+                raw_text=exc.raw_text,
             )
             steps.append(Step(index=index, response=garbled, seconds=time.monotonic() - started))
-            messages.append(
-                UserMessage(text=f"Your last reply could not be read ({exc}). Reply with one valid action.")
-            )
+            feedback = f"Your last reply could not be read ({exc}). Reply with one valid action."
+            messages.append(UserMessage(text=feedback))
             usage = usage + garbled.usage
             yield ModelTurn(step=index, response=garbled)
             continue
+        except AgentkitError as exc:
+            exc.partial = RunResult(
+                output=None, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage
+            )
+            raise
         usage = usage + response.usage
         message = response.message
         messages.append(message)

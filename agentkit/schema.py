@@ -8,12 +8,34 @@ strings and arrays given a ceiling so a small model cannot pad forever.
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["bound", "example_value", "hoist_defs", "strip_titles"]
+
+
+# Keywords whose value maps names to subschemas, and keywords whose value is
+# JSON data (a "title" or "$ref" inside them is data, not schema).
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "dependentSchemas"})
+_DATA = frozenset({"default", "const", "enum", "examples"})
+
+
+def _rebuild(node: Any, edit: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """A copy of a schema with `edit` applied to every schema object in it, innermost first."""
+    if isinstance(node, list):
+        return [_rebuild(item, edit) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DATA:
+            out[key] = value
+        elif key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: _rebuild(sub, edit) for name, sub in value.items()}
+        else:
+            out[key] = _rebuild(value, edit)
+    return edit(out)
 
 
 def hoist_defs(schema: Mapping[str, Any], prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
@@ -22,30 +44,17 @@ def hoist_defs(schema: Mapping[str, Any], prefix: str, defs: dict[str, Any]) -> 
     References `#/$defs/X` are rewritten to `#/$defs/{prefix}X`, so the result
     can be nested anywhere inside a schema whose root carries `defs`.
     """
-    local = dict(schema.get("$defs", {}))
 
-    def rewrite(node: Any) -> Any:
-        if isinstance(node, dict):
-            out: dict[str, Any] = {}
-            for key, value in node.items():
-                if key == "$defs":
-                    continue
-                if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/"):
-                    out[key] = "#/$defs/" + prefix + value.removeprefix("#/$defs/")
-                elif key in ("properties", "patternProperties") and isinstance(value, dict):
-                    out[key] = {name: rewrite(sub) for name, sub in value.items()}
-                elif key in ("default", "const", "enum", "examples"):
-                    out[key] = value  # values, not schemas
-                else:
-                    out[key] = rewrite(value)
-            return out
-        if isinstance(node, list):
-            return [rewrite(item) for item in node]
+    def rewrite(node: dict[str, Any]) -> dict[str, Any]:
+        node.pop("$defs", None)
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            node["$ref"] = "#/$defs/" + prefix + ref.removeprefix("#/$defs/")
         return node
 
-    for name, definition in local.items():
-        defs[prefix + name] = rewrite(definition)
-    result: dict[str, Any] = rewrite(dict(schema))
+    for name, definition in dict(schema.get("$defs", {})).items():
+        defs[prefix + name] = _rebuild(definition, rewrite)
+    result: dict[str, Any] = _rebuild(dict(schema), rewrite)
     return result
 
 
@@ -55,29 +64,18 @@ def bound(schema: Any, *, max_string: int, max_items: int) -> Any:
     Strings already bounded, or pinned by `enum`, `const`, `pattern` or
     `format`, are left alone.
     """
-    node = copy.deepcopy(schema)
 
-    def visit(n: Any) -> None:
-        if isinstance(n, dict):
-            types = n.get("type")
-            type_set = set(types) if isinstance(types, list) else {types}
-            pinned = any(k in n for k in ("enum", "const", "pattern", "format"))
-            if "string" in type_set and "maxLength" not in n and not pinned:
-                n["maxLength"] = max(max_string, int(n.get("minLength", 0)))
-            if "array" in type_set and "maxItems" not in n:
-                n["maxItems"] = max(max_items, int(n.get("minItems", 0)))
-            for key, value in n.items():
-                if key in ("properties", "$defs", "patternProperties") and isinstance(value, dict):
-                    for sub in value.values():
-                        visit(sub)
-                elif key not in ("enum", "const", "default", "examples"):
-                    visit(value)
-        elif isinstance(n, list):
-            for item in n:
-                visit(item)
+    def cap(node: dict[str, Any]) -> dict[str, Any]:
+        types = node.get("type")
+        kinds = set(types) if isinstance(types, list) else {types}
+        pinned = any(k in node for k in ("enum", "const", "pattern", "format"))
+        if "string" in kinds and "maxLength" not in node and not pinned:
+            node["maxLength"] = max(max_string, int(node.get("minLength", 0)))
+        if "array" in kinds and "maxItems" not in node:
+            node["maxItems"] = max(max_items, int(node.get("minItems", 0)))
+        return node
 
-    visit(node)
-    return node
+    return _rebuild(schema, cap)
 
 
 def example_value(
@@ -184,18 +182,10 @@ _FORMAT_EXAMPLES = {
 
 def strip_titles(schema: Any) -> Any:
     """Drop pydantic's generated `title`s: noise to a model, never a constraint."""
-    if isinstance(schema, dict):
-        out: dict[str, Any] = {}
-        for key, value in schema.items():
-            if key == "title" and isinstance(value, str):
-                continue
-            if key in ("properties", "$defs") and isinstance(value, dict):
-                out[key] = {name: strip_titles(sub) for name, sub in value.items()}
-            elif key in ("default", "const", "enum", "examples"):
-                out[key] = value  # values, not schemas: a "title" in them is data
-            else:
-                out[key] = strip_titles(value)
-        return out
-    if isinstance(schema, list):
-        return [strip_titles(item) for item in schema]
-    return schema
+
+    def drop(node: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(node.get("title"), str):
+            del node["title"]
+        return node
+
+    return _rebuild(schema, drop)

@@ -28,6 +28,7 @@ A class, whose fields are the arguments:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import re
@@ -416,8 +417,9 @@ class Tool(pydantic.BaseModel):
 
     Subclass it, declare typed fields (documented by a docstring under each, or
     `Field(description=...)`) and implement `run` (sync or async). Class
-    variables set the options: `name` (default: the class name in snake_case),
-    `retries`, `timeout`, `requires_approval`, `idempotent`, `inline`, `examples`.
+    variables with a `tool_` prefix set the rest: `tool_name` (default: the
+    class name in snake_case), `tool_options` (a `ToolOptions`) and
+    `tool_examples`.
 
     Example:
         class Add(Tool):
@@ -434,13 +436,14 @@ class Tool(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
-    name: ClassVar[str | None] = None
-    retries: ClassVar[int] = 0
-    timeout: ClassVar[float | None] = None
-    requires_approval: ClassVar[bool] = False
-    idempotent: ClassVar[bool] = True
-    inline: ClassVar[bool] = False
-    examples: ClassVar[tuple[Mapping[str, Any], ...]] = ()
+    # The tool's own settings carry a `tool_` prefix so that they never collide
+    # with argument fields (a tool may well take a `name` or a `timeout`).
+    tool_name: ClassVar[str | None] = None
+    """The name the model calls it by (default: the class name in snake_case)."""
+    tool_options: ClassVar[ToolOptions] = ToolOptions()
+    """Retries, timeout, approval, idempotence, inline execution."""
+    tool_examples: ClassVar[tuple[Mapping[str, Any], ...]] = ()
+    """Example argument objects, for worked examples in small models' prompts."""
 
     def run(self) -> Any:
         """Do the work. Override this (it may be `async def`)."""
@@ -466,7 +469,7 @@ class Tool(pydantic.BaseModel):
                 result = strip_titles(pydantic.TypeAdapter(returns).json_schema())
             except Exception as exc:
                 raise ToolDefinitionError(f"{owner}: return type {returns!r} has no JSON Schema ({exc})") from exc
-        for example in cls.examples:
+        for example in cls.tool_examples:
             try:
                 cls.model_validate(example)
             except pydantic.ValidationError as exc:
@@ -474,11 +477,11 @@ class Tool(pydantic.BaseModel):
                     f"{owner}: example {example!r} does not fit: {_format_validation_error(exc)}"
                 ) from exc
         spec = ToolSpec(
-            name=_check_name(owner, to_snake(cls.__name__) if cls.name is None else cls.name),
+            name=_check_name(owner, to_snake(cls.__name__) if cls.tool_name is None else cls.tool_name),
             description=description,
             parameters=parameters,
             result=result,
-            examples=tuple(dict(e) for e in cls.examples),
+            examples=tuple(dict(e) for e in cls.tool_examples),
         )
         setattr(cls, "_agentkit_spec", spec)  # noqa: B010 - a ClassVar cache pydantic must not see
         return spec
@@ -496,14 +499,7 @@ class Tool(pydantic.BaseModel):
                 raise ToolArgumentsError(name, _format_validation_error(exc)) from exc
             return instance.run
 
-        options = _options(
-            f"tool class {cls.__qualname__!r}",
-            retries=cls.retries,
-            timeout=cls.timeout,
-            requires_approval=cls.requires_approval,
-            idempotent=cls.idempotent,
-            inline=cls.inline,
-        )
+        options = _options(f"tool class {cls.__qualname__!r}", **dataclasses.asdict(cls.tool_options))
         return BoundTool(spec=spec, options=options, validate=validate, is_async=inspect.iscoroutinefunction(cls.run))
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.dialect import Dialect, get_dialect
-from agentkit.errors import ContextLengthExceeded, RuntimeUnavailable
+from agentkit.errors import ContextLengthExceeded, ModelOutputError, RuntimeUnavailable
 from agentkit.runtime import FinishReason, ModelRequest, ModelResponse, RuntimeInfo, Usage
 
 __all__ = ["PRESETS", "Preset", "VLLMEngine"]
@@ -336,18 +336,23 @@ class VLLMEngine:
         output = await self._core.submit(tokens_input(token_ids), params)
         completion = output.outputs[0]
         text = completion.text
-        message = self.dialect.parse(text, request)
+        usage = Usage(
+            prompt_tokens=len(token_ids),
+            completion_tokens=len(completion.token_ids),
+            cached_tokens=int(output.num_cached_tokens or 0),
+            requests=1,
+        )
+        try:
+            message = self.dialect.parse(text, request)
+        except ModelOutputError as exc:
+            exc.usage = usage
+            raise
         finish: FinishReason = (
             "tool_calls" if message.tool_calls else ("length" if completion.finish_reason == "length" else "stop")
         )
         return ModelResponse(
             message=message,
-            usage=Usage(
-                prompt_tokens=len(token_ids),
-                completion_tokens=len(completion.token_ids),
-                cached_tokens=int(output.num_cached_tokens or 0),
-                requests=1,
-            ),
+            usage=usage,
             finish_reason=finish,
             raw_text=text,
             timings={"total": time.monotonic() - started},

@@ -1,9 +1,12 @@
-"""Ready-made tools. Offer them to an agent like your own:
+"""Ready-made tools. Offer them to an agent like your own.
 
-from agentkit.tools import calculate
+Example:
+    ```python
+    from agentkit.tools import calculate
 
-class Helper(Agent):
-    tools = [calculate]
+    class Helper(Agent):
+        tools = [calculate]
+    ```
 """
 
 from agentkit.tools.arithmetic import calculate

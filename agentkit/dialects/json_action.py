@@ -295,8 +295,9 @@ class JsonDialect:
             if request.output_schema is not None:
                 answer = hoist_defs(request.output_schema, "output__", defs)
             else:
-                # No length bound: xgrammar 0.2.8 compiles any length-bounded
-                # string without escapes (no quotes or newlines in the answer).
+                # No minLength: xgrammar 0.2.8 compiles any length-bounded string
+                # without escapes (no quotes or newlines). `max_string`, when set,
+                # still caps it below, with that cost.
                 answer = {"type": "string"}
             branches.append(_only("final_answer", answer))
         schema: dict[str, Any] = branches[0] if len(branches) == 1 else {"anyOf": branches}

@@ -14,7 +14,9 @@ import pytest
 from agentkit import (
     Agent,
     AssistantMessage,
+    ContextLengthExceeded,
     MaxStepsExceeded,
+    ModelOutputError,
     ModelRequest,
     ModelResponse,
     ModelTurn,
@@ -24,6 +26,7 @@ from agentkit import (
     ToolDefinitionError,
     ToolResult,
     ToolResults,
+    Usage,
     UserMessage,
     tool,
 )
@@ -513,3 +516,59 @@ def test_an_inline_tool_cannot_have_a_timeout() -> None:
 
     with pytest.raises(ToolDefinitionError, match=r"inline tool .* cannot be timed out"):
         tool(inline=True, timeout=1)(quick)
+
+
+class FailingSecondTurn:
+    """Answers with a call, then fails the way a runtime can (an overflowing context)."""
+
+    info = RuntimeInfo(name="failing", model="failing")
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.turn = 0
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        self.turn += 1
+        if self.turn == 1:
+            call = ToolCall(name="add", arguments={"a": 1, "b": 2}, id="c1")
+            return ModelResponse(message=AssistantMessage(tool_calls=(call,)), usage=Usage(prompt_tokens=7, requests=1))
+        raise self.error
+
+
+def test_an_error_raised_mid_run_carries_the_trajectory() -> None:
+    with pytest.raises(ContextLengthExceeded) as info:
+        Calculator(runtime=FailingSecondTurn(ContextLengthExceeded("too long"))).run("x")
+    partial = info.value.partial
+    assert partial is not None
+    assert len(partial.steps) == 1
+    assert [r.content for r in results_of(partial)] == [3]
+    assert partial.usage.prompt_tokens == 7
+
+
+def test_an_unreadable_turn_is_fed_back_and_its_tokens_counted() -> None:
+    class Babbler:
+        info = RuntimeInfo(name="babbler", model="babbler")
+
+        def __init__(self) -> None:
+            self.requests: list[ModelRequest] = []
+
+        async def generate(self, request: ModelRequest) -> ModelResponse:
+            self.requests.append(request)
+            if len(self.requests) == 1:
+                error = ModelOutputError("expected a JSON action object", "blah blah")
+                error.usage = Usage(prompt_tokens=10, completion_tokens=5, requests=1)
+                raise error
+            return ModelResponse(message=AssistantMessage(text="fine"), usage=Usage(requests=1))
+
+    runtime = Babbler()
+    result = Calculator(runtime=runtime).run("x")
+    assert result.output == "fine"
+    garbled = result.steps[0].response
+    assert garbled.finish_reason == "error"
+    assert garbled.raw_text == "blah blah"
+    assert result.usage.completion_tokens == 5
+    assert result.usage.requests == 2
+    feedback = runtime.requests[1].messages[-1]
+    assert isinstance(feedback, UserMessage)
+    assert "could not be read" in feedback.text
+    assert "blah blah" in feedback.text

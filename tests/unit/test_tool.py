@@ -158,12 +158,9 @@ class SearchDocs(Tool):
 class FetchPage(Tool):
     """Fetch a web page."""
 
-    name = "fetch"
-    retries = 2
-    timeout = 1.5
-    requires_approval = True
-    idempotent = False
-    examples = ({"url": "https://example.org"},)
+    tool_name = "fetch"
+    tool_options = ToolOptions(retries=2, timeout=1.5, requires_approval=True, idempotent=False)
+    tool_examples = ({"url": "https://example.org"},)
 
     url: str
     """The page's address."""
@@ -395,7 +392,7 @@ def test_tool_class_name_defaults_to_snake_case(class_name: str, tool_name: str)
 
 
 def test_tool_class_name_class_variable_overrides() -> None:
-    assert _subclass(Echo, "LongClassName", name="short").spec().name == "short"
+    assert _subclass(Echo, "LongClassName", tool_name="short").spec().name == "short"
 
 
 def test_tool_class_without_run_raises() -> None:
@@ -414,14 +411,14 @@ def test_tool_class_spec_is_built_once_per_class() -> None:
 
 
 def test_tool_class_with_bad_example_raises() -> None:
-    bad = _subclass(Echo, "BadExample", examples=({"txt": "typo"},))
+    bad = _subclass(Echo, "BadExample", tool_examples=({"txt": "typo"},))
 
     with pytest.raises(ToolDefinitionError, match=r"BadExample.*txt"):
         bad.spec()
 
 
 def test_tool_class_with_bad_name_raises() -> None:
-    bad = _subclass(Echo, "BadName", name="bad name")
+    bad = _subclass(Echo, "BadName", tool_name="bad name")
 
     with pytest.raises(ToolDefinitionError, match=r"BadName.*'bad name'"):
         bad.spec()
@@ -857,10 +854,32 @@ def test_a_nan_timeout_is_rejected() -> None:
         tool(timeout=math.nan)(returns_text)
 
 
-@pytest.mark.parametrize("namespace", [{"retries": -1}, {"timeout": 0}], ids=["retries", "timeout"])
-def test_tool_class_bad_options_raise(namespace: dict[str, Any]) -> None:
-    with pytest.raises(ToolDefinitionError):
-        as_tool(_subclass(Echo, "BadOptions", **namespace))
+@pytest.mark.parametrize("options", [{"retries": -1}, {"timeout": 0}], ids=["retries", "timeout"])
+def test_tool_class_bad_options_raise(options: dict[str, Any]) -> None:
+    bad = _subclass(Echo, "BadOptions", tool_options=ToolOptions(**options))
+    with pytest.raises(ToolDefinitionError, match="BadOptions"):
+        as_tool(bad)
+
+
+def test_tool_class_fields_may_use_the_names_of_tool_settings() -> None:
+    class CreateUser(Tool):
+        """Create a user."""
+
+        name: str
+        """The user's name."""
+        timeout: int
+        """Session timeout in minutes."""
+        examples: list[str] = []
+        """Sample posts."""
+
+        def run(self) -> str:
+            return f"{self.name}/{self.timeout}/{len(self.examples)}"
+
+    bound = as_tool(CreateUser)
+    assert bound.spec.name == "create_user"
+    assert bound.spec.parameters["required"] == ["name", "timeout"]
+    assert bound.options == ToolOptions()
+    assert bound.validate({"name": "ada", "timeout": 5})() == "ada/5/0"
 
 
 def test_tool_class_name_splits_a_leading_acronym() -> None:
