@@ -38,13 +38,11 @@ class Constraint:
 
     kind: Literal["json", "grammar", "structural_tag", "regex"]
     value: Any
-    compact: bool = True
-    """For `json`: no free whitespace (a small model can otherwise pad forever)."""
 
     @property
     def digest(self) -> str:
         """A short stable hash, to record which constraint produced a step."""
-        blob = json.dumps([self.kind, self.value, self.compact], sort_keys=True, separators=(",", ":"))
+        blob = json.dumps([self.kind, self.value], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -88,8 +86,9 @@ def get_dialect(name: str, **options: Any) -> Dialect:
     Raises:
         ValueError: no dialect has that name.
     """
-    if not _FACTORIES:
-        from agentkit.dialects import json_action  # noqa: F401 - registers "json"
+    # The built-in dialects register themselves on import.
+    from agentkit.dialects import json_action  # noqa: F401
+
     try:
         factory = _FACTORIES[name]
     except KeyError:

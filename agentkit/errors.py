@@ -13,7 +13,9 @@ __all__ = [
     "ContextLengthExceeded",
     "MaxStepsExceeded",
     "ModelOutputError",
+    "OutputTruncated",
     "OutputValidationError",
+    "RunFailed",
     "RuntimeUnavailable",
     "ScriptError",
     "ToolArgumentsError",
@@ -116,6 +118,29 @@ class MaxStepsExceeded(AgentkitError):
 
 class RuntimeUnavailable(AgentkitError, RuntimeError):
     """A runtime cannot be used here: a missing extra, a missing model, a bad URI."""
+
+
+class RunFailed(AgentkitError, RuntimeError):
+    """A run stopped on an error agentkit did not expect (its `__cause__`).
+
+    The trajectory up to the failure is on `partial`.
+    """
+
+
+class OutputTruncated(AgentkitError):
+    """The model's reply was cut off at `max_tokens` before it formed a decision.
+
+    Raise `Sampling.max_tokens` (on the agent's `sampling`); retrying the same
+    request would be cut off at the same place.
+    """
+
+    def __init__(self, max_tokens: int, raw_text: str) -> None:
+        super().__init__(
+            f"the model's reply reached max_tokens={max_tokens} before it was complete; raise "
+            f"Sampling.max_tokens. It began: {raw_text[:200]!r}"
+        )
+        self.max_tokens = max_tokens
+        self.raw_text = raw_text
 
 
 class ContextLengthExceeded(AgentkitError, ValueError):

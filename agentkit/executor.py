@@ -9,9 +9,12 @@ text says what happened, and the exception type is kept in the result.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import tenacity
@@ -26,6 +29,18 @@ log = logging.getLogger("agentkit.executor")
 
 Approver = Callable[[ToolCall], bool | Awaitable[bool]]
 """Decides whether a call to a `requires_approval` tool may run."""
+
+
+@functools.cache
+def _tool_threads() -> ThreadPoolExecutor:
+    """The worker threads sync tools run in, shared by every agent in the process.
+
+    Not the event loop's default executor: `asyncio.run` (and so `Agent.run`)
+    waits for that one at exit, so a sync tool that timed out but is still
+    running would hold the run open. A thread cannot be killed; the process
+    still waits for it when it exits.
+    """
+    return ThreadPoolExecutor(max_workers=32, thread_name_prefix="agentkit-tool")
 
 
 class Executor:
@@ -48,7 +63,7 @@ class Executor:
         return list(await asyncio.gather(*(self.run(call) for call in calls)))
 
     async def run(self, call: ToolCall) -> ToolResult:
-        """Run one call. Never raises for the tool's own failures."""
+        """Run one call. Never raises for the tool's (or the approver's) failures."""
         tool = self.tools.get(call.name)
         if tool is None:
             return _error(call, UnknownToolError(call.name, list(self.tools)))
@@ -57,7 +72,10 @@ class Executor:
         except ToolArgumentsError as exc:
             return _error(call, exc)
         if tool.options.requires_approval:
-            refusal = await self._ask(tool, call)
+            try:
+                refusal = await self._ask(tool, call)
+            except Exception as exc:
+                return _error(call, ToolExecutionError(call.name, exc), f"the approver of {call.name!r} raised")
             if refusal is not None:
                 return ToolResult(call_id=call.id, name=call.name, content=refusal, is_error=True)
         try:
@@ -66,7 +84,7 @@ class Executor:
             return _error(call, exc)
         try:
             content = to_json_value(value)
-        except TypeError as exc:
+        except Exception as exc:  # TypeError, ValueError (circular), UnicodeDecodeError (bytes)...
             return _error(call, ToolExecutionError(call.name, exc))
         return ToolResult(call_id=call.id, name=call.name, content=content)
 
@@ -84,34 +102,51 @@ class Executor:
     async def _invoke(self, tool: BoundTool, thunk: Callable[[], Any]) -> Any:
         options = tool.options
 
+        async def bounded(job: Awaitable[Any]) -> Any:
+            if options.timeout is None:
+                return await job
+            try:
+                return await asyncio.wait_for(job, options.timeout)
+            except TimeoutError:
+                # Only the timeout agentkit imposed; a tool's own TimeoutError
+                # (a socket's, say) is an ordinary failure below.
+                raise ToolTimeoutError(tool.name, options.timeout) from None
+
         async def once() -> Any:
             if tool.is_async:
-                coro = thunk()
-                return await (asyncio.wait_for(coro, options.timeout) if options.timeout else coro)
-            if options.inline:
-                return thunk()
-            # Sync tools run in a thread so that other calls (and other agents
-            # on this loop) go on. A thread cannot be killed: on timeout the
-            # call fails and the thread finishes in the background.
-            job = asyncio.to_thread(thunk)
-            return await (asyncio.wait_for(job, options.timeout) if options.timeout else job)
+                value = await bounded(thunk())
+            elif options.inline:
+                value = thunk()
+            else:
+                # Sync tools run in a thread so that other calls (and other
+                # agents on this loop) go on; on timeout the call fails and the
+                # thread finishes in the background.
+                loop = asyncio.get_running_loop()
+                context = contextvars.copy_context()
+                value = await bounded(loop.run_in_executor(_tool_threads(), context.run, thunk))
+            if inspect.isawaitable(value):  # an async tool behind a sync wrapper
+                value = await bounded(value)
+            return value
 
         async def guarded() -> Any:
             try:
                 return await once()
-            except TimeoutError:
-                raise ToolTimeoutError(tool.name, options.timeout or 0) from None
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, ToolTimeoutError):
                 raise
             except Exception as exc:
                 raise ToolExecutionError(tool.name, exc) from exc
+
+        def worth_retrying(exc: BaseException) -> bool:
+            # A sync tool that timed out is still running in its thread: a
+            # second attempt would run beside it.
+            return isinstance(exc, ToolExecutionError) and not (isinstance(exc, ToolTimeoutError) and not tool.is_async)
 
         if options.retries == 0:
             return await guarded()
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(options.retries + 1),
             wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0),
-            retry=tenacity.retry_if_exception_type(ToolExecutionError),
+            retry=tenacity.retry_if_exception(worth_retrying),
             before_sleep=lambda state: log.warning(
                 "tool %s failed (attempt %d), retrying: %s",
                 tool.name,
@@ -123,5 +158,7 @@ class Executor:
         return await retrying(guarded)
 
 
-def _error(call: ToolCall, exc: Exception) -> ToolResult:
+def _error(call: ToolCall, exc: Exception, context: str | None = None) -> ToolResult:
+    cause = exc.__cause__ if isinstance(exc, ToolExecutionError) else None
+    log.warning("%s: %s", context or f"tool call {call.name!r} failed", exc, exc_info=cause or None)
     return ToolResult(call_id=call.id, name=call.name, content=f"{type(exc).__name__}: {exc}", is_error=True)

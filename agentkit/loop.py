@@ -18,9 +18,9 @@ from typing import Any, Generic, TypeVar
 
 import pydantic
 
-from agentkit.errors import AgentkitError, MaxStepsExceeded, ModelOutputError, OutputValidationError
+from agentkit.errors import AgentkitError, MaxStepsExceeded, ModelOutputError, OutputValidationError, RunFailed
 from agentkit.executor import Executor
-from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolResult, UserMessage
+from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest, ModelResponse, Runtime, Sampling, Usage
 from agentkit.schema import strip_titles
 from agentkit.tool import BoundTool
@@ -56,9 +56,9 @@ class RunResult(Generic[OutputT]):
     usage: Usage = field(default_factory=Usage)
 
     @property
-    def tool_calls(self) -> int:
-        """How many tool calls the model made in this run."""
-        return sum(len(s.message.tool_calls) for s in self.steps)
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """Every tool call the model made in this run, in order."""
+        return tuple(call for step in self.steps for call in step.message.tool_calls)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +143,9 @@ async def run_loop(config: LoopConfig, prompt: str | Sequence[Message]) -> Async
     steps: list[Step] = []
     usage = Usage()
 
+    def snapshot() -> RunResult[Any]:
+        return RunResult(output=None, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
+
     for index in range(config.max_steps):
         started = time.monotonic()
         request = ModelRequest(
@@ -170,17 +173,24 @@ async def run_loop(config: LoopConfig, prompt: str | Sequence[Message]) -> Async
             yield ModelTurn(step=index, response=garbled)
             continue
         except AgentkitError as exc:
-            exc.partial = RunResult(
-                output=None, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage
-            )
+            exc.partial = snapshot()
             raise
+        except Exception as exc:
+            failure = RunFailed(f"the runtime failed at step {index}: {type(exc).__name__}: {exc}")
+            failure.partial = snapshot()
+            raise failure from exc
         usage = usage + response.usage
         message = response.message
         messages.append(message)
         yield ModelTurn(step=index, response=response)
 
         if message.tool_calls:
-            results = tuple(await config.executor.run_all(message.tool_calls))
+            try:
+                results = tuple(await config.executor.run_all(message.tool_calls))
+            except Exception as exc:  # the executor turns tool failures into results; this is a bug
+                failure = RunFailed(f"running the tools of step {index} failed: {type(exc).__name__}: {exc}")
+                failure.partial = snapshot()
+                raise failure from exc
             messages.extend(results)
             steps.append(Step(index=index, response=response, tool_results=results, seconds=time.monotonic() - started))
             yield ToolResults(step=index, results=results)
@@ -197,10 +207,7 @@ async def run_loop(config: LoopConfig, prompt: str | Sequence[Message]) -> Async
         yield RunFinished(result=result)
         return
 
-    partial: RunResult[Any] = RunResult(
-        output=None, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage
-    )
-    raise MaxStepsExceeded(config.max_steps, partial)
+    raise MaxStepsExceeded(config.max_steps, snapshot())
 
 
 def describe_result(result: ToolResult) -> str:

@@ -76,6 +76,20 @@ class ModelRequest:
         if self.tool_choice in ("required",) and not self.tools:
             raise ValueError("tool_choice 'required' needs at least one tool")
 
+    @property
+    def allowed_tools(self) -> tuple[ToolSpec, ...]:
+        """The tools the model may call under `tool_choice`."""
+        if self.tool_choice == "none":
+            return ()
+        if self.tool_choice in ("auto", "required"):
+            return tuple(self.tools)
+        return tuple(t for t in self.tools if t.name == self.tool_choice)
+
+    @property
+    def allows_text(self) -> bool:
+        """Whether the model may answer instead of calling a tool."""
+        return self.tool_choice in ("auto", "none")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Usage:

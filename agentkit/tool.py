@@ -33,7 +33,7 @@ import inspect
 import math
 import re
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
@@ -445,51 +445,25 @@ class Tool(pydantic.BaseModel):
     tool_examples: ClassVar[tuple[Mapping[str, Any], ...]] = ()
     """Example argument objects, for worked examples in small models' prompts."""
 
+    spec: ClassVar[ToolSpec]
+    """The tool's spec: set on each subclass that implements `run`, when it is defined."""
+
     def run(self) -> Any:
         """Do the work. Override this (it may be `async def`)."""
         raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")
 
     @classmethod
-    def spec(cls) -> ToolSpec:
-        """The tool's spec, built once per class."""
-        cached = cls.__dict__.get("_agentkit_spec")
-        if isinstance(cached, ToolSpec):
-            return cached
-        owner = f"tool class {cls.__qualname__!r}"
-        if cls.run is Tool.run:
-            raise ToolDefinitionError(f"{owner}: implement run()")
-        description, _ = _describe(cls.__doc__)
-        parameters = strip_titles(cls.model_json_schema())
-        parameters.pop("description", None)
-        _check_schema(owner, parameters)
-        result = None
-        returns = typing.get_type_hints(cls.run).get("return")
-        if returns not in (None, type(None), Any):
-            try:
-                result = strip_titles(pydantic.TypeAdapter(returns).json_schema())
-            except Exception as exc:
-                raise ToolDefinitionError(f"{owner}: return type {returns!r} has no JSON Schema ({exc})") from exc
-        for example in cls.tool_examples:
-            try:
-                cls.model_validate(example)
-            except pydantic.ValidationError as exc:
-                raise ToolDefinitionError(
-                    f"{owner}: example {example!r} does not fit: {_format_validation_error(exc)}"
-                ) from exc
-        spec = ToolSpec(
-            name=_check_name(owner, to_snake(cls.__name__) if cls.tool_name is None else cls.tool_name),
-            description=description,
-            parameters=parameters,
-            result=result,
-            examples=tuple(dict(e) for e in cls.tool_examples),
-        )
-        setattr(cls, "_agentkit_spec", spec)  # noqa: B010 - a ClassVar cache pydantic must not see
-        return spec
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.run is not Tool.run:  # a base class for other tools may leave run() to them
+            cls.spec = _class_spec(cls)
 
     @classmethod
     def bind(cls) -> BoundTool:
         """The executable form of this tool class."""
-        spec = cls.spec()
+        if cls.run is Tool.run:
+            raise ToolDefinitionError(f"tool class {cls.__qualname__!r}: implement run()")
+        spec = cls.spec
         name = spec.name
 
         def validate(arguments: Mapping[str, Any]) -> Callable[[], Any]:
@@ -503,8 +477,48 @@ class Tool(pydantic.BaseModel):
         return BoundTool(spec=spec, options=options, validate=validate, is_async=inspect.iscoroutinefunction(cls.run))
 
 
-ToolLike = FunctionTool[Any, Any] | _BoundMethodTool | type[Tool] | Callable[..., Any] | BoundTool
-"""What an agent's `tools` list may hold."""
+# Names a Tool subclass cannot use for fields: its own methods and class variables.
+_TOOL_RESERVED = frozenset({"run", "spec", "bind", "tool_name", "tool_options", "tool_examples"})
+
+
+def _class_spec(cls: type[Tool]) -> ToolSpec:
+    """Build (and check) a Tool subclass's spec; every problem is a ToolDefinitionError."""
+    owner = f"tool class {cls.__qualname__!r}"
+    for klass in cls.__mro__:
+        if klass is Tool:
+            break
+        clash = _TOOL_RESERVED & set(vars(klass).get("__annotations__", {}))
+        if clash:
+            raise ToolDefinitionError(f"{owner}: {sorted(clash)} belong to Tool itself; rename the field(s)")
+    _options(owner, **dataclasses.asdict(cls.tool_options))
+    description, _ = _describe(cls.__doc__)
+    try:
+        parameters = strip_titles(cls.model_json_schema())
+    except Exception as exc:
+        raise ToolDefinitionError(f"{owner}: its fields have no JSON Schema: {exc}") from exc
+    parameters.pop("description", None)
+    _check_schema(owner, parameters)
+    result = None
+    try:
+        returns = typing.get_type_hints(cls.run).get("return")
+        if returns not in (None, type(None), Any):
+            result = strip_titles(pydantic.TypeAdapter(returns).json_schema())
+    except Exception as exc:
+        raise ToolDefinitionError(f"{owner}: the return type of run() has no JSON Schema ({exc})") from exc
+    for example in cls.tool_examples:
+        try:
+            cls.model_validate(example)
+        except pydantic.ValidationError as exc:
+            raise ToolDefinitionError(
+                f"{owner}: example {example!r} does not fit: {_format_validation_error(exc)}"
+            ) from exc
+    return ToolSpec(
+        name=_check_name(owner, to_snake(cls.__name__) if cls.tool_name is None else cls.tool_name),
+        description=description,
+        parameters=parameters,
+        result=result,
+        examples=tuple(dict(e) for e in cls.tool_examples),
+    )
 
 
 def as_tool(obj: Any) -> BoundTool:
@@ -525,8 +539,3 @@ def as_tool(obj: Any) -> BoundTool:
     if inspect.isfunction(obj) or inspect.ismethod(obj):
         return FunctionTool(obj, options=ToolOptions()).bind(None)
     raise ToolDefinitionError(f"{obj!r} is not a tool: pass a @tool function, a Tool subclass or a typed function")
-
-
-def is_awaitable_result(value: Any) -> typing.TypeGuard[Awaitable[Any]]:
-    """Whether a tool's return value must be awaited (an async `run`, say)."""
-    return inspect.isawaitable(value)

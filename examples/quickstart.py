@@ -65,7 +65,7 @@ async def main(prompts: list[str]) -> None:
                 result = event.result
                 print(f"  answer {result.output}")
                 print(
-                    f"  ({len(result.steps)} steps, {result.tool_calls} tool calls, "
+                    f"  ({len(result.steps)} steps, {len(result.tool_calls)} tool calls, "
                     f"{result.usage.prompt_tokens} prompt + {result.usage.completion_tokens} completion tokens, "
                     f"{result.usage.cached_tokens} from cache)"
                 )

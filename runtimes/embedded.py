@@ -15,13 +15,16 @@ Run it from the shell (the Makefile's `install` does):
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agentkit.errors import RuntimeUnavailable
 
@@ -65,8 +68,8 @@ def prepare(*, force: bool = False, quiet: bool = False) -> Path:
         The prepared model folder.
 
     Raises:
-        RuntimeUnavailable: the `cpu` extra (model package, transformers, gguf)
-            is not installed.
+        RuntimeUnavailable: the `embedded` extra (the model package, gguf,
+            accelerate; transformers comes with vLLM) is not installed.
     """
     target = model_dir()
     if is_prepared(target) and not force:
@@ -76,8 +79,9 @@ def prepare(*, force: bool = False, quiet: bool = False) -> Path:
         import transformers
     except ImportError as exc:
         raise RuntimeUnavailable(
-            f"cannot prepare the embedded model ({exc.name} is missing): install agentkit "
-            "with the cpu extra, e.g. `pip install 'agentkit[cpu]'` (or run `make install`)"
+            f"cannot prepare the embedded model ({exc.name} is missing): install agentkit with "
+            "the embedded extra (`pip install 'agentkit[embedded]'`; the cpu and vllm extras "
+            "include it), or run `make install` in a checkout"
         ) from exc
 
     def say(message: str) -> None:
@@ -86,6 +90,18 @@ def prepare(*, force: bool = False, quiet: bool = False) -> Path:
 
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
+    # One preparation at a time per cache (two test runs, two agents' processes):
+    # the second waits, then finds the model ready.
+    with open(target.parent / f".{MODEL_DIRNAME}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_prepared(target) and not force:
+            return target
+        _convert(packaged, transformers, target, say)
+    say(f"prepared {target} in {time.monotonic() - started:.0f} s")
+    return target
+
+
+def _convert(packaged: Any, transformers: Any, target: Path, say: Callable[[str], None]) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-") as tmp:
         work = Path(tmp)
         say(f"assembling {packaged.MODEL_NAME} from its package")
@@ -109,8 +125,6 @@ def prepare(*, force: bool = False, quiet: bool = False) -> Path:
         if target.exists():
             shutil.rmtree(target)
         out.rename(target)
-    say(f"prepared {target} in {time.monotonic() - started:.0f} s")
-    return target
 
 
 def _restore_bos(folder: Path) -> None:

@@ -116,15 +116,13 @@ class ScriptedRuntime:
             self._next += 1
             self.requests.append(request)
         message = self.turns[index]
-        offered = {t.name for t in request.tools} if request.tool_choice != "none" else set()
-        if request.tool_choice not in ("auto", "required", "none"):
-            offered = {request.tool_choice}
+        offered = {t.name for t in request.allowed_tools}
         for call in message.tool_calls:
             if call.name not in offered:
                 raise ScriptError(
                     f"turn {index} calls {call.name!r}, but the request offers {sorted(offered) or 'no tools'}"
                 )
-        if not message.tool_calls and request.tool_choice not in ("auto", "none"):
+        if not message.tool_calls and not request.allows_text:
             raise ScriptError(f"turn {index} answers in text, but the request requires a call ({request.tool_choice})")
         return ModelResponse(
             message=message,

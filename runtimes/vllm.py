@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.dialect import Dialect, get_dialect
-from agentkit.errors import ContextLengthExceeded, ModelOutputError, RuntimeUnavailable
+from agentkit.errors import ContextLengthExceeded, ModelOutputError, OutputTruncated, RuntimeUnavailable
 from agentkit.runtime import FinishReason, ModelRequest, ModelResponse, RuntimeInfo, Usage
 
 __all__ = ["PRESETS", "Preset", "VLLMEngine"]
@@ -83,7 +83,7 @@ PRESETS: dict[str, Preset] = {
         model="google/gemma-4-26B-A4B-it",
         dialect="json",
         dialect_options={"turns": "gemma4"},
-        engine_args={"max_model_len": 65536, "kv_cache_dtype": "fp8", "enable_expert_parallel": False, **_GEMMA4_TEXT},
+        engine_args={"max_model_len": 65536, "kv_cache_dtype": "fp8", **_GEMMA4_TEXT},
         description="Gemma 4 26B A4B mixture of experts (~4B active); one 80 GB GPU",
     ),
     "gemma-4-31b": Preset(
@@ -132,13 +132,17 @@ class _Engine:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
-        self.start_error: BaseException | None = None
+        self.start_error: Exception | None = None
         self.context_length: int | None = None
+        self.closed = False
+        self._exit_hook = False
 
     def start(self) -> None:
         with self.lock:
             if self.engine is not None:
                 return
+            if self.closed:
+                raise RuntimeUnavailable("this vLLM engine was closed; build a new VLLMEngine to start another")
             if self.start_error is not None:
                 raise RuntimeUnavailable(f"the vLLM engine failed to start earlier: {self.start_error}")
             vllm = _import_vllm()
@@ -157,21 +161,30 @@ class _Engine:
             async def build() -> Any:
                 return vllm.AsyncLLMEngine.from_engine_args(vllm.AsyncEngineArgs(model=str(model_path), **args))
 
+            engine = None
             try:
-                self.engine = asyncio.run_coroutine_threadsafe(build(), loop).result()
-                self.tokenizer = self.engine.get_tokenizer()
-                self.context_length = int(self.engine.model_config.max_model_len)
+                engine = asyncio.run_coroutine_threadsafe(build(), loop).result()
+                tokenizer = engine.get_tokenizer()
+                context_length = int(engine.model_config.max_model_len)
             except BaseException as exc:
-                self.start_error = exc
+                if engine is not None:  # started, then failed: do not leak its engine-core process
+                    engine.shutdown()
                 loop.call_soon_threadsafe(loop.stop)
                 thread.join(timeout=5)
                 loop.close()
+                if not isinstance(exc, Exception):  # Ctrl-C: not a reason to refuse later starts
+                    raise
+                self.start_error = exc
                 raise RuntimeUnavailable(f"the vLLM engine could not start for {model_path}: {exc}") from exc
+            self.engine, self.tokenizer, self.context_length = engine, tokenizer, context_length
             self.loop, self.thread = loop, thread
-            atexit.register(self.close)
+            if not self._exit_hook:
+                atexit.register(self.close)
+                self._exit_hook = True
             log.info("vLLM engine for %s ready in %.0f s", model_path, time.monotonic() - started)
 
     def close(self) -> None:
+        self.closed = True
         engine, loop, thread = self.engine, self.loop, self.thread
         self.engine = self.loop = self.thread = None
         if engine is None or loop is None or thread is None:
@@ -207,6 +220,17 @@ class _Engine:
 
         future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), loop)
         return await asyncio.wrap_future(future)
+
+
+def _token_prompt(token_ids: list[int]) -> Any:
+    """The engine input for a tokenised prompt (vLLM 0.32 deprecates the older form)."""
+    try:
+        from vllm.inputs.engine import tokens_input
+    except ImportError:  # vLLM before the engine-input API
+        from vllm import TokensPrompt
+
+        return TokensPrompt(prompt_token_ids=token_ids)
+    return tokens_input(token_ids)
 
 
 def _embedded_model() -> Path:
@@ -290,7 +314,8 @@ class VLLMEngine:
         self._core.start()
 
     def close(self) -> None:
-        """Stop the engine (for every variant of it). Safe to call twice."""
+        """Stop the engine (for every variant of it). Safe to call twice; a
+        closed engine refuses further requests."""
         self._core.close()
 
     def __enter__(self) -> VLLMEngine:
@@ -305,7 +330,6 @@ class VLLMEngine:
         if self._core.engine is None:
             await asyncio.to_thread(self.start)
         from vllm import SamplingParams
-        from vllm.inputs.engine import tokens_input
         from vllm.sampling_params import StructuredOutputsParams
 
         started = time.monotonic()
@@ -333,7 +357,7 @@ class VLLMEngine:
             stop=list(self.dialect.stop() + sampling.stop),
             structured_outputs=structured,
         )
-        output = await self._core.submit(tokens_input(token_ids), params)
+        output = await self._core.submit(_token_prompt(token_ids), params)
         completion = output.outputs[0]
         text = completion.text
         usage = Usage(
@@ -342,6 +366,10 @@ class VLLMEngine:
             cached_tokens=int(output.num_cached_tokens or 0),
             requests=1,
         )
+        if structured is not None and completion.finish_reason == "length":
+            # Under a constraint the reply ends when the grammar does; cut off
+            # here it is incomplete, and a retry would be cut at the same place.
+            raise OutputTruncated(sampling.max_tokens, text)
         try:
             message = self.dialect.parse(text, request)
         except ModelOutputError as exc:

@@ -45,6 +45,8 @@ class TurnFormat:
     end: str
     system: str | None = None
     """The system turn's opening marker; None folds system text into the first user turn."""
+    generation: str | None = None
+    """What opens the model's new turn when it is asked to write (default: `model`)."""
 
 
 GEMMA3_TURNS = TurnFormat(
@@ -57,6 +59,8 @@ GEMMA4_TURNS = TurnFormat(
     user="<|turn>user\n",
     model="<|turn>model\n",
     end="<turn|>\n",
+    # Gemma 4's template with thinking off: an empty thought opens the turn.
+    generation="<|turn>model\n<|channel>thought\n<channel|>",
 )
 TURN_FORMATS = {t.name: t for t in (GEMMA3_TURNS, GEMMA4_TURNS)}
 
@@ -139,7 +143,7 @@ class JsonDialect:
                 for s in request.tools
             )
             lines.append('To call tools, answer {"tool_calls":[{"name":...,"arguments":{...}}]}.')
-        if request.tool_choice in ("auto", "none"):
+        if request.allows_text:
             if request.output_schema is not None:
                 lines.append(
                     'To give the final answer, answer {"final_answer":...} where the answer fits this '
@@ -207,7 +211,7 @@ class JsonDialect:
         if complete:
             close_model_turn()
         elif not in_model_turn:
-            out.append(t.model)
+            out.append(t.generation or t.model)
         return "".join(out)
 
     @staticmethod
@@ -233,9 +237,7 @@ class JsonDialect:
     def _worked_examples(self, request: ModelRequest) -> list[list[Message]]:
         if not self.examples or not request.tools or request.tool_choice == "none":
             return []
-        tools = list(request.tools)
-        if request.tool_choice not in ("auto", "required"):
-            tools = [s for s in tools if s.name == request.tool_choice]
+        tools = request.allowed_tools
         conversations = []
         for i in range(self.examples):
             spec = tools[i % len(tools)]
@@ -271,7 +273,7 @@ class JsonDialect:
     def constraint(self, request: ModelRequest) -> Constraint:
         defs: dict[str, Any] = {}
         branches: list[dict[str, Any]] = []
-        tools = [s for s in request.tools if request.tool_choice in ("auto", "required", s.name)]
+        tools = request.allowed_tools
         if tools and request.tool_choice != "none":
             call_schemas = []
             for spec in tools:
@@ -291,7 +293,7 @@ class JsonDialect:
                     {"type": "array", "items": item, "minItems": 1, "maxItems": self.max_calls},
                 )
             )
-        if request.tool_choice in ("auto", "none"):
+        if request.allows_text:
             if request.output_schema is not None:
                 answer = hoist_defs(request.output_schema, "output__", defs)
             else:
@@ -315,7 +317,7 @@ class JsonDialect:
         stripped = text.strip()
         for marker in self.stop():
             stripped = stripped.removesuffix(marker).strip()
-        free_text_allowed = request.tool_choice in ("auto", "none") and request.output_schema is None
+        free_text_allowed = request.allows_text and request.output_schema is None
         try:
             action, _ = json.JSONDecoder().raw_decode(stripped)
         except ValueError:

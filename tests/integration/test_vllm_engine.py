@@ -11,6 +11,7 @@ import asyncio
 from enum import StrEnum
 from typing import Any, Literal
 
+import jsonschema
 import pydantic
 import pytest
 
@@ -19,6 +20,7 @@ from agentkit import (
     ContextLengthExceeded,
     MaxStepsExceeded,
     ModelRequest,
+    OutputTruncated,
     RunResult,
     Sampling,
     UserMessage,
@@ -126,20 +128,21 @@ async def run_all(agent: Agent[Any], prompts: list[str]) -> list[RunResult[Any] 
 
 
 def check_calls(results: list[RunResult[Any]]) -> tuple[int, list[str]]:
-    """Every call names an offered tool and its arguments validate; returns (count, problems)."""
-    bound = {t.spec.name: as_tool(t) for t in TOOLS}
+    """Every call names an offered tool and its raw arguments satisfy the tool's JSON
+    Schema (strictly: jsonschema, not Pydantic's lax coercion); returns (count, problems)."""
+    validators = {t.spec.name: jsonschema.Draft202012Validator(t.spec.parameters) for t in map(as_tool, TOOLS)}
     count, problems = 0, []
     for result in results:
+        for call in result.tool_calls:
+            count += 1
+            validator = validators.get(call.name)
+            if validator is None:
+                problems.append(f"unknown tool {call.name}")
+                continue
+            problems.extend(
+                f"{call.name}({call.arguments}): {e.message}" for e in validator.iter_errors(call.arguments)
+            )
         for step in result.steps:
-            for call in step.message.tool_calls:
-                count += 1
-                if call.name not in bound:
-                    problems.append(f"unknown tool {call.name}")
-                    continue
-                try:
-                    bound[call.name].validate(call.arguments)
-                except Exception as exc:
-                    problems.append(f"{call.name}({call.arguments}): {exc}")
             for result_message in step.tool_results:
                 if result_message.is_error and "Arguments" in str(result_message.content):
                     problems.append(str(result_message.content))
@@ -185,7 +188,12 @@ def test_typed_outputs_parse(engine: VLLMEngine) -> None:
     outcomes = asyncio.run(run_all(Reporter(runtime=engine), prompts))
     finished = [o for o in outcomes if isinstance(o, RunResult)]
     FIGURES["typed outputs"] = f"{len(finished)}/{len(outcomes)} runs answered with a valid Report"
-    assert all(isinstance(r.output, Report) for r in finished)
+    # Under the constraint a final answer always fits: never a retry for a
+    # misfit answer, never an unreadable turn.
+    for outcome in outcomes:
+        run = trajectory(outcome)
+        assert not [m for m in run.messages if isinstance(m, UserMessage) and "not a valid Report" in m.text]
+        assert all(s.response.finish_reason != "error" for s in run.steps)
     assert len(finished) >= 4, [str(o) for o in outcomes]
 
 
@@ -244,3 +252,10 @@ def test_a_conversation_longer_than_the_context_is_a_clear_error(engine: VLLMEng
     long_text = "word " * 5000  # the embedded preset's context is 4096 tokens
     with pytest.raises(ContextLengthExceeded, match=r"the prompt has \d+ tokens but .* takes 4096"):
         Assistant(runtime=engine).run(long_text)
+
+
+def test_a_reply_cut_off_at_max_tokens_says_to_raise_it(engine: VLLMEngine) -> None:
+    with pytest.raises(OutputTruncated, match=r"max_tokens=4 .* raise Sampling.max_tokens") as info:
+        Assistant(runtime=engine, sampling=Sampling(max_tokens=4)).run("What is the weather in Tokyo?")
+    assert info.value.partial is not None
+    assert info.value.partial.steps == ()

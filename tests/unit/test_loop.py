@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import time
@@ -20,6 +21,7 @@ from agentkit import (
     ModelRequest,
     ModelResponse,
     ModelTurn,
+    RunFailed,
     RunFinished,
     RuntimeInfo,
     ToolCall,
@@ -173,26 +175,26 @@ def test_sync_tools_of_one_turn_run_in_threads_concurrently() -> None:
     assert [(r.content, r.is_error) for r in results_of(result)] == [(1, False), (2, False), (3, False)]
 
 
-def test_a_slow_sync_tool_does_not_block_other_agents_on_the_loop() -> None:
+def test_a_blocking_sync_tool_does_not_block_other_agents_on_the_loop() -> None:
+    barrier = threading.Barrier(2, timeout=5)
+
     @tool
-    def slow(seconds: float) -> str:
-        """Sleeps.
+    def rendezvous(who: str) -> str:
+        """Blocks until the other agent's call arrives too.
 
         Args:
-            seconds: How long.
+            who: Which agent calls.
         """
-        time.sleep(seconds)
-        return "slept"
+        barrier.wait()  # if the first call blocked the loop, the second would never start
+        return who
 
-    async def two_agents() -> float:
-        start = time.monotonic()
-        first = Agent(runtime=ScriptedRuntime([calls(("slow", {"seconds": 0.4})), "a"]), tools=[slow])
-        second = Agent(runtime=ScriptedRuntime([calls(("slow", {"seconds": 0.4})), "b"]), tools=[slow])
-        await asyncio.gather(first.arun("x"), second.arun("y"))
-        return time.monotonic() - start
+    async def two_agents() -> list[str]:
+        first = Agent(runtime=ScriptedRuntime([calls(("rendezvous", {"who": "a"})), "a"]), tools=[rendezvous])
+        second = Agent(runtime=ScriptedRuntime([calls(("rendezvous", {"who": "b"})), "b"]), tools=[rendezvous])
+        results = await asyncio.gather(first.arun("x"), second.arun("y"))
+        return [results_of(r)[0].content for r in results]
 
-    # Run in threads, the two sleeps overlap: well under the 0.8 s of a serial run.
-    assert asyncio.run(two_agents()) < 0.75
+    assert asyncio.run(two_agents()) == ["a", "b"]
 
 
 # --- errors become observations ---------------------------------------------------------
@@ -572,3 +574,68 @@ def test_an_unreadable_turn_is_fed_back_and_its_tokens_counted() -> None:
     assert isinstance(feedback, UserMessage)
     assert "could not be read" in feedback.text
     assert "blah blah" in feedback.text
+
+
+def test_a_tools_own_timeout_error_is_an_ordinary_failure() -> None:
+    @tool
+    def fetch() -> str:
+        """A socket times out inside the tool."""
+        raise TimeoutError("read timed out")
+
+    (error,) = results_of(Agent(runtime=ScriptedRuntime([calls(("fetch", {})), "x"]), tools=[fetch]).run("x"))
+    assert "ToolExecutionError" in error.content
+    assert "read timed out" in error.content
+    assert "did not finish within" not in error.content
+
+
+def test_an_async_tool_behind_a_sync_wrapper_is_awaited() -> None:
+    async def lookup(key: str) -> str:
+        """Looks up a key.
+
+        Args:
+            key: The key.
+        """
+        await asyncio.sleep(0)
+        return key.upper()
+
+    @functools.wraps(lookup)
+    def wrapper(key: str) -> Any:
+        return lookup(key)  # returns a coroutine: a sync function to inspect
+
+    wrapped = tool(wrapper)
+    runtime = ScriptedRuntime([calls(("lookup", {"key": "k"})), "x"])
+    (result,) = results_of(Agent(runtime=runtime, tools=[wrapped]).run("x"))
+    assert (result.content, result.is_error) == ("K", False)
+
+
+def test_an_approver_that_raises_becomes_an_error_result() -> None:
+    def approve(call: ToolCall) -> bool:
+        raise KeyError("no policy for this user")
+
+    runtime = ScriptedRuntime([calls(("delete_file", {"path": "a"})), "done"])
+    result = Agent(runtime=runtime, tools=[delete_file], approve=approve).run("x")
+    (error,) = results_of(result)
+    assert error.is_error
+    assert "no policy for this user" in error.content
+    assert result.output == "done"
+
+
+def test_a_result_that_cannot_be_serialised_for_any_reason_is_an_error() -> None:
+    @tool
+    def circular() -> Any:
+        """Returns a list that contains itself."""
+        loop: list[Any] = []
+        loop.append(loop)
+        return loop
+
+    (error,) = results_of(Agent(runtime=ScriptedRuntime([calls(("circular", {})), "x"]), tools=[circular]).run("x"))
+    assert error.is_error
+    assert "Circular reference" in error.content
+
+
+def test_an_unexpected_runtime_error_keeps_the_trajectory() -> None:
+    with pytest.raises(RunFailed, match="the runtime failed at step 1: OSError: connection reset") as info:
+        Calculator(runtime=FailingSecondTurn(OSError("connection reset"))).run("x")
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.partial is not None
+    assert len(info.value.partial.steps) == 1

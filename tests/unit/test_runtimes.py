@@ -49,7 +49,10 @@ def test_bad_uris(uri: str, message: str) -> None:
         resolve(uri)
 
 
-def test_vllm_uris_share_one_engine_per_model() -> None:
+def test_vllm_uris_share_one_engine_per_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agentkit.runtimes
+
+    monkeypatch.setattr(agentkit.runtimes, "_ENGINES", {})  # leave the process-wide cache as it was
     # Building a VLLMEngine does not start it: no model is loaded here.
     assert resolve("vllm:default") is resolve("vllm:default")
     assert resolve("vllm:default") is not resolve("vllm:gemma-4-e2b")
@@ -87,3 +90,26 @@ def test_model_request_checks_tool_choice() -> None:
         ModelRequest(messages=[], tool_choice="nope")
     with pytest.raises(ValueError, match="at least one tool"):
         ModelRequest(messages=[], tool_choice="required")
+
+
+def test_a_closed_engine_refuses_to_start_again() -> None:
+    from agentkit.runtimes.vllm import VLLMEngine
+
+    engine = VLLMEngine("default")
+    engine.close()
+    with pytest.raises(RuntimeUnavailable, match="was closed"):
+        engine.start()
+
+
+def test_registering_a_dialect_keeps_the_built_in_ones() -> None:
+    from agentkit.dialect import _FACTORIES, get_dialect, register_dialect
+    from agentkit.dialects.json_action import JsonDialect
+
+    register_dialect("json-copy", JsonDialect)
+    try:
+        assert get_dialect("json").name == "json"
+        assert isinstance(get_dialect("json-copy", examples=1), JsonDialect)
+        with pytest.raises(ValueError, match="unknown dialect 'nope'"):
+            get_dialect("nope")
+    finally:
+        _FACTORIES.pop("json-copy")

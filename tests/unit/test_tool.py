@@ -7,7 +7,7 @@ import enum
 import inspect
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal, Optional
 
 import jsonschema
@@ -341,7 +341,7 @@ def test_binding_a_method_tool_without_an_instance_raises() -> None:
 
 
 def test_tool_class_spec() -> None:
-    spec = SearchDocs.spec()
+    spec = SearchDocs.spec
 
     assert spec.name == "search_docs"
     assert spec.description == "Search the documentation.\n\nMatches page titles and bodies."
@@ -388,40 +388,62 @@ def test_tool_class_async_run_and_class_variable_options() -> None:
     [("Search", "search"), ("GetWeather", "get_weather"), ("ReadFileLines", "read_file_lines")],
 )
 def test_tool_class_name_defaults_to_snake_case(class_name: str, tool_name: str) -> None:
-    assert _subclass(Echo, class_name).spec().name == tool_name
+    assert _subclass(Echo, class_name).spec.name == tool_name
 
 
 def test_tool_class_name_class_variable_overrides() -> None:
-    assert _subclass(Echo, "LongClassName", tool_name="short").spec().name == "short"
+    assert _subclass(Echo, "LongClassName", tool_name="short").spec.name == "short"
 
 
-def test_tool_class_without_run_raises() -> None:
+def test_tool_class_without_run_has_no_spec_and_cannot_be_used() -> None:
+    # A class without run() may be a base for other tools: defining it is fine.
+    assert "spec" not in vars(NoRun)
     with pytest.raises(ToolDefinitionError, match=r"NoRun.*implement run\(\)"):
-        NoRun.spec()
-    with pytest.raises(ToolDefinitionError, match="implement run"):
         as_tool(NoRun)
 
 
 def test_tool_class_spec_is_built_once_per_class() -> None:
     child = _subclass(Echo, "LoudEcho")
 
-    assert Echo.spec() is Echo.spec()
-    assert child.spec().name == "loud_echo"
-    assert Echo.spec().name == "echo"
+    assert Echo.spec is Echo.spec
+    assert child.spec.name == "loud_echo"
+    assert Echo.spec.name == "echo"
 
 
-def test_tool_class_with_bad_example_raises() -> None:
-    bad = _subclass(Echo, "BadExample", tool_examples=({"txt": "typo"},))
-
+def test_tool_class_with_bad_example_fails_when_defined() -> None:
     with pytest.raises(ToolDefinitionError, match=r"BadExample.*txt"):
-        bad.spec()
+        _subclass(Echo, "BadExample", tool_examples=({"txt": "typo"},))
 
 
-def test_tool_class_with_bad_name_raises() -> None:
-    bad = _subclass(Echo, "BadName", tool_name="bad name")
-
+def test_tool_class_with_bad_name_fails_when_defined() -> None:
     with pytest.raises(ToolDefinitionError, match=r"BadName.*'bad name'"):
-        bad.spec()
+        _subclass(Echo, "BadName", tool_name="bad name")
+
+
+@pytest.mark.parametrize("field", ["run", "spec", "bind", "tool_name"])
+def test_tool_class_fields_may_not_take_tool_s_own_names(field: str) -> None:
+    # Pydantic warns about the shadowing first; agentkit then refuses the class.
+    with (
+        pytest.warns(UserWarning, match="shadows an attribute"),
+        pytest.raises(ToolDefinitionError, match=rf"Clash.*\['{field}'\] belong to Tool itself"),
+    ):
+        type(
+            "Clash",
+            (Echo,),
+            {"__module__": __name__, "__annotations__": {field: str}, field: "x", "run": Echo.run},
+        )
+
+
+def test_tool_class_with_a_field_of_no_schema_fails_when_defined() -> None:
+    with pytest.raises(ToolDefinitionError, match=r"Hook.*no JSON Schema"):
+
+        class Hook(Tool):
+            """Takes a callback."""
+
+            callback: Callable[[], None]
+
+            def run(self) -> None:
+                self.callback()
 
 
 def test_tool_class_invalid_arguments_raise() -> None:
@@ -497,7 +519,7 @@ def test_schema_requires_exactly_the_parameters_without_default() -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    [get_weather.spec, kitchen_sink.spec, Counter.add.spec, SearchDocs.spec(), FetchPage.spec()],
+    [get_weather.spec, kitchen_sink.spec, Counter.add.spec, SearchDocs.spec, FetchPage.spec],
     ids=lambda spec: spec.name,
 )
 def test_no_title_keywords_remain_but_a_property_named_title_is_kept(spec: ToolSpec) -> None:
@@ -537,9 +559,9 @@ ALL_SPECS = [
     slow_double.spec,
     Counter.add.spec,
     Counter.peek.spec,
-    SearchDocs.spec(),
-    FetchPage.spec(),
-    Echo.spec(),
+    SearchDocs.spec,
+    FetchPage.spec,
+    Echo.spec,
 ]
 
 
@@ -856,9 +878,8 @@ def test_a_nan_timeout_is_rejected() -> None:
 
 @pytest.mark.parametrize("options", [{"retries": -1}, {"timeout": 0}], ids=["retries", "timeout"])
 def test_tool_class_bad_options_raise(options: dict[str, Any]) -> None:
-    bad = _subclass(Echo, "BadOptions", tool_options=ToolOptions(**options))
     with pytest.raises(ToolDefinitionError, match="BadOptions"):
-        as_tool(bad)
+        _subclass(Echo, "BadOptions", tool_options=ToolOptions(**options))
 
 
 def test_tool_class_fields_may_use_the_names_of_tool_settings() -> None:
@@ -883,7 +904,7 @@ def test_tool_class_fields_may_use_the_names_of_tool_settings() -> None:
 
 
 def test_tool_class_name_splits_a_leading_acronym() -> None:
-    assert _subclass(Echo, "HTTPFetch").spec().name == "http_fetch"
+    assert _subclass(Echo, "HTTPFetch").spec.name == "http_fetch"
 
 
 # --- validating arguments ---------------------------------------------------------------
@@ -1010,7 +1031,7 @@ def test_as_tool_accepts_a_function_tool() -> None:
 def test_as_tool_accepts_a_tool_class() -> None:
     bound = as_tool(SearchDocs)
 
-    assert bound.spec is SearchDocs.spec()
+    assert bound.spec is SearchDocs.spec
     assert bound.validate({"query": "q", "limit": 1})() == ["q #0"]
 
 
