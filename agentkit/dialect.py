@@ -87,7 +87,7 @@ def get_dialect(name: str, **options: Any) -> Dialect:
         ValueError: no dialect has that name.
     """
     # The built-in dialects register themselves on import.
-    from agentkit.dialects import json_action  # noqa: F401
+    from agentkit.dialects import gemma4, json_action  # noqa: F401
 
     try:
         factory = _FACTORIES[name]

@@ -35,7 +35,7 @@ NOT_RUN = "# not run"
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 _INLINE_CODE = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
-_URI = re.compile(r"(?<![\w./:-])([a-z][a-z0-9-]*):(?!//)([^\s\"'`),]+)")
+_URI = re.compile(r"(?<![\w./:>{,|-])([a-z][a-z0-9-]*):(?!//)([^\s\"'`),]+)")
 _MAKE = re.compile(r"(?:^|\s)make\s+([a-z][\w-]*)")
 
 

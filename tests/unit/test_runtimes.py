@@ -113,3 +113,12 @@ def test_registering_a_dialect_keeps_the_built_in_ones() -> None:
             get_dialect("nope")
     finally:
         _FACTORIES.pop("json-copy")
+
+
+def test_the_gemma4_dialect_is_built_in() -> None:
+    from agentkit.dialect import get_dialect
+    from agentkit.dialects.gemma4 import Gemma4Dialect
+
+    dialect = get_dialect("gemma4", thinking=True)
+    assert isinstance(dialect, Gemma4Dialect)
+    assert dialect.name == "gemma4"

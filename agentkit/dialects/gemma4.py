@@ -1,0 +1,499 @@
+"""The `gemma4` dialect: Gemma 4's native prompt format and tool-call syntax.
+
+    <|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:3}<tool_call|>
+
+Values use Gemma 4's argument syntax (`format_value`): strings between `<|"|>`
+delimiters, never escaped; object keys bare and sorted. Tools are declared in
+the system turn, calls and their results stay in the model's turn, and the
+model's text is read back whole (`parse_turn`) or as it streams (`StreamParser`).
+
+Choices the reference template leaves open:
+
+- null is written `null` (the reference template prints Python's `None`, an
+  accident next to its `true`/`false`); both are read.
+- floats are written as Python's `repr` (`1.0`, `1e+16`): valid JSON that reads
+  back as the same float; ints never carry a `.`.
+- a result that is not an object is written `{value:…}`, an error `{error:…}`.
+- schema keywords without a slot in a declaration (`default`, `minimum`,
+  `pattern`, `additionalProperties`, ...) are dropped: the model was never
+  shown them, and the decoding grammar is what enforces them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agentkit.dialect import Constraint, register_dialect
+from agentkit.errors import ModelOutputError
+from agentkit.messages import AssistantMessage, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit.runtime import ModelRequest
+from agentkit.tool import ToolSpec
+
+__all__ = [
+    "Gemma4Dialect",
+    "StreamEvent",
+    "StreamParser",
+    "format_value",
+    "parse_calls",
+    "parse_turn",
+    "render_call",
+    "render_declaration",
+    "render_result",
+]
+
+QUOTE = '<|"|>'
+BOS = "<bos>"
+TURN_END = "<turn|>"
+CALL_OPEN, CALL_CLOSE = "<|tool_call>", "<tool_call|>"
+RESPONSE_OPEN, RESPONSE_CLOSE = "<|tool_response>", "<tool_response|>"
+CHANNEL_OPEN, CHANNEL_CLOSE = "<|channel>", "<channel|>"
+THOUGHT = "thought\n"
+
+_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None, "None": None}
+_SPACE = " \t\r\n"
+
+
+# --- writing values -------------------------------------------------------------------
+
+
+def format_value(value: Any) -> str:
+    """A JSON value in Gemma 4's argument syntax.
+
+    Raises:
+        ValueError: a string holds `<|"|>`, or a float is not finite (TypeError: not JSON).
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} has no form in Gemma 4's syntax (nor in JSON)")
+        return repr(value)
+    if isinstance(value, str):
+        if QUOTE in value:
+            raise ValueError(f"a string cannot contain the {QUOTE} delimiter: {value[:80]!r}")
+        return QUOTE + value + QUOTE
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(format_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            raise TypeError(f"object keys must be strings, got {list(value)!r}")
+        return "{" + ",".join(f"{_format_key(k)}:{format_value(value[k])}" for k in sorted(value)) + "}"
+    raise TypeError(f"a {type(value).__name__} is not a JSON value")
+
+
+def _format_key(key: str) -> str:
+    # Keys are bare like the reference template writes them; a key that bare
+    # would be ambiguous (spaces, colons, braces) is delimited like a string.
+    return key if _BARE_KEY.fullmatch(key) else format_value(key)
+
+
+def render_call(call: ToolCall) -> str:
+    """`<|tool_call>call:NAME{k:v,…}<tool_call|>`, keys sorted."""
+    return f"{CALL_OPEN}call:{call.name}{format_value(call.arguments)}{CALL_CLOSE}"
+
+
+def render_result(result: ToolResult) -> str:
+    """`<|tool_response>response:NAME{…}<tool_response|>`: an object, `{value:…}` or `{error:…}`."""
+    content = result.content
+    body = {"error": content} if result.is_error else content if isinstance(content, Mapping) else {"value": content}
+    return f"{RESPONSE_OPEN}response:{result.name}{format_value(body)}{RESPONSE_CLOSE}"
+
+
+# --- declarations -----------------------------------------------------------------------
+
+
+def render_declaration(spec: ToolSpec) -> str:
+    """`<|tool>declaration:NAME{description:…,parameters:{…}}<tool|>`.
+
+    The JSON Schema in the declaration's vocabulary: `$ref`s inlined (a recursive
+    one as a bare `OBJECT`), `Optional` as `nullable:true`, `const` as an `enum`.
+    """
+    declaration: dict[str, Any] = {}
+    if spec.description:
+        declaration["description"] = spec.description.strip()
+    declaration["parameters"] = _declare(spec.parameters, spec.parameters.get("$defs", {}), frozenset())
+    return f"<|tool>declaration:{spec.name}{format_value(declaration)}<tool|>"
+
+
+def _declare(schema: Mapping[str, Any], defs: Mapping[str, Any], expanding: frozenset[str]) -> dict[str, Any]:
+    """One schema node in the declaration's vocabulary; `expanding` guards recursion."""
+    node = dict(schema)
+    ref = node.pop("$ref", None)
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        name = ref.removeprefix("#/$defs/")
+        if name in expanding or name not in defs:  # recursion: stop at a bare object
+            return _declare({"type": "object", "description": node.get("description")}, defs, expanding)
+        # The referring node's own keywords (its description) win over the definition's.
+        return _declare({**defs[name], **node}, defs, expanding | {name})
+    all_of = node.pop("allOf", None)
+    if isinstance(all_of, list) and len(all_of) == 1:
+        return _declare({**all_of[0], **node}, defs, expanding)
+
+    if isinstance(node.get("type"), list):  # ["string", "null"] is an anyOf
+        node["anyOf"] = [{"type": kind} for kind in node.pop("type")]
+    branches = node.pop("anyOf", None) or node.pop("oneOf", None) or []
+    others = [branch for branch in branches if branch.get("type") != "null"]
+    nullable = {"nullable": True} if len(others) < len(branches) else {}
+    if len(others) == 1:  # Optional[X]: X, nullable
+        return _declare({**others[0], **node}, defs, expanding) | nullable
+    out: dict[str, Any] = {"anyOf": [_declare(b, defs, expanding) for b in others]} if others else {}
+    if isinstance(node.get("description"), str) and node["description"]:
+        out["description"] = node["description"].strip()
+    if isinstance(node.get("type"), str):
+        out["type"] = node["type"].upper()
+    if isinstance(node.get("enum"), list) or "const" in node:
+        out["enum"] = list(node.get("enum", [node.get("const")]))
+    if isinstance(node.get("items"), Mapping):
+        out["items"] = _declare(node["items"], defs, expanding)
+    if isinstance(node.get("properties"), Mapping) and node["properties"]:
+        out["properties"] = {k: _declare(v, defs, expanding) for k, v in node["properties"].items()}
+    if isinstance(node.get("required"), list) and node["required"]:
+        out["required"] = list(node["required"])
+    return out | nullable
+
+
+# --- reading values ---------------------------------------------------------------------
+
+
+class _Incomplete(Exception):
+    """The text ended where more was needed (a stream may still bring it)."""
+
+
+class _Malformed(Exception):
+    """The text cannot be read, however it continues."""
+
+
+class _Reader:
+    """A cursor over call text: values in Gemma 4's argument syntax."""
+
+    def __init__(self, text: str, *, strict: bool) -> None:
+        self.text, self.pos, self.strict = text, 0, strict
+
+    def expect(self, token: str) -> None:
+        rest = self.text[self.pos :]
+        if rest.startswith(token):
+            self.pos += len(token)
+            return
+        raise _Incomplete if token.startswith(rest) else _Malformed(f"expected {token!r} at {rest[:30]!r}")
+
+    def space(self) -> None:
+        self.pos = len(self.text) - len(self.text[self.pos :].lstrip(_SPACE))
+
+    def peek(self) -> str:
+        self.space()
+        if self.pos >= len(self.text):
+            raise _Incomplete
+        return self.text[self.pos]
+
+    def match(self, pattern: re.Pattern[str], what: str) -> str:
+        found = pattern.match(self.text, self.pos)
+        if found is None or found.end() == len(self.text):  # at the end, it may go on
+            if self.pos == len(self.text) or found is not None:
+                raise _Incomplete
+            raise _Malformed(f"expected {what} at {self.text[self.pos : self.pos + 30]!r}")
+        self.pos = found.end()
+        return found.group()
+
+    def value(self) -> Any:
+        char = self.peek()
+        if char == "{":
+            return self.object()
+        if char == "[":
+            items: list[Any] = []
+            self.sequence("[", "]", lambda: items.append(self.value()))
+            return items
+        return self.string() if char == "<" else self.scalar()
+
+    def object(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        def entry() -> None:
+            key = self.string() if self.peek() == "<" else self.match(_BARE_KEY, "a key")
+            self.space()
+            self.expect(":")
+            if key in out and self.strict:
+                raise _Malformed(f"key {key!r} appears twice")
+            out[key] = self.value()
+
+        self.sequence("{", "}", entry)
+        return out
+
+    def sequence(self, opener: str, closer: str, read: Callable[[], None]) -> None:
+        self.expect(opener)
+        if self.peek() != closer:
+            read()
+            while self.peek() != closer:
+                self.expect(",")
+                read()
+        self.pos += 1
+
+    def string(self) -> str:
+        self.expect(QUOTE)
+        end = self.text.find(QUOTE, self.pos)
+        if end < 0:
+            raise _Incomplete
+        value, self.pos = self.text[self.pos : end], end + len(QUOTE)
+        return value
+
+    def scalar(self) -> Any:
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in ",}]":
+            self.pos += 1
+        if self.pos == len(self.text):
+            raise _Incomplete  # more digits may come
+        token = self.text[start : self.pos].strip()
+        if token in _LITERALS:
+            return _LITERALS[token]
+        if _NUMBER.fullmatch(token):
+            if token.lstrip("-").isdigit():
+                return int(token)
+            if math.isinf(number := float(token)):
+                raise _Malformed(f"number {token} is out of range")
+            return number
+        if self.strict or not token:
+            raise _Malformed(f"unexpected {token!r}: strings are written between {QUOTE} delimiters")
+        return token  # tolerant: a bare word is a string, as vLLM reads it
+
+
+# --- reading a turn ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """What a stream brought: more `text` or `thinking` (in `text`), or a complete `call`."""
+
+    kind: Literal["text", "thinking", "call"]
+    text: str = ""
+    call: ToolCall | None = None
+
+
+_TEXT_MARKERS = (CHANNEL_OPEN, CALL_OPEN, TURN_END, RESPONSE_OPEN, CHANNEL_CLOSE, CALL_CLOSE)
+_ENDS = (TURN_END, RESPONSE_OPEN)
+_LONGEST = max(map(len, _TEXT_MARKERS))
+_NEXT_STATE = {CHANNEL_OPEN: "thought", CHANNEL_CLOSE: "text", CALL_OPEN: "call", CALL_CLOSE: "text"}
+
+
+class StreamParser:
+    """Reads the model's text as it streams: text, thinking and calls as they complete.
+
+    `feed(chunk)` returns the events a chunk completes, `close()` the last ones.
+    The turn ends at `<turn|>` or `<|tool_response>` (the model asking for
+    its calls' results); what follows is ignored (strict: whitespace only).
+
+    Args:
+        strict: Raise `ModelOutputError` on anything off-format. Tolerant
+            (False) also accepts variants seen from real checkpoints: a call
+            closed by `<turn|>`, a last call left open at the end of the
+            text, an unclosed thought, stray closing markers, bare words.
+    """
+
+    def __init__(self, *, strict: bool = True) -> None:
+        self.strict, self._state = strict, "text"
+        self._buffer = self._raw = ""
+
+    def feed(self, chunk: str) -> list[StreamEvent]:
+        """The events `chunk` completes."""
+        self._raw, self._buffer = self._raw + chunk, self._buffer + chunk
+        return self._drain(final=False)
+
+    def close(self) -> list[StreamEvent]:
+        """The last events, once the text has ended."""
+        return self._drain(final=True)
+
+    def _drain(self, *, final: bool) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        while True:
+            if self._state == "call":
+                progressed = self._call(events, final=final)
+            elif self._state == "done":
+                if self.strict and self._buffer.strip():
+                    raise ModelOutputError("text after the end of the turn", self._raw)
+                self._buffer, progressed = "", False
+            else:
+                progressed = self._scan(events, final=final)
+            if not progressed:
+                return events
+
+    def _scan(self, events: list[StreamEvent], *, final: bool) -> bool:
+        """Text or thought up to the next marker, holding back what may begin one."""
+        thought = self._state == "thought"
+        if thought:
+            # The channel's name, `thought`, is not part of the thought.
+            heads = (THOUGHT, "thought" + CHANNEL_CLOSE)
+            if not final and any(h.startswith(self._buffer) and h != self._buffer for h in heads):
+                return False
+            self._buffer = self._buffer.removeprefix(THOUGHT)
+            if self._buffer.startswith(heads[1]):
+                self._buffer = self._buffer.removeprefix("thought")
+            self._state = "thinking"
+        thinking = self._state == "thinking"
+        markers: tuple[str, ...] = _TEXT_MARKERS
+        if thinking:
+            markers = (CHANNEL_CLOSE,) if self.strict else (CHANNEL_CLOSE, CALL_OPEN, *_ENDS)
+        found = min(((i, m) for m in markers if (i := self._buffer.find(m)) >= 0), default=None)
+        if found is None:
+            index, marker = len(self._buffer), ""
+            if not final:  # hold back what may begin a marker
+                index -= next(
+                    (n for n in range(min(len(self._buffer), _LONGEST), 0, -1) if _begins(self._buffer[-n:], markers)),
+                    0,
+                )
+        else:
+            index, marker = found
+        if index:
+            events.append(StreamEvent("thinking" if thinking else "text", self._buffer[:index]))
+        self._buffer = self._buffer[index + len(marker) :]
+        if not marker:
+            if final and thinking:
+                if self.strict:
+                    raise ModelOutputError(f"the thought was not closed with {CHANNEL_CLOSE}", self._raw)
+                self._state = "done"
+            return False
+        if self.strict and not thinking and marker in (CHANNEL_CLOSE, CALL_CLOSE):
+            raise ModelOutputError(f"{marker} closes nothing", self._raw)
+        self._state = _NEXT_STATE.get(marker, "done")
+        return True
+
+    def _call(self, events: list[StreamEvent], *, final: bool) -> bool:
+        reader = _Reader(self._buffer, strict=self.strict)
+        try:
+            reader.expect("call:")
+            name = reader.match(_NAME, "a tool name")
+            if reader.peek() != "{":
+                raise _Malformed(f"expected '{{' after the tool name {name!r}")
+            arguments = reader.object()
+        except _Incomplete:
+            if final:
+                raise ModelOutputError("the text ended inside a tool call", self._raw) from None
+            return False
+        except _Malformed as exc:
+            raise ModelOutputError(f"malformed tool call: {exc}", self._raw) from None
+        reader.space()
+        rest = self._buffer[reader.pos :]
+        closer = next((c for c in (CALL_CLOSE, TURN_END) if rest.startswith(c)), None)
+        if closer is None:
+            could_close = _begins(rest, (CALL_CLOSE, TURN_END))
+            if not final and could_close:
+                return False
+            if not (final and could_close and not self.strict):
+                raise ModelOutputError(f"the call to {name!r} is not closed by {CALL_CLOSE}", self._raw)
+            closer, rest = TURN_END, ""  # tolerant: a last call left open
+        elif closer == TURN_END and self.strict:
+            raise ModelOutputError(f"the call to {name!r} is closed by {TURN_END} instead of {CALL_CLOSE}", self._raw)
+        events.append(StreamEvent("call", call=ToolCall(name=name, arguments=arguments)))
+        self._buffer = rest.removeprefix(closer)
+        self._state = "text" if closer == CALL_CLOSE else "done"
+        return True
+
+
+def _begins(text: str, markers: Sequence[str]) -> bool:
+    return any(marker.startswith(text) for marker in markers)
+
+
+def parse_turn(text: str, *, strict: bool = True) -> AssistantMessage:
+    """The model's turn: thinking, free text (trimmed) and calls. Raises `ModelOutputError`."""
+    parser = StreamParser(strict=strict)
+    events = [*parser.feed(text), *parser.close()]
+    return AssistantMessage(
+        text="".join(e.text for e in events if e.kind == "text").strip(),
+        tool_calls=tuple(e.call for e in events if e.call is not None),
+        thinking="".join(e.text for e in events if e.kind == "thinking") or None,
+    )
+
+
+def parse_calls(text: str, *, strict: bool = True) -> list[ToolCall]:
+    """The tool calls in the model's text, in order."""
+    return list(parse_turn(text, strict=strict).tool_calls)
+
+
+# --- the dialect ------------------------------------------------------------------------
+
+
+class Gemma4Dialect:
+    """Gemma 4's native format: declarations, `<|tool_call>` calls, in-turn results.
+
+    Args:
+        thinking: Ask the model to think first (`<|think|>` in the system turn).
+        strict: Parse strictly (the default: a constrained model writes the
+            exact format); False accepts known off-format variants.
+    """
+
+    name = "gemma4"
+
+    def __init__(self, *, thinking: bool = False, strict: bool = True) -> None:
+        self.thinking, self.strict = thinking, strict
+
+    def stop(self) -> tuple[str, ...]:
+        # After its calls the model writes `<|tool_response>`, then would invent the results.
+        return (TURN_END, RESPONSE_OPEN)
+
+    def constraint(self, request: ModelRequest) -> Constraint | None:
+        """None for now: the grammar for this syntax is not written yet."""
+        return None
+
+    def render(self, request: ModelRequest) -> str:
+        messages = list(request.messages)
+        system: list[str] = []
+        while messages and isinstance(first := messages[0], SystemMessage):
+            system.append(first.text.strip())
+            messages.pop(0)
+        tools = request.allowed_tools
+        out = [BOS]
+        if self.thinking or tools or system:
+            think = "<|think|>\n" if self.thinking else ""
+            declarations = "".join(render_declaration(spec) for spec in tools)
+            instructions = "\n\n".join(part for part in system if part)
+            out.append(f"<|turn>system\n{think}{instructions}{declarations}{TURN_END}\n")
+        last_user = max((i for i, m in enumerate(messages) if isinstance(m, UserMessage)), default=-1)
+        in_model_turn = False
+        for index, message in enumerate(messages):
+            if isinstance(message, UserMessage | SystemMessage):
+                if in_model_turn:  # a turn left on results, closed by the user speaking
+                    out.append(f"{TURN_END}\n")
+                    in_model_turn = False
+                out.append(f"<|turn>{message.role}\n{message.text.strip()}{TURN_END}\n")
+                continue
+            if not in_model_turn:
+                out.append("<|turn>model\n")
+                in_model_turn = True
+            if isinstance(message, ToolResult):
+                out.append(render_result(message))
+                continue
+            # Only the thought behind the calls now being answered is kept.
+            if message.thinking and message.tool_calls and index > last_user:
+                out.append(f"{CHANNEL_OPEN}{THOUGHT}{message.thinking}{CHANNEL_CLOSE}")
+            out.append(message.text.strip())
+            out.extend(render_call(call) for call in message.tool_calls)
+            if message.tool_calls:
+                if not any(isinstance(m, ToolResult) for m in messages[index + 1 : index + 2]):
+                    out.append(RESPONSE_OPEN)  # a call awaiting its result
+            else:
+                out.append(f"{TURN_END}\n")
+                in_model_turn = False
+        if not in_model_turn:
+            out.append("<|turn>model\n" if self.thinking else f"<|turn>model\n{CHANNEL_OPEN}thought\n{CHANNEL_CLOSE}")
+        return "".join(out)
+
+    def parse(self, text: str, request: ModelRequest) -> AssistantMessage:
+        """Raises `ModelOutputError` on off-format text, no decision, or text where a call is due."""
+        message = parse_turn(text, strict=self.strict)
+        if not message.tool_calls:
+            if not request.allows_text:
+                raise ModelOutputError(f"tool_choice {request.tool_choice!r} needs a tool call, got none", text)
+            if not message.text:
+                raise ModelOutputError("the model wrote neither text nor a tool call", text)
+        return message
+
+
+register_dialect("gemma4", Gemma4Dialect)
