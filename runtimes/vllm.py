@@ -55,6 +55,18 @@ class Preset:
 # cached), context trimmed to what one GPU holds comfortably. The native
 # `gemma4` dialect replaces `json` here once it lands.
 _GEMMA4_TEXT = {"limit_mm_per_prompt": {"image": 0, "audio": 0, "video": 0}}
+
+
+def _gemma4(model: str, description: str, **engine_args: Any) -> Preset:
+    return Preset(
+        model=model,
+        dialect="json",
+        dialect_options={"turns": "gemma4"},
+        engine_args={**engine_args, **_GEMMA4_TEXT},
+        description=description,
+    )
+
+
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         model="embedded",
@@ -65,33 +77,20 @@ PRESETS: dict[str, Preset] = {
         engine_args={"max_model_len": 4096, "max_num_seqs": 16},
         description="Gemma 3 270M (pretrained), packaged; runs on a CPU",
     ),
-    "gemma-4-e2b": Preset(
-        model="google/gemma-4-E2B-it",
-        dialect="json",
-        dialect_options={"turns": "gemma4"},
-        engine_args={"max_model_len": 32768, **_GEMMA4_TEXT},
-        description="Gemma 4 E2B instruction-tuned (edge, ~2B effective)",
+    "gemma-4-e2b": _gemma4(
+        "google/gemma-4-E2B-it", "Gemma 4 E2B instruction-tuned (edge, ~2B effective)", max_model_len=32768
     ),
-    "gemma-4-e4b": Preset(
-        model="google/gemma-4-E4B-it",
-        dialect="json",
-        dialect_options={"turns": "gemma4"},
-        engine_args={"max_model_len": 32768, **_GEMMA4_TEXT},
-        description="Gemma 4 E4B instruction-tuned (edge, ~4B effective)",
+    "gemma-4-e4b": _gemma4(
+        "google/gemma-4-E4B-it", "Gemma 4 E4B instruction-tuned (edge, ~4B effective)", max_model_len=32768
     ),
-    "gemma-4-26b-a4b": Preset(
-        model="google/gemma-4-26B-A4B-it",
-        dialect="json",
-        dialect_options={"turns": "gemma4"},
-        engine_args={"max_model_len": 65536, "kv_cache_dtype": "fp8", **_GEMMA4_TEXT},
-        description="Gemma 4 26B A4B mixture of experts (~4B active); one 80 GB GPU",
+    "gemma-4-26b-a4b": _gemma4(
+        "google/gemma-4-26B-A4B-it",
+        "Gemma 4 26B A4B mixture of experts (~4B active); one 80 GB GPU",
+        max_model_len=65536,
+        kv_cache_dtype="fp8",
     ),
-    "gemma-4-31b": Preset(
-        model="google/gemma-4-31B-it",
-        dialect="json",
-        dialect_options={"turns": "gemma4"},
-        engine_args={"max_model_len": 32768, "kv_cache_dtype": "fp8", **_GEMMA4_TEXT},
-        description="Gemma 4 31B dense; one 80 GB GPU",
+    "gemma-4-31b": _gemma4(
+        "google/gemma-4-31B-it", "Gemma 4 31B dense; one 80 GB GPU", max_model_len=32768, kv_cache_dtype="fp8"
     ),
 }
 
