@@ -439,8 +439,15 @@ class Gemma4Dialect:
         return (TURN_END, RESPONSE_OPEN)
 
     def constraint(self, request: ModelRequest) -> Constraint | None:
-        """None for now: the grammar for this syntax is not written yet."""
-        return None
+        """The structural tag that makes every call valid (None under `none`).
+
+        Free text and thinking stay free; each `<|tool_call>` must complete as
+        a call to an allowed tool with arguments in Gemma 4 syntax that fit its
+        schema. A typed final answer is not constrained by this dialect yet.
+        """
+        from agentkit.dialects.gemma4_grammar import build_constraint
+
+        return build_constraint(request.tools, request.tool_choice)
 
     def render(self, request: ModelRequest) -> str:
         messages = list(request.messages)

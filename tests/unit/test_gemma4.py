@@ -321,7 +321,10 @@ def test_dialect_contract() -> None:
     dialect: Dialect = Gemma4Dialect()
     assert dialect.name == "gemma4"
     assert dialect.stop() == ("<turn|>", "<|tool_response>")
-    assert dialect.constraint(request(UserMessage(text="Hi"), tools=(get_weather,))) is None
+    constraint = dialect.constraint(request(UserMessage(text="Hi"), tools=(get_weather,)))
+    assert constraint is not None
+    assert constraint.kind == "structural_tag"
+    assert "<|tool_call>call:get_weather{" in constraint.value
 
 
 # --- parsing ------------------------------------------------------------------------------

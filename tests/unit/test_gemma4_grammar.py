@@ -1,0 +1,324 @@
+"""Unit tests for `gemma4_grammar`: the structural tag enforced while Gemma 4 decodes.
+
+xgrammar checks strings against the constraint on the CPU, with no model: a
+`GrammarCompiler` over an empty vocabulary compiles the structural tag the way
+vLLM's xgrammar backend does (`compile_structural_tag` on the JSON string).
+The calls checked are written by `gemma4.render_call`, so the grammar and the
+renderer are held to the same syntax.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from typing import Any, Literal
+
+import pydantic
+import pytest
+import xgrammar as xgr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentkit.dialects.gemma4 import QUOTE, parse_calls, render_call
+from agentkit.dialects.gemma4_grammar import build_constraint
+from agentkit.messages import ToolCall
+from agentkit.tool import ToolSpec, tool
+
+_COMPILER = xgr.GrammarCompiler(xgr.TokenizerInfo([]))
+
+
+def accepts(tools: list[ToolSpec], tool_choice: str, text: str) -> bool:
+    constraint = build_constraint(tools, tool_choice)
+    assert constraint is not None
+    assert constraint.kind == "structural_tag"
+    matcher = xgr.GrammarMatcher(_COMPILER.compile_structural_tag(constraint.value), terminate_without_stop_token=True)
+    return matcher.accept_string(text) and matcher.is_terminated()
+
+
+def call(name: str, **arguments: Any) -> str:
+    return render_call(ToolCall(name=name, arguments=arguments))
+
+
+# --- random schemas and values ------------------------------------------------------------
+
+_NAMES = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
+# Keys `render_call` writes bare, and a few it must delimit (a space, a colon).
+_KEYS = _NAMES | st.sampled_from(["a b", "x:y", "Ünï", "9lives", "k.v-w"])
+# Strings heavy in the delimiter's characters: the grammar's hardest case.
+_STRINGS = (st.text(alphabet='<|">ab \n\té😀', max_size=30) | st.text(max_size=20)).filter(lambda s: QUOTE not in s)
+_FLOATS = st.floats(allow_nan=False, allow_infinity=False)
+
+Schema = dict[str, Any]
+
+
+@st.composite
+def schemas(draw: st.DrawFn, depth: int = 0) -> Schema:
+    leaves = st.sampled_from(["string", "enum", "integer", "number", "boolean", "free"])
+    kinds = leaves if depth >= 2 else leaves | st.sampled_from(["nullable", "array", "object", "ref"])
+    kind = draw(kinds)
+    if kind == "enum":
+        return {"enum": draw(st.lists(_STRINGS, min_size=1, max_size=4, unique=True)), "type": "string"}
+    if kind == "free":  # Pydantic's `Any`
+        return {}
+    if kind == "nullable":
+        return {"anyOf": [draw(schemas(depth + 1)), {"type": "null"}], "default": None}
+    if kind == "array":
+        return {"type": "array", "items": draw(schemas(depth + 1))}
+    if kind in ("object", "ref"):
+        keys = draw(st.lists(_KEYS, min_size=0 if kind == "object" else 1, max_size=5, unique=True))
+        properties = {key: draw(schemas(depth + 1)) for key in keys}
+        required = [key for key in keys if draw(st.booleans())]
+        node = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+        return {"$ref": "#/$defs/Nested", "$defs": {"Nested": node}} if kind == "ref" else node
+    return {"type": kind}
+
+
+def hoist(schema: Schema, defs: dict[str, Schema]) -> Schema:
+    """Moves the `$defs` of nested references to the top, as Pydantic writes them."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "$defs":
+            continue
+        if key == "$ref":
+            name = f"M{len(defs)}"
+            defs[name] = {}
+            defs[name] = hoist(schema["$defs"]["Nested"], defs)
+            value = f"#/$defs/{name}"
+        elif isinstance(value, dict):
+            value = {k: hoist(v, defs) for k, v in value.items()} if key == "properties" else hoist(value, defs)
+        elif isinstance(value, list):
+            value = [hoist(v, defs) for v in value]
+        out[key] = value
+    return out
+
+
+_ANY = st.recursive(
+    st.none() | st.booleans() | st.integers() | _FLOATS | _STRINGS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def values(schema: Schema, defs: dict[str, Schema]) -> st.SearchStrategy[Any]:
+    if "$ref" in schema:
+        return values(defs[schema["$ref"].removeprefix("#/$defs/")], defs)
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    if "anyOf" in schema:
+        return st.one_of([values(branch, defs) for branch in schema["anyOf"]])
+    kind = schema.get("type")
+    simple: dict[Any, st.SearchStrategy[Any]] = {
+        "string": _STRINGS,
+        "integer": st.integers(-(10**20), 10**20),
+        "number": _FLOATS | st.integers(-1000, 1000),
+        "boolean": st.booleans(),
+        "null": st.none(),
+        None: _ANY,
+    }
+    if kind in simple:
+        return simple[kind]
+    if kind == "array":
+        return st.lists(values(schema["items"], defs), max_size=3)
+    required = set(schema["required"])
+    return st.fixed_dictionaries(
+        {k: values(v, defs) for k, v in schema["properties"].items() if k in required},
+        optional={k: values(v, defs) for k, v in schema["properties"].items() if k not in required},
+    )
+
+
+@st.composite
+def toolboxes(draw: st.DrawFn) -> tuple[list[ToolSpec], list[ToolCall]]:
+    """One to three tools with random schemas, and a call to each with valid arguments."""
+    names = draw(st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True), min_size=1, max_size=3, unique=True))
+    specs, calls = [], []
+    for name in names:
+        keys = draw(st.lists(_KEYS, max_size=6, unique=True))
+        defs: dict[str, Schema] = {}
+        properties = {key: hoist(draw(schemas()), defs) for key in keys}
+        required = [key for key in keys if draw(st.booleans())]
+        parameters: Schema = {"type": "object", "properties": properties, "required": required}
+        parameters |= {"additionalProperties": False} | ({"$defs": defs} if defs else {})
+        specs.append(ToolSpec(name=name, description="", parameters=parameters))
+        calls.append(ToolCall(name=name, arguments=draw(values(parameters, defs))))
+    return specs, calls
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(toolboxes(), _STRINGS.filter(lambda s: "<|tool_call>" not in s))
+def test_rendered_calls_are_accepted(box: tuple[list[ToolSpec], list[ToolCall]], text: str) -> None:
+    specs, calls = box
+    first, last = render_call(calls[0]), render_call(calls[-1])
+    assert parse_calls(first)[0].arguments == calls[0].arguments  # the renderer reads back
+    assert accepts(specs, "auto", first)
+    assert accepts(specs, "auto", text + first)
+    assert accepts(specs, "auto", text + first + last + text)
+    assert accepts(specs, "required", text + first + last)
+    assert accepts(specs, calls[0].name, text + first)
+
+
+# --- what is refused ----------------------------------------------------------------------
+
+
+class Address(pydantic.BaseModel):
+    street: str
+    zip_code: int | None = None
+
+
+@tool
+def get_weather(
+    city: str,
+    unit: Literal["celsius", "fahrenheit"] = "celsius",
+    days: int = 1,
+    address: Address | None = None,
+    tags: list[str] | None = None,
+) -> str:
+    """Get the weather.
+
+    Args:
+        city: The city.
+        unit: The unit.
+        days: How many days.
+        address: Where exactly.
+        tags: Labels.
+    """
+    return city
+
+
+@tool
+def stop() -> str:
+    """Stop."""
+    return "stopped"
+
+
+TOOLS = [get_weather.spec, stop.spec]
+GOOD = call("get_weather", address={"street": "Main", "zip_code": 7}, city="Paris", days=3, unit="celsius")
+
+
+def test_a_good_call_and_free_text_are_accepted() -> None:
+    assert accepts(TOOLS, "auto", GOOD)
+    assert accepts(TOOLS, "auto", "Just text, no call.")
+    assert accepts(TOOLS, "auto", "<|channel>thought\nhmm<channel|>" + GOOD + call("stop"))
+    assert accepts(TOOLS, "required", "Let me check. " + GOOD)
+    assert accepts(TOOLS, "get_weather", GOOD + GOOD)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        call("get_weather", city=3),  # wrong type
+        call("get_weather", city="Paris", days="3"),  # a string for an int
+        call("get_weather", city="Paris", days=1.5),  # a float for an int
+        call("get_weather", city="Paris", unit="kelvin"),  # not in the enum
+        call("get_weather", city="Paris", address={"zip_code": 1}),  # nested: required key missing
+        call("get_weather", days=2),  # required argument missing
+        call("get_weather", city="Paris", country="FR"),  # unknown key
+        GOOD.replace('city:<|"|>Paris<|"|>,days:3', 'days:3,city:<|"|>Paris<|"|>'),  # unsorted keys
+        GOOD.replace("city:", "city: "),  # whitespace the renderer never writes
+        call("get_wether", city="Paris"),  # unknown tool
+        call("stop", now=True),  # a tool with no arguments given one
+        'text <|tool_call>call:get_weather{city:<|"|>Paris<|"|>',  # a call left open
+    ],
+)
+def test_invalid_calls_are_refused(text: str) -> None:
+    assert not accepts(TOOLS, "auto", text)
+
+
+def test_required_and_named_choices() -> None:
+    assert not accepts(TOOLS, "required", "Only text.")
+    assert not accepts(TOOLS, "required", "Done.<turn|>")
+    assert not accepts(TOOLS, "stop", GOOD)  # another tool than the one named
+    assert not accepts(TOOLS, "stop", "No call.")
+    assert accepts(TOOLS, "stop", call("stop"))
+    assert build_constraint(TOOLS, "none") is None
+    assert build_constraint([], "auto") is None
+    with pytest.raises(ValueError, match="not among the tools"):
+        build_constraint(TOOLS, "nope")
+
+
+def test_any_subset_of_optional_properties_in_sorted_order() -> None:
+    keys = ["a", "b", "c", "d", "e"]
+    schema = {
+        "type": "object",
+        "properties": {key: {"type": "integer"} for key in keys},
+        "required": ["c"],
+        "additionalProperties": False,
+    }
+    spec = ToolSpec(name="f", description="", parameters=schema)
+    for size in range(len(keys) + 1):
+        for subset in itertools.combinations(keys, size):
+            assert accepts([spec], "auto", call("f", **dict.fromkeys(subset, 1))) == ("c" in subset)
+    assert not accepts([spec], "auto", "<|tool_call>call:f{c:1,a:1}<tool_call|>")
+    assert not accepts([spec], "auto", "<|tool_call>call:f{c:1,c:1}<tool_call|>")
+    assert not accepts([spec], "auto", "<|tool_call>call:f{,c:1}<tool_call|>")
+
+
+def test_arrays_tuples_and_free_dicts() -> None:
+    class Args(pydantic.BaseModel):
+        pair: tuple[int, str]
+        few: list[int] = pydantic.Field(default=[], max_length=2)
+        some: list[bool] = pydantic.Field(default=[True], min_length=1)
+        many: list[int] = pydantic.Field(default=[1, 2, 3], min_length=3)
+        scores: dict[str, float] = {}
+
+    spec = ToolSpec(name="g", description="", parameters=Args.model_json_schema())
+    assert accepts([spec], "auto", call("g", pair=[1, "x"], few=[1, 2], some=[False], scores={"a b": 1.5, "z": 2}))
+    assert not accepts([spec], "auto", call("g", pair=[1, "x", 2]))
+    assert not accepts([spec], "auto", call("g", pair=[1, "x"], few=[1, 2, 3]))
+    assert not accepts([spec], "auto", call("g", pair=[1, "x"], some=[]))
+    assert accepts([spec], "auto", call("g", many=[1, 2, 3, 4], pair=[1, "x"]))
+    assert not accepts([spec], "auto", call("g", many=[1, 2], pair=[1, "x"]))
+    assert not accepts([spec], "auto", call("g", pair=[1, "x"], scores={"a": "high"}))
+
+
+def test_recursive_models() -> None:
+    class Node(pydantic.BaseModel):
+        label: str
+        children: list[Node] = []
+
+    spec = ToolSpec(name="tree", description="", parameters={"type": "object", **_wrap(Node)})
+    tree = {"children": [{"children": [{"label": "c"}], "label": "b"}], "label": "a"}
+    assert accepts([spec], "auto", call("tree", root=tree))
+    assert not accepts([spec], "auto", call("tree", root={"children": [{}], "label": "a"}))
+
+
+def _wrap(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    inner = model.model_json_schema()  # a recursive model's is a `$ref` into its `$defs`
+    defs = inner.pop("$defs")
+    return {"properties": {"root": inner}, "required": ["root"], "$defs": defs}
+
+
+def test_relaxed_keywords_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "pattern": "^[A-Z]+$", "maxLength": 3}},
+        "required": ["code"],
+    }
+    spec = ToolSpec(name="relaxed_tool", description="", parameters=schema)
+    with caplog.at_level(logging.WARNING, logger="agentkit.grammar"):
+        build_constraint([spec], "auto")
+        build_constraint([spec], "required")
+    messages = [r.getMessage() for r in caplog.records if r.name == "agentkit.grammar"]
+    assert len(messages) == 1
+    assert "maxLength, pattern" in messages[0]
+    assert accepts([spec], "auto", call("relaxed_tool", code="not upper and long"))  # relaxed: Pydantic checks
+
+
+# --- vLLM's own checks ----------------------------------------------------------------------
+
+
+def test_vllm_accepts_the_constraint() -> None:
+    """vLLM's request validation for the xgrammar backend, then the backend's compile call."""
+    sampling = pytest.importorskip("vllm.sampling_params")
+    backend = pytest.importorskip("vllm.v1.structured_output.backend_xgrammar")
+    for choice in ("auto", "required", "get_weather"):
+        constraint = build_constraint(TOOLS, choice)
+        assert constraint is not None
+        params = sampling.SamplingParams(
+            structured_outputs=sampling.StructuredOutputsParams(structural_tag=constraint.value), max_tokens=64
+        )
+        backend.validate_xgrammar_grammar(params)
+        assert "structures" not in json.loads(constraint.value)  # not the deprecated form
+        _COMPILER.compile_structural_tag(constraint.value)
