@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agentkit.dialect import Constraint, register_dialect
+from agentkit.dialects.examples import worked_examples
 from agentkit.errors import ModelOutputError
-from agentkit.messages import AssistantMessage, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest
 from agentkit.tool import ToolSpec
 
@@ -427,12 +428,18 @@ class Gemma4Dialect:
         thinking: Ask the model to think first (`<|think|>` in the system turn).
         strict: Parse strictly (the default: a constrained model writes the
             exact format); False accepts known off-format variants.
+        examples: Worked examples to write before the conversation, for
+            small models that were never trained on this format.
+        max_string: Cap strings in calls at this many characters (about), for
+            small models that may write on inside one (see `arguments_grammar`).
     """
 
     name = "gemma4"
 
-    def __init__(self, *, thinking: bool = False, strict: bool = True) -> None:
-        self.thinking, self.strict = thinking, strict
+    def __init__(
+        self, *, thinking: bool = False, strict: bool = True, examples: int = 0, max_string: int | None = None
+    ) -> None:
+        self.thinking, self.strict, self.examples, self.max_string = thinking, strict, examples, max_string
 
     def stop(self) -> tuple[str, ...]:
         # After its calls the model writes `<|tool_response>`, then would invent the results.
@@ -447,7 +454,10 @@ class Gemma4Dialect:
         """
         from agentkit.dialects.gemma4_grammar import build_constraint
 
-        return build_constraint(request.tools, request.tool_choice)
+        # Without thinking there is nothing to write before a required call.
+        return build_constraint(
+            request.tools, request.tool_choice, text_before_calls=self.thinking, max_string=self.max_string
+        )
 
     def render(self, request: ModelRequest) -> str:
         messages = list(request.messages)
@@ -462,6 +472,15 @@ class Gemma4Dialect:
             declarations = "".join(render_declaration(spec) for spec in tools)
             instructions = "\n\n".join(part for part in system if part)
             out.append(f"<|turn>system\n{think}{instructions}{declarations}{TURN_END}\n")
+        for example in worked_examples(request, self.examples):
+            out.append(self._turns(example, complete=True))
+        out.append(self._turns(messages, complete=False))
+        return "".join(out)
+
+    def _turns(self, messages: Sequence[Message], *, complete: bool) -> str:
+        """User and model turns; `complete` closes the last one (a worked example),
+        else the text ends where the model writes next."""
+        out: list[str] = []
         last_user = max((i for i, m in enumerate(messages) if isinstance(m, UserMessage)), default=-1)
         in_model_turn = False
         for index, message in enumerate(messages):
@@ -488,7 +507,10 @@ class Gemma4Dialect:
             else:
                 out.append(f"{TURN_END}\n")
                 in_model_turn = False
-        if not in_model_turn:
+        if complete:
+            if in_model_turn:
+                out.append(f"{TURN_END}\n")
+        elif not in_model_turn:
             out.append("<|turn>model\n" if self.thinking else f"<|turn>model\n{CHANNEL_OPEN}thought\n{CHANNEL_CLOSE}")
         return "".join(out)
 

@@ -50,14 +50,18 @@ _HANDLED = frozenset(
     | {"additionalProperties", "items", "prefixItems", "minItems", "maxItems"}
 )
 
-# The terminals: a string between `<|"|>` delimiters holding anything but the
-# delimiter, written as "text between `<`s, no `<` followed by `|"|>`" (the
-# delimiter does not overlap itself, so this is exact); numbers as `repr` and
+# The terminals: a string between `<|"|>` delimiters holding neither `<|` nor
+# `|>` (states: after an ordinary character, after `<`, after `|`). Stop
+# strings end generation whatever the grammar's state, so a string must not be
+# able to hold `<|tool_response>` or `<turn|>` (seen: the embedded model wrote
+# `<|tool_response>` inside an address and was cut off mid-call); every Gemma 4
+# marker, the delimiter included, has one of the two pairs. Numbers as `repr` and
 # `str` write them, with digit counts capped so a model cannot run on forever.
 _BASE_RULES = r"""
-str ::= "<|\"|>" str_head ("<" str_seg)* "<|\"|>"
-str_head ::= [^<]*
-str_seg ::= "" | [^<|] [^<]* | "|" ("" | [^<"] [^<]* | "\"" ("" | [^<|] [^<]* | "|" ("" | [^<>] [^<]*)))
+str ::= "<|\"|>" str_n "<|\"|>"
+str_n ::= "" | [^<|] str_n | "<" str_lt | "|" str_bar
+str_lt ::= "" | [^<|] str_n | "<" str_lt
+str_bar ::= "" | [^<|>] str_n | "<" str_lt | "|" str_bar
 nat ::= "0" | [1-9] [0-9]{0,24}
 int ::= "-"? nat
 num ::= "-"? nat ("." [0-9]{1,24})? ([eE] [+-]? [0-9]{1,3})?
@@ -67,13 +71,19 @@ any_key ::= [A-Za-z_] [A-Za-z0-9_.\-]* | str
 """
 
 
-def build_constraint(tools: Sequence[ToolSpec], tool_choice: str) -> Constraint | None:
+def build_constraint(
+    tools: Sequence[ToolSpec], tool_choice: str, *, text_before_calls: bool = True, max_string: int | None = None
+) -> Constraint | None:
     """What vLLM must enforce for `tool_choice` over `tools`, or None (nothing to enforce).
 
     - `auto`: free text, optionally followed by calls (text may go on between and after them);
-    - `required`: text, then at least one call;
+    - `required`: text (only if `text_before_calls`), then at least one call;
     - a tool's name: as `required`, calling only that tool;
     - `none` (or no tool to call): None.
+
+    `text_before_calls=False` makes a required call come first: a model that was
+    not asked to think has nothing to say before it, and a small model given
+    room for text may fill it until `max_tokens`.
 
     The value is the JSON string for `StructuredOutputsParams(structural_tag=...)`.
 
@@ -88,16 +98,21 @@ def build_constraint(tools: Sequence[ToolSpec], tool_choice: str) -> Constraint 
             raise ValueError(f"tool_choice {tool_choice!r} is not among the tools offered")
     if not tools:
         return None
-    return Constraint(kind="structural_tag", value=json.dumps(structural_tag(tools, required=tool_choice != "auto")))
+    tag = structural_tag(
+        tools, required=tool_choice != "auto", text_before_calls=text_before_calls, max_string=max_string
+    )
+    return Constraint(kind="structural_tag", value=json.dumps(tag))
 
 
-def structural_tag(tools: Sequence[ToolSpec], *, required: bool) -> dict[str, Any]:
+def structural_tag(
+    tools: Sequence[ToolSpec], *, required: bool, text_before_calls: bool = True, max_string: int | None = None
+) -> dict[str, Any]:
     """The structural tag (xgrammar's `StructuralTag` format) allowing calls to `tools`."""
     tags = [
         {
             "type": "tag",
             "begin": f"{CALL_OPEN}call:{spec.name}{{",
-            "content": {"type": "grammar", "grammar": arguments_grammar(spec)},
+            "content": {"type": "grammar", "grammar": arguments_grammar(spec, max_string)},
             "end": f"}}{CALL_CLOSE}",
         }
         for spec in tools
@@ -105,6 +120,8 @@ def structural_tag(tools: Sequence[ToolSpec], *, required: bool) -> dict[str, An
     calls: dict[str, Any] = {"type": "triggered_tags", "triggers": [CALL_OPEN], "tags": tags}
     if not required:
         return {"type": "structural_tag", "format": calls}
+    if not text_before_calls:
+        return {"type": "structural_tag", "format": calls | {"at_least_one": True}}
     # `at_least_one` alone would forbid any text (a thought, too) before the first
     # call; text first, up to the first call. `<turn|>` would end the turn with no call.
     first = {"type": "any_text", "excludes": [TURN_END]}
@@ -114,14 +131,26 @@ def structural_tag(tools: Sequence[ToolSpec], *, required: bool) -> dict[str, An
     }
 
 
-def arguments_grammar(spec: ToolSpec) -> str:
-    """The EBNF for the inside of a call's braces: `k:v,…` under `spec.parameters`."""
+def arguments_grammar(spec: ToolSpec, max_string: int | None = None) -> str:
+    """The EBNF for the inside of a call's braces: `k:v,…` under `spec.parameters`.
+
+    `max_string` caps every string, for small models that may otherwise write
+    on inside one until `max_tokens`. A capped string is a run of units: a
+    character other than `<` and `|`, or one of them followed by such a
+    character (so `<<`, `||` and a trailing `<` or `|` are not available).
+    """
     builder = _Builder(spec.parameters.get("$defs", {}))
     root = builder.members(spec.parameters, "args")
     if builder.relaxed:
         _log_relaxed(spec.name, tuple(sorted(builder.relaxed)))
     rules = "".join(f"{name} ::= {body}\n" for name, body in builder.rules.items())
-    return f"root ::= {root}\n{rules}{_BASE_RULES}"
+    base = _BASE_RULES
+    if max_string is not None:
+        free = re.search(r"^str ::= .*\nstr_n ::= .*\nstr_lt ::= .*\nstr_bar ::= .*$", base, re.MULTILINE)
+        assert free is not None
+        capped = f'str ::= "<|\\"|>" str_unit{{0,{max_string}}} "<|\\"|>"\nstr_unit ::= [^<|] | "<" [^<|] | "|" [^<|>]'
+        base = base.replace(free.group(0), capped)
+    return f"root ::= {root}\n{rules}{base}"
 
 
 @functools.cache

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentkit.dialect import Constraint, register_dialect
+from agentkit.dialects.examples import worked_examples
 from agentkit.errors import ModelOutputError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest
-from agentkit.schema import bound, example_value, hoist_defs
-from agentkit.tool import ToolSpec
+from agentkit.schema import bound, hoist_defs
 
 __all__ = ["GEMMA3_TURNS", "GEMMA4_TURNS", "JsonDialect", "TurnFormat"]
 
@@ -128,7 +128,7 @@ class JsonDialect:
         else:
             pending_system = system + "\n\n"
         typed = request.output_schema is not None
-        for example in self._worked_examples(request):
+        for example in worked_examples(request, self.examples if request.tools else 0):
             out.append(self._render_turns(example, pending_system, typed=typed, complete=True))
             pending_system = ""
         out.append(self._render_turns(messages, pending_system, typed=typed))
@@ -233,40 +233,6 @@ class JsonDialect:
             with contextlib.suppress(ValueError):
                 answer = json.loads(message.text)
         return _dumps({"final_answer": answer})
-
-    def _worked_examples(self, request: ModelRequest) -> list[list[Message]]:
-        if not self.examples or not request.tools or request.tool_choice == "none":
-            return []
-        tools = request.allowed_tools
-        conversations = []
-        for i in range(self.examples):
-            spec = tools[i % len(tools)]
-            variant = i // len(tools)
-            conversations.append(self._example(spec, variant, request))
-        return conversations
-
-    def _example(self, spec: ToolSpec, variant: int, request: ModelRequest) -> list[Message]:
-        if spec.examples:
-            arguments = dict(spec.examples[variant % len(spec.examples)])
-        else:
-            arguments = example_value(spec.parameters)
-        asked = ", ".join(f"{k} {_plain(v)}" for k, v in arguments.items())
-        purpose = spec.description.split("\n")[0].rstrip(".") or spec.name.replace("_", " ")
-        question = f"{purpose}: {asked}?" if asked else f"{purpose}?"
-        call = ToolCall(name=spec.name, arguments=arguments, id=f"example_{spec.name}_{variant}")
-        result_value = example_value(spec.result) if spec.result else "done"
-        messages: list[Message] = [
-            UserMessage(text=question),
-            AssistantMessage(tool_calls=(call,)),
-            ToolResult(call_id=call.id, name=spec.name, content=result_value),
-        ]
-        if request.tool_choice == "auto":
-            if request.output_schema is not None:
-                answer = _dumps(example_value(request.output_schema))
-            else:
-                answer = f"{spec.name} says: {_plain(result_value)}"
-            messages.append(AssistantMessage(text=answer))
-        return messages
 
     # --- the constraint --------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import xgrammar as xgr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentkit.dialects.gemma4 import QUOTE, parse_calls, render_call
+from agentkit.dialects.gemma4 import parse_calls, render_call
 from agentkit.dialects.gemma4_grammar import build_constraint
 from agentkit.messages import ToolCall
 from agentkit.tool import ToolSpec, tool
@@ -46,7 +46,11 @@ _NAMES = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
 # Keys `render_call` writes bare, and a few it must delimit (a space, a colon).
 _KEYS = _NAMES | st.sampled_from(["a b", "x:y", "Ünï", "9lives", "k.v-w"])
 # Strings heavy in the delimiter's characters: the grammar's hardest case.
-_STRINGS = (st.text(alphabet='<|">ab \n\té😀', max_size=30) | st.text(max_size=20)).filter(lambda s: QUOTE not in s)
+# A string in a constrained call holds neither `<|` nor `|>` (see the grammar:
+# the stop markers `<|tool_response>` and `<turn|>` cannot hide in one).
+_STRINGS = (st.text(alphabet='<|">ab \n\té😀', max_size=30) | st.text(max_size=20)).filter(
+    lambda s: "<|" not in s and "|>" not in s
+)
 _FLOATS = st.floats(allow_nan=False, allow_infinity=False)
 
 Schema = dict[str, Any]
@@ -322,3 +326,34 @@ def test_vllm_accepts_the_constraint() -> None:
         backend.validate_xgrammar_grammar(params)
         assert "structures" not in json.loads(constraint.value)  # not the deprecated form
         _COMPILER.compile_structural_tag(constraint.value)
+
+
+@pytest.mark.parametrize("inside", ["<|tool_response>", "a<turn|>", "x<|y", "y|>z", '<|"|>'])
+def test_a_string_cannot_hold_a_marker_a_stop_string_would_cut(inside: str) -> None:
+    # Stop strings end generation whatever the grammar's state: inside a string
+    # they would cut a call in half.
+    text = '<|tool_call>call:get_weather{city:<|"|>' + inside + '<|"|>,days:3}<tool_call|>'
+    assert not accepts(TOOLS, "auto", text)
+
+
+@pytest.mark.parametrize("inside", ["a < b", "<<", "x|y", "||", "> and <", "a<", "|"])
+def test_a_string_may_hold_lone_angle_brackets_and_bars(inside: str) -> None:
+    text = '<|tool_call>call:get_weather{city:<|"|>' + inside + '<|"|>,days:3}<tool_call|>'
+    assert accepts(TOOLS, "auto", text)
+
+
+def test_max_string_caps_every_string() -> None:
+    constraint = build_constraint(TOOLS, "auto", max_string=5)
+    assert constraint is not None
+    grammar = json.loads(constraint.value)["format"]["tags"][0]["content"]["grammar"]
+    assert "str_unit{0,5}" in grammar
+    assert "str_n" not in grammar
+
+    def ok(text: str) -> bool:
+        matcher = xgr.GrammarMatcher(
+            _COMPILER.compile_structural_tag(constraint.value), terminate_without_stop_token=True
+        )
+        return matcher.accept_string(text) and matcher.is_terminated()
+
+    assert ok('<|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:3}<tool_call|>')
+    assert not ok('<|tool_call>call:get_weather{city:<|"|>Parisian<|"|>,days:3}<tool_call|>')
