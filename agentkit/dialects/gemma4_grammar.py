@@ -30,14 +30,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentkit.dialect import Constraint
+
+# The grammar must accept exactly what the renderer writes: its markers, its
+# keys and its values come from there (gemma4 imports this module only lazily).
+from agentkit.dialects.gemma4 import CALL_CLOSE, CALL_OPEN, TURN_END, _format_key, format_value
 from agentkit.tool import ToolSpec
 
 __all__ = ["arguments_grammar", "build_constraint", "structural_tag"]
 
 logger = logging.getLogger("agentkit.grammar")
 
-CALL_OPEN, CALL_CLOSE, TURN_END = "<|tool_call>", "<tool_call|>", "<turn|>"
-_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # as `gemma4._format_key` writes keys bare
 
 # Keywords that say nothing about which values are valid.
 _ANNOTATIONS = frozenset(
@@ -176,13 +178,6 @@ def literal(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _format_scalar(value: Any) -> str:
-    """A constant as `format_value` writes it (imported late: gemma4 imports this module)."""
-    from agentkit.dialects.gemma4 import format_value
-
-    return format_value(value)
-
-
 class _Builder:
     """Turns schema nodes into EBNF rules, one grammar per tool."""
 
@@ -216,7 +211,7 @@ class _Builder:
             return self.ref(ref)
         if "const" in schema or "enum" in schema:
             options = [schema["const"]] if "const" in schema else list(schema["enum"])
-            return self.alternatives([literal(_format_scalar(v)) for v in options])
+            return self.alternatives([literal(format_value(v)) for v in options])
         for keyword in ("anyOf", "oneOf"):
             if isinstance(schema.get(keyword), list):
                 base = {k: v for k, v in schema.items() if k not in (keyword, *_ANNOTATIONS)}
@@ -314,11 +309,7 @@ class _Builder:
             self.relaxed.add("additionalProperties")  # only the declared keys are written
         required = set(schema.get("required", ()))
         keys = sorted(properties)
-        pairs = [
-            f'{literal(key if _BARE_KEY.fullmatch(key) else _format_scalar(key))} ":" '
-            + self.value(properties[key], f"{hint}_{key}")
-            for key in keys
-        ]
+        pairs = [f'{literal(_format_key(key))} ":" ' + self.value(properties[key], f"{hint}_{key}") for key in keys]
         rest_next, first_next = "", '""'
         for index in range(len(keys) - 1, -1, -1):
             pair, key = pairs[index], keys[index]
