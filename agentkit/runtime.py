@@ -124,7 +124,9 @@ class ModelResponse:
     raw_text: str = ""
     """The model's text before parsing, for the trajectory."""
     timings: Mapping[str, float] = field(default_factory=dict)
-    """Seconds spent, e.g. `{"total": 1.2}`; keys are runtime-specific."""
+    """Seconds spent, e.g. `{"total": 1.2}`; keys are runtime-specific (`VLLMEngine`
+    adds `first_token`, from the request to the first token, and `decode`, from
+    the first token to the last)."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
     """Runtime-specific facts worth keeping with the step (e.g. `grammar_hash`)."""
 

@@ -2,7 +2,7 @@
 
     engine = VLLMEngine("default")          # the embedded model, runs on a CPU
     engine = VLLMEngine("gemma-4-26b-a4b")  # a preset (HF id + engine args)
-    engine = VLLMEngine("/models/my-gemma", dialect="json")
+    engine = VLLMEngine("/models/my-gemma", dialect="json")  # the JSON action dialect
 
 The engine starts on first use (about a minute on a CPU) and is shared by every
 agent that uses this object; concurrent requests are batched by vLLM. It lives
@@ -46,22 +46,25 @@ class Preset:
     model: str
     """Hugging Face id or local path; `embedded` is the packaged default model."""
     dialect: str
-    dialect_options: Mapping[str, Any] = field(default_factory=dict)
+    """The dialect used unless the runtime is given another."""
+    dialect_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Options per dialect name, used whenever that dialect is chosen by name."""
     engine_args: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
 
-# Gemma 4 presets: text-only by default (no image/audio encoders profiled or
-# cached), context trimmed to what one GPU holds comfortably. The native
-# `gemma4` dialect replaces `json` here once it lands.
+# Gemma 4 presets: the native dialect, text-only by default (no image/audio
+# encoders profiled or cached), context trimmed to what one GPU holds comfortably.
 _GEMMA4_TEXT = {"limit_mm_per_prompt": {"image": 0, "audio": 0, "video": 0}}
+# The JSON dialect, when asked for by name, writes Gemma 4's turn markers.
+_JSON_GEMMA4 = {"json": {"turns": "gemma4"}}
 
 
 def _gemma4(model: str, description: str, **engine_args: Any) -> Preset:
     return Preset(
         model=model,
-        dialect="json",
-        dialect_options={"turns": "gemma4"},
+        dialect="gemma4",
+        dialect_options=_JSON_GEMMA4,
         engine_args={**engine_args, **_GEMMA4_TEXT},
         description=description,
     )
@@ -70,10 +73,15 @@ def _gemma4(model: str, description: str, **engine_args: Any) -> Preset:
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         model="embedded",
-        dialect="json",
-        # The embedded model is a tiny *base* model that knows Gemma 3's turn
-        # markers: worked examples are what make it follow the protocol.
-        dialect_options={"turns": "gemma3", "examples": 2, "max_string": 80},
+        dialect="gemma4",
+        # The embedded model is a tiny *base* model, never trained on tool use:
+        # worked examples show it the protocol, the grammar holds it there, and
+        # caps on strings and text keep it from writing on until max_tokens.
+        # Under `json` it is steadier with the Gemma 3 turn markers it knows.
+        dialect_options={
+            "gemma4": {"examples": 2, "max_string": 60, "max_text": 100},
+            "json": {"turns": "gemma3", "examples": 2, "max_string": 80},
+        },
         engine_args={"max_model_len": 4096, "max_num_seqs": 16},
         description="Gemma 3 270M (pretrained), packaged; runs on a CPU",
     ),
@@ -205,19 +213,27 @@ class _Engine:
             if not thread.is_alive():
                 loop.close()
 
-    async def submit(self, prompt: Any, params: Any) -> Any:
-        """Run one request on the engine's loop; awaitable from any loop."""
+    async def submit(self, prompt: Any, params: Any) -> tuple[Any, float | None, float | None]:
+        """Run one request on the engine's loop; awaitable from any loop.
+
+        Returns the final output and the `time.monotonic()` at which the first
+        and the last token arrived (None if none did).
+        """
         engine, loop = self.engine, self.loop
         if engine is None or loop is None:
             raise RuntimeUnavailable("the vLLM engine is closed")
 
-        async def run() -> Any:
-            final = None
+        async def run() -> tuple[Any, float | None, float | None]:
+            final, first, last = None, None, None
+            # vLLM yields the cumulative output after every engine step.
             async for out in engine.generate(prompt, params, request_id=uuid.uuid4().hex):
                 final = out
-            return final
+                if out.outputs and out.outputs[0].token_ids:
+                    last = time.monotonic()
+                    first = first or last
+            return final, first, last
 
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), loop)
+        future: Future[tuple[Any, float | None, float | None]] = asyncio.run_coroutine_threadsafe(run(), loop)
         return await asyncio.wrap_future(future)
 
 
@@ -246,7 +262,8 @@ class VLLMEngine:
     Args:
         model: A preset name (`default`, `gemma-4-e2b`, `gemma-4-e4b`,
             `gemma-4-26b-a4b`, `gemma-4-31b`), a Hugging Face id or a local path.
-        dialect: Overrides the preset's dialect (a name or a `Dialect`).
+        dialect: Overrides the preset's dialect: a name (built with the preset's
+            options for that dialect, e.g. `"json"`) or a `Dialect`.
         constrained: Enforce the dialect's constraint while decoding (default on).
         engine_args: Extra `vllm.AsyncEngineArgs`, over the preset's.
     """
@@ -260,7 +277,7 @@ class VLLMEngine:
         engine_args: Mapping[str, Any] | None = None,
     ) -> None:
         name = model.removeprefix("vllm:")
-        preset = PRESETS.get(name) or Preset(model=name, dialect="json", dialect_options={"turns": "gemma4"})
+        preset = PRESETS.get(name) or Preset(model=name, dialect="gemma4", dialect_options=_JSON_GEMMA4)
         self.preset = preset
         self.engine_args = {**preset.engine_args, **(engine_args or {})}
         self._core = _Engine(None if preset.model == "embedded" else preset.model, self.engine_args)
@@ -269,11 +286,9 @@ class VLLMEngine:
 
     def _configure(self, dialect: str | Dialect | None, constrained: bool) -> None:
         preset = self.preset
-        if dialect is None:
-            self.dialect: Dialect = get_dialect(preset.dialect, **preset.dialect_options)
-        elif isinstance(dialect, str):
-            options = preset.dialect_options if dialect == preset.dialect else {}
-            self.dialect = get_dialect(dialect, **options)
+        if dialect is None or isinstance(dialect, str):
+            name = dialect or preset.dialect
+            self.dialect: Dialect = get_dialect(name, **preset.dialect_options.get(name, {}))
         else:
             self.dialect = dialect
         self.constrained = constrained
@@ -355,9 +370,16 @@ class VLLMEngine:
             seed=sampling.seed,
             stop=list(self.dialect.stop() + sampling.stop),
             structured_outputs=structured,
+            # Gemma 4's markers (`<|tool_call>`, `<|"|>`, ...) are special tokens:
+            # the dialect must see them in the text it parses.
+            skip_special_tokens=False,
         )
-        output = await self._core.submit(_token_prompt(token_ids), params)
+        output, first_token, last_token = await self._core.submit(_token_prompt(token_ids), params)
         completion = output.outputs[0]
+        timings = {"total": time.monotonic() - started}
+        if first_token is not None and last_token is not None:
+            # Time to the first token (prompt processing, queueing) and the decode after it.
+            timings |= {"first_token": first_token - started, "decode": last_token - first_token}
         text = completion.text
         usage = Usage(
             prompt_tokens=len(token_ids),
@@ -382,6 +404,6 @@ class VLLMEngine:
             usage=usage,
             finish_reason=finish,
             raw_text=text,
-            timings={"total": time.monotonic() - started},
+            timings=timings,
             metadata={"grammar_hash": grammar_hash} if grammar_hash else {},
         )

@@ -48,7 +48,8 @@ __all__ = [
 
 QUOTE = '<|"|>'
 BOS = "<bos>"
-TURN_END = "<turn|>"
+TURN_OPEN, TURN_END = "<|turn>", "<turn|>"
+DECLARATION_OPEN, DECLARATION_CLOSE = "<|tool>", "<tool|>"
 CALL_OPEN, CALL_CLOSE = "<|tool_call>", "<tool_call|>"
 RESPONSE_OPEN, RESPONSE_CLOSE = "<|tool_response>", "<tool_response|>"
 CHANNEL_OPEN, CHANNEL_CLOSE = "<|channel>", "<channel|>"
@@ -124,7 +125,7 @@ def render_declaration(spec: ToolSpec) -> str:
     if spec.description:
         declaration["description"] = spec.description.strip()
     declaration["parameters"] = _declare(spec.parameters, spec.parameters.get("$defs", {}), frozenset())
-    return f"<|tool>declaration:{spec.name}{format_value(declaration)}<tool|>"
+    return f"{DECLARATION_OPEN}declaration:{spec.name}{format_value(declaration)}{DECLARATION_CLOSE}"
 
 
 def _declare(schema: Mapping[str, Any], defs: Mapping[str, Any], expanding: frozenset[str]) -> dict[str, Any]:
@@ -432,31 +433,45 @@ class Gemma4Dialect:
             small models that were never trained on this format.
         max_string: Cap strings in calls at this many characters (about), for
             small models that may write on inside one (see `arguments_grammar`).
+        max_text: Cap free text at this many characters, for small models
+            that may write on until `max_tokens`; a turn is then calls or text.
     """
 
     name = "gemma4"
 
     def __init__(
-        self, *, thinking: bool = False, strict: bool = True, examples: int = 0, max_string: int | None = None
+        self,
+        *,
+        thinking: bool = False,
+        strict: bool = True,
+        examples: int = 0,
+        max_string: int | None = None,
+        max_text: int | None = None,
     ) -> None:
-        self.thinking, self.strict, self.examples, self.max_string = thinking, strict, examples, max_string
+        self.thinking, self.strict, self.examples = thinking, strict, examples
+        self.max_string, self.max_text = max_string, max_text
 
     def stop(self) -> tuple[str, ...]:
         # After its calls the model writes `<|tool_response>`, then would invent the results.
         return (TURN_END, RESPONSE_OPEN)
 
     def constraint(self, request: ModelRequest) -> Constraint | None:
-        """The structural tag that makes every call valid (None under `none`).
+        """The structural tag that makes every call valid, and a typed answer fit its schema.
 
-        Free text and thinking stay free; each `<|tool_call>` must complete as
-        a call to an allowed tool with arguments in Gemma 4 syntax that fit its
-        schema. A typed final answer is not constrained by this dialect yet.
+        Free text and thinking stay free (but for markers that would leave the
+        turn); each `<|tool_call>` must complete as a call to an allowed tool
+        with arguments in Gemma 4 syntax that fit its schema. With an output
+        schema, a turn without calls is a JSON value valid under it.
         """
         from agentkit.dialects.gemma4_grammar import build_constraint
 
-        # Without thinking there is nothing to write before a required call.
         return build_constraint(
-            request.tools, request.tool_choice, text_before_calls=self.thinking, max_string=self.max_string
+            request.tools,
+            request.tool_choice,
+            thinking=self.thinking,
+            output_schema=request.output_schema if request.allows_text else None,
+            max_string=self.max_string,
+            max_text=self.max_text,
         )
 
     def render(self, request: ModelRequest) -> str:
@@ -471,7 +486,7 @@ class Gemma4Dialect:
             think = "<|think|>\n" if self.thinking else ""
             declarations = "".join(render_declaration(spec) for spec in tools)
             instructions = "\n\n".join(part for part in system if part)
-            out.append(f"<|turn>system\n{think}{instructions}{declarations}{TURN_END}\n")
+            out.append(f"{TURN_OPEN}system\n{think}{instructions}{declarations}{TURN_END}\n")
         for example in worked_examples(request, self.examples):
             out.append(self._turns(example, complete=True))
         out.append(self._turns(messages, complete=False))
@@ -488,10 +503,12 @@ class Gemma4Dialect:
                 if in_model_turn:  # a turn left on results, closed by the user speaking
                     out.append(f"{TURN_END}\n")
                     in_model_turn = False
-                out.append(f"<|turn>{message.role}\n{message.text.strip()}{TURN_END}\n")
+                out.append(f"{TURN_OPEN}{message.role}\n{message.text.strip()}{TURN_END}\n")
                 continue
             if not in_model_turn:
-                out.append("<|turn>model\n")
+                # A worked example opens its model turns as the model's own turn
+                # will open: a small model copies what it sees right before it.
+                out.append(self._generation_prompt() if complete else f"{TURN_OPEN}model\n")
                 in_model_turn = True
             if isinstance(message, ToolResult):
                 out.append(render_result(message))
@@ -511,8 +528,13 @@ class Gemma4Dialect:
             if in_model_turn:
                 out.append(f"{TURN_END}\n")
         elif not in_model_turn:
-            out.append("<|turn>model\n" if self.thinking else f"<|turn>model\n{CHANNEL_OPEN}thought\n{CHANNEL_CLOSE}")
+            out.append(self._generation_prompt())
         return "".join(out)
+
+    def _generation_prompt(self) -> str:
+        """What opens the model's turn: with thinking off, an empty thought (as Gemma 4's template writes)."""
+        opening = f"{TURN_OPEN}model\n"
+        return opening if self.thinking else f"{opening}{CHANNEL_OPEN}{THOUGHT}{CHANNEL_CLOSE}"
 
     def parse(self, text: str, request: ModelRequest) -> AssistantMessage:
         """Raises `ModelOutputError` on off-format text, no decision, or text where a call is due."""

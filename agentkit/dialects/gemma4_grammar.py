@@ -1,6 +1,6 @@
 """The decoding grammar for Gemma 4's native tool calls, as an xgrammar structural tag.
 
-    build_constraint(tools, "auto")  # free text, or text then calls
+    build_constraint(tools, "auto")  # free text, in which every call is valid
 
 The model writes free text until it opens a call; from `<|tool_call>` on,
 xgrammar holds it to `call:NAME{…}<tool_call|>` for a real tool, with
@@ -14,10 +14,12 @@ triggered tags are its fast path for "free text until a trigger" (the masks
 for free text are cheap), and vLLM passes a structural tag straight to
 `GrammarCompiler.compile_structural_tag`.
 
-Schema keywords the grammar cannot express cheaply (string lengths and
-patterns, numeric bounds, ...) are relaxed: the grammar accepts more, and the
-tool's Pydantic validation still checks the parsed arguments. They are logged
-once per tool on the `agentkit.grammar` logger.
+String lengths are counted in the grammar; numeric bounds and a few string
+formats use xgrammar's own range and format grammars (JSON's numbers are
+Gemma 4's). Keywords the grammar cannot express cheaply (`pattern`, other
+formats, `multipleOf`, `uniqueItems`, ...) are relaxed: the grammar accepts
+more, and the tool's Pydantic validation still checks the parsed arguments.
+They are logged once per tool on the `agentkit.grammar` logger.
 """
 
 from __future__ import annotations
@@ -33,10 +35,23 @@ from agentkit.dialect import Constraint
 
 # The grammar must accept exactly what the renderer writes: its markers, its
 # keys and its values come from there (gemma4 imports this module only lazily).
-from agentkit.dialects.gemma4 import CALL_CLOSE, CALL_OPEN, TURN_END, _format_key, format_value
+from agentkit.dialects.gemma4 import (
+    CALL_CLOSE,
+    CALL_OPEN,
+    CHANNEL_CLOSE,
+    CHANNEL_OPEN,
+    DECLARATION_CLOSE,
+    DECLARATION_OPEN,
+    RESPONSE_CLOSE,
+    RESPONSE_OPEN,
+    TURN_END,
+    TURN_OPEN,
+    _format_key,
+    format_value,
+)
 from agentkit.tool import ToolSpec
 
-__all__ = ["arguments_grammar", "build_constraint", "structural_tag"]
+__all__ = ["arguments_grammar", "build_constraint", "structural_tag", "text_excludes"]
 
 logger = logging.getLogger("agentkit.grammar")
 
@@ -49,8 +64,13 @@ _ANNOTATIONS = frozenset(
 # Keywords the grammar enforces (or, for `$defs`, reads).
 _HANDLED = frozenset(
     {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "properties", "required"}
-    | {"additionalProperties", "items", "prefixItems", "minItems", "maxItems"}
+    | {"additionalProperties", "items", "prefixItems", "minItems", "maxItems", "minLength", "maxLength"}
 )
+# Numeric bounds: enforced with xgrammar's own range grammars when it is importable.
+_BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+# String formats whose xgrammar grammar holds no escapes and no `<` or `|`, so it
+# reads the same between `<|"|>` delimiters as between JSON quotes.
+_FORMATS = frozenset({"date", "time", "date-time", "uuid", "ipv4", "ipv6", "hostname"})
 
 # The terminals: a string between `<|"|>` delimiters holding neither `<|` nor
 # `|>` (states: after an ordinary character, after `<`, after `|`). Stop
@@ -74,42 +94,73 @@ any_key ::= [A-Za-z_] [A-Za-z0-9_.\-]* | str
 
 
 def build_constraint(
-    tools: Sequence[ToolSpec], tool_choice: str, *, text_before_calls: bool = True, max_string: int | None = None
+    tools: Sequence[ToolSpec],
+    tool_choice: str,
+    *,
+    thinking: bool = False,
+    output_schema: Mapping[str, Any] | None = None,
+    max_string: int | None = None,
+    max_text: int | None = None,
 ) -> Constraint | None:
     """What vLLM must enforce for `tool_choice` over `tools`, or None (nothing to enforce).
 
-    - `auto`: free text, optionally followed by calls (text may go on between and after them);
-    - `required`: text (only if `text_before_calls`), then at least one call;
+    - `auto`: free text, or calls (each a real tool with valid arguments);
+    - `required`: at least one call (with `thinking`, text may come first);
     - a tool's name: as `required`, calling only that tool;
-    - `none` (or no tool to call): None.
+    - `none`: text only.
 
-    `text_before_calls=False` makes a required call come first: a model that was
-    not asked to think has nothing to say before it, and a small model given
-    room for text may fill it until `max_tokens`.
+    Free text may not hold Gemma 4's turn and declaration markers, nor (with
+    `thinking` off) its channel markers: a model that writes them has left
+    its turn. With an `output_schema`, the text is instead a JSON value valid
+    under it (a typed final answer); `max_text` caps free text at that many
+    characters. With either, an `auto` turn is calls *or* the answer, never text
+    then calls; with `thinking`, an optional thought comes first.
 
     The value is the JSON string for `StructuredOutputsParams(structural_tag=...)`.
 
     Raises:
-        ValueError: `tool_choice` names no tool in `tools`.
+        ValueError: `tool_choice` names no tool in `tools`, or is `required` with no tools.
     """
-    if tool_choice == "none":
-        return None
-    if tool_choice not in ("auto", "required"):
+    if tool_choice not in ("auto", "required", "none"):
         tools = [spec for spec in tools if spec.name == tool_choice]
         if not tools:
             raise ValueError(f"tool_choice {tool_choice!r} is not among the tools offered")
-    if not tools:
+    callable_tools = [] if tool_choice == "none" else list(tools)
+    required = tool_choice not in ("auto", "none")
+    if required and not callable_tools:
+        raise ValueError(f"tool_choice {tool_choice!r} needs at least one tool")
+    if not callable_tools and output_schema is None and max_text is None:
         return None
     tag = structural_tag(
-        tools, required=tool_choice != "auto", text_before_calls=text_before_calls, max_string=max_string
+        callable_tools,
+        required=required,
+        thinking=thinking,
+        output_schema=output_schema,
+        max_string=max_string,
+        max_text=max_text,
     )
     return Constraint(kind="structural_tag", value=json.dumps(tag))
 
 
+def text_excludes(*, thinking: bool) -> list[str]:
+    """The markers free text may not hold: they open another turn, a
+    declaration, or close what is not open (`<turn|>` and `<|tool_response>`
+    stay allowed: they are the stop strings that end the model's turn)."""
+    markers = [TURN_OPEN, DECLARATION_OPEN, DECLARATION_CLOSE, CALL_CLOSE, RESPONSE_CLOSE]
+    return markers if thinking else [*markers, CHANNEL_OPEN, CHANNEL_CLOSE]
+
+
 def structural_tag(
-    tools: Sequence[ToolSpec], *, required: bool, text_before_calls: bool = True, max_string: int | None = None
+    tools: Sequence[ToolSpec],
+    *,
+    required: bool,
+    thinking: bool = False,
+    output_schema: Mapping[str, Any] | None = None,
+    max_string: int | None = None,
+    max_text: int | None = None,
 ) -> dict[str, Any]:
-    """The structural tag (xgrammar's `StructuralTag` format) allowing calls to `tools`."""
+    """The structural tag (xgrammar's `StructuralTag` format); see `build_constraint`."""
+    excludes = text_excludes(thinking=thinking)
     tags = [
         {
             "type": "tag",
@@ -119,18 +170,47 @@ def structural_tag(
         }
         for spec in tools
     ]
-    calls: dict[str, Any] = {"type": "triggered_tags", "triggers": [CALL_OPEN], "tags": tags}
-    if not required:
-        return {"type": "structural_tag", "format": calls}
-    if not text_before_calls:
-        return {"type": "structural_tag", "format": calls | {"at_least_one": True}}
-    # `at_least_one` alone would forbid any text (a thought, too) before the first
-    # call; text first, up to the first call. `<turn|>` would end the turn with no call.
-    first = {"type": "any_text", "excludes": [TURN_END]}
-    return {
-        "type": "structural_tag",
-        "format": {"type": "sequence", "elements": [first, calls | {"at_least_one": True}]},
-    }
+    # Free text, in which every `<|tool_call>` must complete as a valid call.
+    calls: dict[str, Any] = {"type": "triggered_tags", "triggers": [CALL_OPEN], "tags": tags, "excludes": excludes}
+    if required:
+        if not thinking:  # a model not asked to think has nothing to say before the call
+            return _format(calls | {"at_least_one": True})
+        # `at_least_one` alone would forbid a thought before the first call; `<turn|>` would end the turn.
+        first = {"type": "any_text", "excludes": [*excludes, TURN_END]}
+        return _format({"type": "sequence", "elements": [first, calls | {"at_least_one": True}]})
+    if output_schema is None and max_text is None:
+        return _format(calls)
+    answer: dict[str, Any]
+    if output_schema is not None:
+        # Whitespace runs capped (a small model could pad forever); strings may not
+        # hold a stop string, which would cut the answer short.
+        answer = {
+            "type": "json_schema",
+            "json_schema": dict(output_schema),
+            "max_whitespace_cnt": 1,
+            "excludes": [TURN_END, RESPONSE_OPEN],
+        }
+    else:
+        answer = {"type": "grammar", "grammar": plain_text_grammar(max_text or 0)}
+    body = {"type": "or", "elements": [calls | {"at_least_one": True}, answer]} if tools else answer
+    if not thinking:
+        return _format(body)
+    thought = {"type": "tag", "begin": CHANNEL_OPEN, "content": {"type": "any_text"}, "end": CHANNEL_CLOSE}
+    return _format({"type": "sequence", "elements": [{"type": "optional", "content": thought}, body]})
+
+
+def plain_text_grammar(max_chars: int) -> str:
+    """Plain text, for a small model's answer: it starts with a visible character
+    other than `<` and `|`, holds no `<|` or `|>` (so no marker but the
+    `<turn|>` that may end it), and ends within about `max_chars` characters."""
+    return (
+        f"root ::= [^ \\t\\r\\n<|] unit{{0,{max(max_chars - 1, 0)}}} {literal(TURN_END)}?\n"
+        'unit ::= [^<|] | "<" [^<|] | "|" [^<|>]\n'
+    )
+
+
+def _format(content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "structural_tag", "format": content}
 
 
 def arguments_grammar(spec: ToolSpec, max_string: int | None = None) -> str:
@@ -141,7 +221,7 @@ def arguments_grammar(spec: ToolSpec, max_string: int | None = None) -> str:
     character other than `<` and `|`, or one of them followed by such a
     character (so `<<`, `||` and a trailing `<` or `|` are not available).
     """
-    builder = _Builder(spec.parameters.get("$defs", {}))
+    builder = _Builder(spec.parameters.get("$defs", {}), max_string)
     root = builder.members(spec.parameters, "args")
     if builder.relaxed:
         _log_relaxed(spec.name, tuple(sorted(builder.relaxed)))
@@ -181,8 +261,9 @@ def literal(text: str) -> str:
 class _Builder:
     """Turns schema nodes into EBNF rules, one grammar per tool."""
 
-    def __init__(self, defs: Mapping[str, Any]) -> None:
+    def __init__(self, defs: Mapping[str, Any], max_string: int | None = None) -> None:
         self.defs = defs
+        self.max_string = max_string
         self.rules: dict[str, str] = {}
         self.relaxed: set[str] = set()
         self._refs: dict[str, str] = {}
@@ -203,7 +284,7 @@ class _Builder:
         if not isinstance(schema, Mapping):
             self.relaxed.add("false schema" if schema is False else repr(schema))
             return "any"
-        self.relaxed.update(k for k in schema if k not in _HANDLED and k not in _ANNOTATIONS)
+        self.relaxed.update(k for k in schema if k not in _HANDLED | _ANNOTATIONS | _BOUNDS | {"format"})
         if isinstance(ref := schema.get("$ref"), str):
             rest = {k: v for k, v in schema.items() if k != "$ref" and k not in _ANNOTATIONS}
             if rest:  # a $ref with siblings: the siblings are not enforced
@@ -230,10 +311,15 @@ class _Builder:
 
     def typed(self, schema: Mapping[str, Any], kind: Any, hint: str) -> str:
         if kind == "string":
-            return "str"
+            return self.string(schema, hint)
         if kind in ("integer", "number"):
-            non_negative = isinstance(low := schema.get("minimum"), int | float) and low >= 0
-            return ("nat" if non_negative else "int") if kind == "integer" else "num"
+            bounds = {k: v for k, v in schema.items() if k in _BOUNDS and isinstance(v, int | float)}
+            if bounds:
+                borrowed = self.borrow({"type": kind, **bounds}, hint)
+                if borrowed is not None:
+                    return borrowed
+                self.relaxed.update(bounds)
+            return "int" if kind == "integer" else "num"
         if kind == "boolean":
             return "bool"
         if kind == "null":
@@ -247,6 +333,58 @@ class _Builder:
         if kind is not None:
             self.relaxed.add(f"type {kind}")
         return "any"
+
+    def string(self, schema: Mapping[str, Any], hint: str) -> str:
+        """A string: free, of bounded length, or in a cheap format."""
+        fmt = schema.get("format")
+        if fmt is not None:
+            borrowed = self.borrow({"type": "string", "format": fmt}, hint) if fmt in _FORMATS else None
+            if borrowed is not None:
+                if "minLength" in schema or "maxLength" in schema:
+                    self.relaxed.add("minLength/maxLength with format")
+                return borrowed
+            self.relaxed.add(f"format {fmt}")
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        if not isinstance(low, int) or not (high is None or isinstance(high, int)):
+            self.relaxed.update({"minLength", "maxLength"})
+            return "str"
+        if self.max_string is not None:
+            high = self.max_string if high is None else min(high, self.max_string)
+        if low == 0 and high is None:
+            return "str"
+        # Counted exactly: a bounded string holds no `<` or `|` (one character, one unit).
+        high = max(low, high) if high is not None else None
+        count = f"{{{low},{high}}}" if high is not None else f"{{{low},}}" if low else "*"
+        return f'("<|\\"|>" [^<|]{count} "<|\\"|>")'
+
+    def borrow(self, schema: Mapping[str, Any], hint: str) -> str | None:
+        """xgrammar's own grammar for a JSON scalar (a number range, a string
+        format) as a rule of this grammar; None without xgrammar.
+
+        JSON's numbers are Gemma 4's; a string format's inside (between the
+        JSON quotes) is put between `<|"|>` delimiters.
+        """
+        try:
+            import xgrammar
+        except ImportError:
+            return None
+        text = str(xgrammar.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False))
+        rules = dict(line.split(" ::= ", 1) for line in text.splitlines() if " ::= " in line)
+        start, body = "root", "{root}"
+        if schema.get("type") == "string":  # `"\"" inner "\""`: keep the inside
+            inside = re.fullmatch(r'\(\("\\"" (\w+) "\\""\)\)', rules["root"])
+            if inside is None:  # not the shape this code knows: stay free
+                return None
+            start, body = inside.group(1), '"<|\\"|>" {root} "<|\\"|>"'
+        while True:  # a prefix none of whose names is taken
+            name = self.fresh(f"{hint}_x")
+            renamed = {rule: f"{name}_{rule}" for rule in rules}
+            if not set(renamed.values()) & self.rules.keys():
+                break
+        for rule in _reachable(rules, start):
+            self.rules[renamed[rule]] = _rename(rules[rule], renamed)
+        self.rules[name] = body.format(root=renamed[start])
+        return name
 
     def ref(self, ref: str) -> str:
         if ref in self._refs:
@@ -322,6 +460,36 @@ class _Builder:
                 self.rules[first] = f"{pair}{rest_next} | {first_next}"
             rest_next, first_next = f" {rest}", first
         return first_next
+
+
+# EBNF outside string literals and character classes, where rule names are.
+_LITERALS = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]')
+
+
+def _names(body: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _LITERALS.sub(" ", body)))
+
+
+def _reachable(rules: Mapping[str, str], start: str) -> list[str]:
+    seen, todo = [start], [start]
+    while todo:
+        for name in sorted(_names(rules[todo.pop()]) & rules.keys()):
+            if name not in seen:
+                seen.append(name)
+                todo.append(name)
+    return seen
+
+
+def _rename(body: str, names: Mapping[str, str]) -> str:
+    """`body` with its rule names replaced (literals and classes untouched)."""
+    out, at = [], 0
+    for literal_match in _LITERALS.finditer(body):
+        code = body[at : literal_match.start()]
+        out.append(re.sub(r"[A-Za-z_][A-Za-z0-9_]*", lambda m: names.get(m.group(), m.group()), code))
+        out.append(literal_match.group())
+        at = literal_match.end()
+    out.append(re.sub(r"[A-Za-z_][A-Za-z0-9_]*", lambda m: names.get(m.group(), m.group()), body[at:]))
+    return "".join(out)
 
 
 _RESERVED = frozenset(re.findall(r"^(\w+) ::=", _BASE_RULES, re.MULTILINE)) | {"root"}

@@ -149,13 +149,20 @@ def check_calls(results: list[RunResult[Any]]) -> tuple[int, list[str]]:
     return count, problems
 
 
-def test_every_call_the_model_emits_is_valid(engine: VLLMEngine) -> None:
-    outcomes = asyncio.run(run_all(Assistant(runtime=engine), PROMPTS))
+@pytest.fixture(params=["gemma4", "json"])
+def runtime(engine: VLLMEngine, request: pytest.FixtureRequest) -> VLLMEngine:
+    """The embedded preset in each of its dialects (gemma4 is its default), on the one engine."""
+    return engine if request.param == engine.dialect.name else engine.variant(dialect=request.param)
+
+
+def test_every_call_the_model_emits_is_valid(runtime: VLLMEngine) -> None:
+    outcomes = asyncio.run(run_all(Assistant(runtime=runtime), PROMPTS))
     results = [trajectory(o) for o in outcomes]
     count, problems = check_calls(results)
     finished = sum(isinstance(o, RunResult) for o in outcomes)
-    FIGURES["runs on vllm:default"] = f"{len(outcomes)} ({finished} finished within max_steps=3)"
-    FIGURES["valid tool calls"] = f"{count - len(problems)}/{count}"
+    dialect = runtime.dialect.name
+    FIGURES[f"runs on vllm:default, {dialect}"] = f"{len(outcomes)} ({finished} finished within max_steps=3)"
+    FIGURES[f"valid tool calls, {dialect}"] = f"{count - len(problems)}/{count}"
     assert len(outcomes) >= 20
     assert count >= 20, f"only {count} calls in {len(outcomes)} runs"
     assert problems == []
@@ -177,7 +184,7 @@ class Reporter(Agent[Report]):
     max_steps = 3
 
 
-def test_typed_outputs_parse(engine: VLLMEngine) -> None:
+def test_typed_outputs_parse(runtime: VLLMEngine) -> None:
     prompts = [
         "Weather report for Tokyo.",
         "Report on Madrid.",
@@ -185,9 +192,11 @@ def test_typed_outputs_parse(engine: VLLMEngine) -> None:
         "Report: Lisbon.",
         "Paris?",
     ]
-    outcomes = asyncio.run(run_all(Reporter(runtime=engine), prompts))
+    outcomes = asyncio.run(run_all(Reporter(runtime=runtime), prompts))
     finished = [o for o in outcomes if isinstance(o, RunResult)]
-    FIGURES["typed outputs"] = f"{len(finished)}/{len(outcomes)} runs answered with a valid Report"
+    FIGURES[f"typed outputs, {runtime.dialect.name}"] = (
+        f"{len(finished)}/{len(outcomes)} runs answered with a valid Report"
+    )
     # Under the constraint a final answer always fits: never a retry for a
     # misfit answer, never an unreadable turn.
     for outcome in outcomes:

@@ -218,8 +218,8 @@ def preset_rows() -> list[str]:
     rows = []
     for name, preset in vllm_runtime.PRESETS.items():
         dialect = f"`{preset.dialect}`"
-        if preset.dialect_options:
-            dialect += f": {arguments(dict(preset.dialect_options))}"
+        if options := preset.dialect_options.get(preset.dialect):
+            dialect += f": {arguments(dict(options))}"
         engine = arguments(dict(preset.engine_args))
         rows.append(f"| `vllm:{name}` | `{preset.model}` | {dialect} | {engine} | {preset.description} |")
     return rows

@@ -594,3 +594,14 @@ def test_vllm_reads_the_hard_cases_as_we_do(vllm_parse: Oracle) -> None:
     assert theirs[0]["arguments"]["a"] == "x,}{:<|y"
     assert theirs[0]["arguments"]["b"] == str(["1", "2.5", "true", "None", {"c": "null"}])
     assert [c["name"] for c in theirs] == ["f", "g"]
+
+
+def test_worked_examples_open_their_model_turns_like_the_generation_prompt() -> None:
+    # A small model copies what it sees: after the generation prompt's empty
+    # thought, the examples showed it a call.
+    for thinking, opening in ((False, "<|turn>model\n<|channel>thought\n<channel|>"), (True, "<|turn>model\n")):
+        prompt = Gemma4Dialect(thinking=thinking, examples=2).render(
+            request(UserMessage(text="Weather in Oslo?"), tools=(get_weather,))
+        )
+        assert prompt.count(opening + "<|tool_call>call:get_weather{") == 2
+        assert prompt.endswith("<|turn>user\nWeather in Oslo?<turn|>\n" + opening)

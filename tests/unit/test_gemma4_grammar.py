@@ -20,7 +20,7 @@ import xgrammar as xgr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentkit.dialects.gemma4 import parse_calls, render_call
+from agentkit.dialects.gemma4 import TURN_END, parse_calls, render_call
 from agentkit.dialects.gemma4_grammar import build_constraint
 from agentkit.messages import ToolCall
 from agentkit.tool import ToolSpec, tool
@@ -28,8 +28,8 @@ from agentkit.tool import ToolSpec, tool
 _COMPILER = xgr.GrammarCompiler(xgr.TokenizerInfo([]))
 
 
-def accepts(tools: list[ToolSpec], tool_choice: str, text: str) -> bool:
-    constraint = build_constraint(tools, tool_choice)
+def accepts(tools: list[ToolSpec], tool_choice: str, text: str, **options: Any) -> bool:
+    constraint = build_constraint(tools, tool_choice, **options)
     assert constraint is not None
     assert constraint.kind == "structural_tag"
     matcher = xgr.GrammarMatcher(_COMPILER.compile_structural_tag(constraint.value), terminate_without_stop_token=True)
@@ -60,7 +60,18 @@ Schema = dict[str, Any]
 def schemas(draw: st.DrawFn, depth: int = 0) -> Schema:
     leaves = st.sampled_from(["string", "enum", "integer", "number", "boolean", "free"])
     kinds = leaves if depth >= 2 else leaves | st.sampled_from(["nullable", "array", "object", "ref"])
-    kind = draw(kinds)
+    kind = draw(kinds | st.sampled_from(["bounded integer", "bounded number", "sized string", "date"]))
+    if kind == "bounded integer":
+        low = draw(st.integers(-(10**6), 10**6))
+        return {"type": "integer", "minimum": low, "maximum": low + draw(st.integers(0, 10**4))}
+    if kind == "bounded number":
+        low = draw(st.integers(-1000, 1000)) / 8
+        return {"type": "number", "exclusiveMinimum": low, "maximum": low + draw(st.integers(1, 400)) / 4}
+    if kind == "sized string":
+        low = draw(st.integers(0, 5))
+        return {"type": "string", "minLength": low, "maxLength": low + draw(st.integers(0, 8))}
+    if kind == "date":
+        return {"type": "string", "format": "date"}
     if kind == "enum":
         return {"enum": draw(st.lists(_STRINGS, min_size=1, max_size=4, unique=True)), "type": "string"}
     if kind == "free":  # Pydantic's `Any`
@@ -114,6 +125,20 @@ def values(schema: Schema, defs: dict[str, Schema]) -> st.SearchStrategy[Any]:
     if "anyOf" in schema:
         return st.one_of([values(branch, defs) for branch in schema["anyOf"]])
     kind = schema.get("type")
+    if kind == "integer" and "minimum" in schema:
+        return st.integers(schema["minimum"], schema["maximum"])
+    if kind == "number" and "maximum" in schema:
+        # Bounded numbers are written as xgrammar's range grammar allows: at most
+        # six decimals, no exponent; quarters and eighths print exactly.
+        low, high = schema["exclusiveMinimum"], schema["maximum"]
+        return st.integers(int(low * 8) + 1, int(high * 8)).map(lambda n: n / 8)
+    if kind == "string" and "maxLength" in schema:
+        # A string with length bounds holds no `<` or `|` (see the grammar).
+        return st.text(
+            alphabet=st.characters(exclude_characters="<|"), min_size=schema["minLength"], max_size=schema["maxLength"]
+        )
+    if kind == "string" and schema.get("format") == "date":
+        return st.dates().map(lambda d: d.isoformat())
     simple: dict[Any, st.SearchStrategy[Any]] = {
         "string": _STRINGS,
         "integer": st.integers(-(10**20), 10**20),
@@ -159,8 +184,10 @@ def test_rendered_calls_are_accepted(box: tuple[list[ToolSpec], list[ToolCall]],
     assert accepts(specs, "auto", first)
     assert accepts(specs, "auto", text + first)
     assert accepts(specs, "auto", text + first + last + text)
-    assert accepts(specs, "required", text + first + last)
-    assert accepts(specs, calls[0].name, text + first)
+    assert accepts(specs, "required", first + last)
+    assert accepts(specs, "required", text + first + last, thinking=True)
+    assert accepts(specs, calls[0].name, first)
+    assert accepts(specs, calls[0].name, text + first, thinking=True)
 
 
 # --- what is refused ----------------------------------------------------------------------
@@ -204,8 +231,9 @@ GOOD = call("get_weather", address={"street": "Main", "zip_code": 7}, city="Pari
 def test_a_good_call_and_free_text_are_accepted() -> None:
     assert accepts(TOOLS, "auto", GOOD)
     assert accepts(TOOLS, "auto", "Just text, no call.")
-    assert accepts(TOOLS, "auto", "<|channel>thought\nhmm<channel|>" + GOOD + call("stop"))
-    assert accepts(TOOLS, "required", "Let me check. " + GOOD)
+    assert accepts(TOOLS, "auto", "<|channel>thought\nhmm<channel|>" + GOOD + call("stop"), thinking=True)
+    assert accepts(TOOLS, "required", "Let me check. " + GOOD, thinking=True)
+    assert accepts(TOOLS, "required", GOOD + "<|tool_response>")  # the stop string after a call
     assert accepts(TOOLS, "get_weather", GOOD + GOOD)
 
 
@@ -232,12 +260,15 @@ def test_invalid_calls_are_refused(text: str) -> None:
 
 def test_required_and_named_choices() -> None:
     assert not accepts(TOOLS, "required", "Only text.")
-    assert not accepts(TOOLS, "required", "Done.<turn|>")
+    assert not accepts(TOOLS, "required", "Done.<turn|>", thinking=True)
+    assert not accepts(TOOLS, "required", "Let me check. " + GOOD)  # not thinking: the call comes first
     assert not accepts(TOOLS, "stop", GOOD)  # another tool than the one named
     assert not accepts(TOOLS, "stop", "No call.")
     assert accepts(TOOLS, "stop", call("stop"))
     assert build_constraint(TOOLS, "none") is None
     assert build_constraint([], "auto") is None
+    with pytest.raises(ValueError, match="needs at least one tool"):
+        build_constraint([], "required")
     with pytest.raises(ValueError, match="not among the tools"):
         build_constraint(TOOLS, "nope")
 
@@ -306,8 +337,9 @@ def test_relaxed_keywords_are_logged_once(caplog: pytest.LogCaptureFixture) -> N
         build_constraint([spec], "required")
     messages = [r.getMessage() for r in caplog.records if r.name == "agentkit.grammar"]
     assert len(messages) == 1
-    assert "maxLength, pattern" in messages[0]
-    assert accepts([spec], "auto", call("relaxed_tool", code="not upper and long"))  # relaxed: Pydantic checks
+    assert "enforce pattern;" in messages[0]
+    assert accepts([spec], "auto", call("relaxed_tool", code="low"))  # the pattern is relaxed: Pydantic checks it
+    assert not accepts([spec], "auto", call("relaxed_tool", code="LONG"))  # the length is not
 
 
 # --- vLLM's own checks ----------------------------------------------------------------------
@@ -317,8 +349,17 @@ def test_vllm_accepts_the_constraint() -> None:
     """vLLM's request validation for the xgrammar backend, then the backend's compile call."""
     sampling = pytest.importorskip("vllm.sampling_params")
     backend = pytest.importorskip("vllm.v1.structured_output.backend_xgrammar")
-    for choice in ("auto", "required", "get_weather"):
-        constraint = build_constraint(TOOLS, choice)
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("auto", {}),
+        ("required", {}),
+        ("get_weather", {}),
+        ("required", {"thinking": True}),
+        ("auto", {"output_schema": FORECAST, "thinking": True}),
+        ("none", {"output_schema": FORECAST}),
+        ("auto", {"max_text": 100}),
+    ]
+    for choice, options in variants:
+        constraint = build_constraint(TOOLS, choice, **options)
         assert constraint is not None
         params = sampling.SamplingParams(
             structured_outputs=sampling.StructuredOutputsParams(structural_tag=constraint.value), max_tokens=64
@@ -357,3 +398,132 @@ def test_max_string_caps_every_string() -> None:
 
     assert ok('<|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:3}<tool_call|>')
     assert not ok('<|tool_call>call:get_weather{city:<|"|>Parisian<|"|>,days:3}<tool_call|>')
+
+
+# --- free text, thinking and typed answers ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sure.\n<|turn>user\nWhat now?",  # the model writing the user's next turn
+        "<|tool>declaration:stop{}<tool|>",  # a declaration
+        "Done.<tool_call|>",  # a closer with nothing open
+        "Here:<tool_response|>",
+    ],
+)
+def test_free_text_cannot_leave_the_turn(text: str) -> None:
+    assert not accepts(TOOLS, "auto", text)
+    assert not accepts(TOOLS, "auto", text, thinking=True)
+
+
+def test_channel_markers_only_when_thinking() -> None:
+    thought = "<|channel>thought\nThe user wants Paris.<channel|>"
+    assert not accepts(TOOLS, "auto", thought + GOOD)
+    assert accepts(TOOLS, "auto", thought + GOOD, thinking=True)
+    assert accepts(TOOLS, "auto", "Done." + TURN_END)  # the stop string ends a text turn
+
+
+class Forecast(pydantic.BaseModel):
+    city: str
+    days: list[int]
+    unit: Literal["celsius", "fahrenheit"]
+
+
+FORECAST = Forecast.model_json_schema()
+ANSWER = Forecast(city="Paris", days=[1, 2], unit="celsius").model_dump_json()
+
+
+def test_a_typed_answer_is_json_under_the_output_schema() -> None:
+    options: dict[str, Any] = {"output_schema": FORECAST}
+    assert accepts(TOOLS, "auto", ANSWER, **options)
+    assert accepts(TOOLS, "auto", GOOD, **options)  # or calls
+    assert accepts(TOOLS, "none", ANSWER, **options)
+    assert accepts(TOOLS, "none", ANSWER.replace(",", ", "), **options)
+    assert not accepts(TOOLS, "none", GOOD, **options)
+    refused = [
+        "It is sunny in Paris.",  # text where the answer is due
+        ANSWER.replace("celsius", "kelvin"),  # not in the enum
+        ANSWER.replace('"days":[1,2],', ""),  # a required key missing
+        ANSWER.replace(",", ",  "),  # whitespace runs are capped at one character
+        ANSWER.replace("Paris", "Paris<turn|>"),  # a stop string would cut the answer
+        "Let me check. " + GOOD,  # text then calls: the turn is one or the other
+    ]
+    for text in refused:
+        assert not accepts(TOOLS, "auto", text, **options), text
+    assert build_constraint([], "none", output_schema=FORECAST) is not None
+
+
+def test_a_typed_answer_may_follow_a_thought() -> None:
+    thought = "<|channel>thought\nI know this.<channel|>"
+    assert accepts(TOOLS, "auto", thought + ANSWER, output_schema=FORECAST, thinking=True)
+    assert accepts(TOOLS, "auto", thought + GOOD, output_schema=FORECAST, thinking=True)
+    assert accepts(TOOLS, "auto", ANSWER, output_schema=FORECAST, thinking=True)
+    assert not accepts(TOOLS, "auto", thought + ANSWER, output_schema=FORECAST)
+
+
+def test_max_text_caps_free_text() -> None:
+    assert accepts(TOOLS, "auto", "x" * 12, max_text=12)
+    assert not accepts(TOOLS, "auto", "x" * 13, max_text=12)
+    assert accepts(TOOLS, "auto", GOOD, max_text=12)  # calls are not text
+    assert not accepts(TOOLS, "auto", "Wait." + GOOD, max_text=12)
+    assert accepts(TOOLS, "none", "y" * 12, max_text=12)
+    assert accepts(TOOLS, "auto", "Done." + TURN_END, max_text=12)  # the stop string may end it
+    for text in [" Lead", "<b>", "a<|b", "a|>b", "Done.<turn|>more"]:  # markers and a blank start
+        assert not accepts(TOOLS, "auto", text, max_text=12), text
+
+
+# --- bounds, lengths and formats ---------------------------------------------------------------
+
+
+BOOK = ToolSpec(
+    name="book",
+    description="Book.",
+    parameters={
+        "type": "object",
+        "properties": {
+            "people": {"type": "integer", "minimum": 1, "maximum": 20},
+            "budget": {"type": "number", "exclusiveMinimum": 0, "maximum": 99.5},
+            "code": {"type": "string", "minLength": 2, "maxLength": 4},
+            "day": {"type": "string", "format": "date"},
+            "note": {"type": "string", "format": "email"},
+            "step": {"type": "integer", "multipleOf": 5},
+        },
+        "required": ["budget", "code", "day", "people"],
+        "additionalProperties": False,
+    },
+)
+
+
+def booking(**changes: Any) -> str:
+    arguments = {"people": 2, "budget": 12.5, "code": "AB1", "day": "2026-11-23"} | changes
+    return render_call(ToolCall(name="book", arguments=arguments))
+
+
+@pytest.mark.parametrize(
+    ("changes", "ok"),
+    [
+        ({}, True),
+        ({"people": 20, "budget": 99.5, "code": "ab"}, True),
+        ({"people": 0}, False),
+        ({"people": 21}, False),
+        ({"people": -3}, False),
+        ({"budget": 0}, False),  # exclusive
+        ({"budget": 99.75}, False),
+        ({"budget": 0.25}, True),
+        ({"code": "A"}, False),
+        ({"code": "ABCDE"}, False),
+        ({"code": "A<B"}, False),  # a bounded string holds no < or |
+        ({"day": "2026-13-01"}, False),
+        ({"day": "23/11/2026"}, False),
+        ({"note": "anything at all"}, True),  # email: relaxed, Pydantic checks
+        ({"step": 7}, True),  # multipleOf: relaxed
+    ],
+)
+def test_numeric_bounds_string_lengths_and_formats(changes: dict[str, Any], ok: bool) -> None:
+    assert accepts([BOOK], "auto", booking(**changes)) is ok
+
+
+def test_max_string_caps_a_bounded_string_too() -> None:
+    assert accepts([BOOK], "auto", booking(code="ABC"), max_string=3)
+    assert not accepts([BOOK], "auto", booking(code="ABCD"), max_string=3)
