@@ -79,7 +79,7 @@ PRESETS: dict[str, Preset] = {
         # caps on strings and text keep it from writing on until max_tokens.
         # Under `json` it is steadier with the Gemma 3 turn markers it knows.
         dialect_options={
-            "gemma4": {"examples": 2, "max_string": 60, "max_text": 100},
+            "gemma4": {"examples": 2, "max_string": 60, "max_items": 4, "max_text": 100},
             "json": {"turns": "gemma3", "examples": 2, "max_string": 80},
         },
         engine_args={"max_model_len": 4096, "max_num_seqs": 16},

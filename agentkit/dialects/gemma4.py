@@ -433,6 +433,7 @@ class Gemma4Dialect:
             small models that were never trained on this format.
         max_string: Cap strings in calls at this many characters (about), for
             small models that may write on inside one (see `arguments_grammar`).
+        max_items: Cap arrays in calls at this many items, likewise.
         max_text: Cap free text at this many characters, for small models
             that may write on until `max_tokens`; a turn is then calls or text.
     """
@@ -446,10 +447,11 @@ class Gemma4Dialect:
         strict: bool = True,
         examples: int = 0,
         max_string: int | None = None,
+        max_items: int | None = None,
         max_text: int | None = None,
     ) -> None:
         self.thinking, self.strict, self.examples = thinking, strict, examples
-        self.max_string, self.max_text = max_string, max_text
+        self.max_string, self.max_items, self.max_text = max_string, max_items, max_text
 
     def stop(self) -> tuple[str, ...]:
         # After its calls the model writes `<|tool_response>`, then would invent the results.
@@ -471,6 +473,7 @@ class Gemma4Dialect:
             thinking=self.thinking,
             output_schema=request.output_schema if request.allows_text else None,
             max_string=self.max_string,
+            max_items=self.max_items,
             max_text=self.max_text,
         )
 

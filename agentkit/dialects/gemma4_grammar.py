@@ -100,6 +100,7 @@ def build_constraint(
     thinking: bool = False,
     output_schema: Mapping[str, Any] | None = None,
     max_string: int | None = None,
+    max_items: int | None = None,
     max_text: int | None = None,
 ) -> Constraint | None:
     """What vLLM must enforce for `tool_choice` over `tools`, or None (nothing to enforce).
@@ -113,8 +114,9 @@ def build_constraint(
     `thinking` off) its channel markers: a model that writes them has left
     its turn. With an `output_schema`, the text is instead a JSON value valid
     under it (a typed final answer); `max_text` caps free text at that many
-    characters. With either, an `auto` turn is calls *or* the answer, never text
-    then calls; with `thinking`, an optional thought comes first.
+    characters. With either, an `auto` turn is calls *or* the answer, never
+    text then calls; with `thinking`, an optional thought comes first.
+    `max_string` and `max_items` cap strings and arrays in calls.
 
     The value is the JSON string for `StructuredOutputsParams(structural_tag=...)`.
 
@@ -137,6 +139,7 @@ def build_constraint(
         thinking=thinking,
         output_schema=output_schema,
         max_string=max_string,
+        max_items=max_items,
         max_text=max_text,
     )
     return Constraint(kind="structural_tag", value=json.dumps(tag))
@@ -157,6 +160,7 @@ def structural_tag(
     thinking: bool = False,
     output_schema: Mapping[str, Any] | None = None,
     max_string: int | None = None,
+    max_items: int | None = None,
     max_text: int | None = None,
 ) -> dict[str, Any]:
     """The structural tag (xgrammar's `StructuralTag` format); see `build_constraint`."""
@@ -165,7 +169,7 @@ def structural_tag(
         {
             "type": "tag",
             "begin": f"{CALL_OPEN}call:{spec.name}{{",
-            "content": {"type": "grammar", "grammar": arguments_grammar(spec, max_string)},
+            "content": {"type": "grammar", "grammar": arguments_grammar(spec, max_string, max_items)},
             "end": f"}}{CALL_CLOSE}",
         }
         for spec in tools
@@ -213,15 +217,16 @@ def _format(content: dict[str, Any]) -> dict[str, Any]:
     return {"type": "structural_tag", "format": content}
 
 
-def arguments_grammar(spec: ToolSpec, max_string: int | None = None) -> str:
+def arguments_grammar(spec: ToolSpec, max_string: int | None = None, max_items: int | None = None) -> str:
     """The EBNF for the inside of a call's braces: `k:v,…` under `spec.parameters`.
 
-    `max_string` caps every string, for small models that may otherwise write
-    on inside one until `max_tokens`. A capped string is a run of units: a
+    `max_string` caps every string and `max_items` every array, for small
+    models that may otherwise write on inside one until `max_tokens` (an
+    array's `minItems` wins over `max_items`). A capped string is a run of units: a
     character other than `<` and `|`, or one of them followed by such a
     character (so `<<`, `||` and a trailing `<` or `|` are not available).
     """
-    builder = _Builder(spec.parameters.get("$defs", {}), max_string)
+    builder = _Builder(spec.parameters.get("$defs", {}), max_string, max_items)
     root = builder.members(spec.parameters, "args")
     if builder.relaxed:
         _log_relaxed(spec.name, tuple(sorted(builder.relaxed)))
@@ -261,9 +266,9 @@ def literal(text: str) -> str:
 class _Builder:
     """Turns schema nodes into EBNF rules, one grammar per tool."""
 
-    def __init__(self, defs: Mapping[str, Any], max_string: int | None = None) -> None:
+    def __init__(self, defs: Mapping[str, Any], max_string: int | None = None, max_items: int | None = None) -> None:
         self.defs = defs
-        self.max_string = max_string
+        self.max_string, self.max_items = max_string, max_items
         self.rules: dict[str, str] = {}
         self.relaxed: set[str] = set()
         self._refs: dict[str, str] = {}
@@ -414,6 +419,8 @@ class _Builder:
             item = self.value(schema.get("items", True), f"{hint}_item")
         if not isinstance(low, int) or not (high is None or isinstance(high, int)):
             low, high = 0, None
+        if self.max_items is not None:
+            high = max(low, self.max_items if high is None else min(high, self.max_items))
         if high is not None and high < max(low, 1):  # maxItems 0: only the empty list
             return '"[" "]"'
         more_low = max(low - 1, 0)  # the items after the first

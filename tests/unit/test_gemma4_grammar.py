@@ -17,7 +17,7 @@ from typing import Any, Literal
 import pydantic
 import pytest
 import xgrammar as xgr
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from agentkit.dialects.gemma4 import TURN_END, parse_calls, render_call
@@ -188,6 +188,43 @@ def test_rendered_calls_are_accepted(box: tuple[list[ToolSpec], list[ToolCall]],
     assert accepts(specs, "required", text + first + last, thinking=True)
     assert accepts(specs, calls[0].name, first)
     assert accepts(specs, calls[0].name, text + first, thinking=True)
+
+
+# A value of another type than each simple kind accepts.
+_WRONG: dict[str, Any] = {
+    "string": 7,
+    "integer": "7",
+    "number": "7",
+    "boolean": "true",
+    "array": {"a": 1},
+    "object": [1],
+}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(toolboxes(), st.sampled_from(["unknown tool", "missing argument", "unknown key", "wrong type"]), st.data())
+def test_broken_calls_are_refused(
+    box: tuple[list[ToolSpec], list[ToolCall]], breakage: str, data: st.DataObject
+) -> None:
+    specs, calls = box
+    spec, call = specs[0], calls[0]
+    properties, required = spec.parameters["properties"], spec.parameters["required"]
+    name, arguments = call.name, dict(call.arguments)
+    if breakage == "unknown tool":
+        name = data.draw(_NAMES.filter(lambda n: n not in {s.name for s in specs}))
+    elif breakage == "missing argument":
+        assume(required)
+        del arguments[data.draw(st.sampled_from(required))]
+    elif breakage == "unknown key":
+        arguments[data.draw(_NAMES.filter(lambda k: k not in properties))] = 1
+    else:
+        typed = [k for k in arguments if properties[k].get("type") in _WRONG]
+        assume(typed)
+        key = data.draw(st.sampled_from(typed))
+        arguments[key] = _WRONG[properties[key]["type"]]
+    broken = render_call(ToolCall(name=name, arguments=arguments))
+    assert not accepts(specs, "auto", broken)
+    assert not accepts(specs, "required", broken)
 
 
 # --- what is refused ----------------------------------------------------------------------
@@ -527,3 +564,20 @@ def test_numeric_bounds_string_lengths_and_formats(changes: dict[str, Any], ok: 
 def test_max_string_caps_a_bounded_string_too() -> None:
     assert accepts([BOOK], "auto", booking(code="ABC"), max_string=3)
     assert not accepts([BOOK], "auto", booking(code="ABCD"), max_string=3)
+
+
+def test_max_items_caps_every_array_but_not_below_min_items() -> None:
+    ok = call("get_weather", city="Oslo", tags=["a", "b"])
+    assert accepts(TOOLS, "auto", ok, max_items=2)
+    assert not accepts(TOOLS, "auto", call("get_weather", city="Oslo", tags=["a", "b", "c"]), max_items=2)
+    pair = ToolSpec(
+        name="pair",
+        description="",
+        parameters={
+            "type": "object",
+            "properties": {"xs": {"type": "array", "items": {"type": "integer"}, "minItems": 3}},
+            "required": ["xs"],
+        },
+    )
+    assert accepts([pair], "auto", call("pair", xs=[1, 2, 3]), max_items=2)
+    assert not accepts([pair], "auto", call("pair", xs=[1, 2, 3, 4]), max_items=2)
