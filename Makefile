@@ -59,8 +59,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The loop's overhead next to smolagents, then the Gemma 4 grammar's validity and
-# decode speed next to free decoding (a few minutes: it starts the engine).
+# The loop's overhead next to smolagents, the store's write path next to raw
+# sqlite3, then the Gemma 4 grammar's validity and decode speed next to free
+# decoding (a few minutes: it starts the engine).
 # Installs the `bench` extra (smolagents, the peer measured side by side) once.
 # Reinstalling `cpu` brings back the torch* packages $(STAMP) removes: remove them again.
 bench: install
@@ -68,6 +69,7 @@ bench: install
 		$(PY) -m pip install --quiet -e '.[cpu,dev,bench]' && \
 		$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec; }
 	$(PY) benchmarks/loop_overhead.py
+	$(PY) benchmarks/store_throughput.py
 	$(PY) benchmarks/gemma4_grammar.py
 
 docs: $(STAMP) build/typeview

@@ -24,14 +24,18 @@ import asyncio
 import inspect
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Generic, TypeVar, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from agentkit.errors import ToolDefinitionError
+from agentkit.errors import StoreError, ToolDefinitionError
 from agentkit.executor import Approver, Executor
 from agentkit.loop import LoopConfig, RunEvent, RunFinished, RunResult, run_loop
 from agentkit.messages import Message
 from agentkit.runtime import Runtime, Sampling
 from agentkit.tool import BoundTool, FunctionTool, as_tool
+
+if TYPE_CHECKING:  # sqlite-utils is imported only by agents that record their runs
+    from agentkit.store import Store
 
 __all__ = ["DEFAULT_RUNTIME", "Agent"]
 
@@ -58,6 +62,8 @@ class Agent(Generic[OutputT]):
         sampling: Decoding settings for every model turn.
         approve: Decides on calls of tools marked `requires_approval`.
         name: The agent's name in messages and `repr` (default: the class name).
+        store: Record every run here as it happens (a `Store` or a database
+            path), so runs can be listed and resumed; default: not recorded.
     """
 
     instructions: str = ""
@@ -66,6 +72,7 @@ class Agent(Generic[OutputT]):
     max_steps: int = 10
     runtime: Runtime | str | None = None
     sampling: Sampling = Sampling()
+    store: Store | None = None
 
     def __init__(
         self,
@@ -78,6 +85,7 @@ class Agent(Generic[OutputT]):
         sampling: Sampling | None = None,
         approve: Approver | None = None,
         name: str | None = None,
+        store: Store | str | Path | None = None,
     ) -> None:
         cls = type(self)
         self.name = name or cls.__name__
@@ -94,6 +102,12 @@ class Agent(Generic[OutputT]):
             self.tools = tools
         if runtime is not None:
             self.runtime = runtime
+        if isinstance(store, str | Path):
+            from agentkit.store import Store
+
+            store = Store(store)
+        if store is not None:
+            self.store = store
         self.bound_tools = self._collect_tools(list(self.tools))
         self._resolved: Runtime | None = None
         self.executor = Executor({t.name: t for t in self.bound_tools}, approve=approve)
@@ -133,6 +147,8 @@ class Agent(Generic[OutputT]):
             max_steps=self.max_steps,
             sampling=self.sampling,
             executor=self.executor,
+            store=self.store,
+            agent_path=f"{type(self).__module__}:{type(self).__qualname__}",
         )
 
     def stream(self, prompt: str | Sequence[Message]) -> AsyncIterator[RunEvent]:
@@ -168,6 +184,39 @@ class Agent(Generic[OutputT]):
         except RuntimeError:
             return asyncio.run(self.arun(prompt))
         raise RuntimeError(f"{self.name}.run() was called inside an event loop; use `await agent.arun(...)`")
+
+    def stream_resume(self, run_id: str, *, rerun_started: bool = False) -> AsyncIterator[RunEvent]:
+        """Continue a stored run from its last commit, yielding events as `stream` does.
+
+        Finished tools are not run again; the unfinished calls of the last
+        decision run first. A non-idempotent call that had started when the
+        run stopped runs again only with `rerun_started=True`.
+
+        Raises:
+            StoreError: no store, no such run, the run is already done, or it
+                would re-run a started non-idempotent call without `rerun_started`.
+        """
+        if self.store is None:
+            raise StoreError(f"{self.name} has no store to resume from; pass store=... to the agent")
+        stored = self.store.load(run_id)
+        if stored.record.status == "done":
+            raise StoreError(f"run {run_id} is done (its output: {stored.record.output!r}); nothing to resume")
+        return run_loop(self._config(), (), resume=stored, rerun_started=rerun_started)
+
+    async def aresume(self, run_id: str, *, rerun_started: bool = False) -> RunResult[OutputT]:
+        """`stream_resume` to the end: the finished run's `RunResult`."""
+        async for event in self.stream_resume(run_id, rerun_started=rerun_started):
+            if isinstance(event, RunFinished):
+                return cast(RunResult[OutputT], event.result)
+        raise AssertionError("the loop ended without a result")  # pragma: no cover - run_loop raises instead
+
+    def resume(self, run_id: str, *, rerun_started: bool = False) -> RunResult[OutputT]:
+        """`aresume` for code that is not async."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.aresume(run_id, rerun_started=rerun_started))
+        raise RuntimeError(f"{self.name}.resume() was called inside an event loop; use `await agent.aresume(...)`")
 
     def __repr__(self) -> str:
         tools = ", ".join(t.name for t in self.bound_tools)

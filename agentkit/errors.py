@@ -18,6 +18,7 @@ __all__ = [
     "RunFailed",
     "RuntimeUnavailable",
     "ScriptError",
+    "StoreError",
     "ToolArgumentsError",
     "ToolDefinitionError",
     "ToolExecutionError",
@@ -145,6 +146,11 @@ class OutputTruncated(AgentkitError):
 
 class ContextLengthExceeded(AgentkitError, ValueError):
     """The conversation no longer fits the model's context window."""
+
+
+class StoreError(AgentkitError, RuntimeError):
+    """The run store cannot do what was asked: not an SQLite file, a newer
+    schema, no such run, a resume that needs the user's word."""
 
 
 class ScriptError(AgentkitError, AssertionError):

@@ -56,13 +56,30 @@ class Executor:
         self.tools = dict(tools)
         self.approve = approve
 
-    async def run_all(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
-        """Run `calls` concurrently; results come back in the calls' order."""
-        if len(calls) == 1:
-            return [await self.run(calls[0])]
-        return list(await asyncio.gather(*(self.run(call) for call in calls)))
+    async def run_all(
+        self,
+        calls: Sequence[ToolCall],
+        *,
+        on_start: Callable[[ToolCall, BoundTool], None] | None = None,
+        on_result: Callable[[ToolResult], None] | None = None,
+    ) -> list[ToolResult]:
+        """Run `calls` concurrently; results come back in the calls' order.
 
-    async def run(self, call: ToolCall) -> ToolResult:
+        `on_start` is called right before a tool runs (after its arguments
+        validated and it was approved), `on_result` as each call finishes.
+        """
+
+        async def one(call: ToolCall) -> ToolResult:
+            result = await self.run(call, on_start=on_start)
+            if on_result is not None:
+                on_result(result)
+            return result
+
+        if len(calls) == 1:
+            return [await one(calls[0])]
+        return list(await asyncio.gather(*(one(call) for call in calls)))
+
+    async def run(self, call: ToolCall, *, on_start: Callable[[ToolCall, BoundTool], None] | None = None) -> ToolResult:
         """Run one call. Never raises for the tool's (or the approver's) failures."""
         tool = self.tools.get(call.name)
         if tool is None:
@@ -78,6 +95,8 @@ class Executor:
                 return _error(call, ToolExecutionError(call.name, exc), f"the approver of {call.name!r} raised")
             if refusal is not None:
                 return ToolResult(call_id=call.id, name=call.name, content=refusal, is_error=True)
+        if on_start is not None:
+            on_start(call, tool)
         try:
             value = await self._invoke(tool, thunk)
         except ToolExecutionError as exc:

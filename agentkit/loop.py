@@ -9,21 +9,33 @@ progress live; `Agent.arun` collects them into a `RunResult`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pydantic
+import pydantic_core
+from ulid import ULID
 
-from agentkit.errors import AgentkitError, MaxStepsExceeded, ModelOutputError, OutputValidationError, RunFailed
+from agentkit.errors import (
+    AgentkitError,
+    MaxStepsExceeded,
+    ModelOutputError,
+    OutputValidationError,
+    RunFailed,
+    StoreError,
+)
 from agentkit.executor import Executor
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest, ModelResponse, Runtime, Sampling, Usage
 from agentkit.schema import strip_titles
 from agentkit.tool import BoundTool
+
+if TYPE_CHECKING:  # the store (sqlite-utils) is imported only by agents that record
+    from agentkit.store import RunRecorder, Store, StoredRun
 
 __all__ = ["ModelTurn", "RunEvent", "RunFinished", "RunResult", "Step", "ToolResults", "run_loop"]
 
@@ -99,6 +111,10 @@ class LoopConfig:
     max_steps: int
     sampling: Sampling
     executor: Executor
+    store: Store | None = None
+    """Where the run is recorded as it happens (None: not recorded)."""
+    agent_path: str = ""
+    """The agent's import path (`module:Class`), stored with the run."""
 
 
 def output_schema(output_type: Any) -> dict[str, Any] | None:
@@ -124,90 +140,210 @@ def parse_output(output_type: Any, text: str) -> Any:
         raise OutputValidationError(f"the final answer is not a valid {name}: {exc}", text) from exc
 
 
-async def run_loop(config: LoopConfig, prompt: str | Sequence[Message]) -> AsyncIterator[RunEvent]:
+async def run_loop(
+    config: LoopConfig,
+    prompt: str | Sequence[Message],
+    *,
+    resume: StoredRun | None = None,
+    rerun_started: bool = False,
+) -> AsyncIterator[RunEvent]:
     """Run the agent on `prompt`, yielding events; the last is `RunFinished`.
+
+    With a `store`, the run is recorded write-ahead (see `agentkit.store`).
+    `resume` continues a stored run instead of starting one: the unfinished
+    calls of its last decision run first (a non-idempotent call that had
+    started only with `rerun_started`), then the loop goes on.
 
     Raises:
         MaxStepsExceeded: no final answer within `max_steps` (carries the trajectory).
+        StoreError: resuming would re-run a non-idempotent call that may have had effects.
     """
-    run_id = uuid.uuid4().hex
     messages: list[Message] = []
-    if config.instructions:
-        messages.append(SystemMessage(text=config.instructions))
-    if isinstance(prompt, str):
-        messages.append(UserMessage(text=prompt))
-    else:
-        messages.extend(prompt)
-    specs = tuple(t.spec for t in config.tools)
-    schema = output_schema(config.output_type)
     steps: list[Step] = []
     usage = Usage()
+    recorder: RunRecorder | None = None
+    if resume is not None:
+        run_id = resume.record.id
+        if config.store is not None:
+            recorder = config.store.recorder(run_id)
+        steps = [Step(index=s.index, response=s.response, tool_results=s.results) for s in resume.steps]
+        messages = list(resume.messages)
+        usage = resume.usage
+    else:
+        if config.instructions:
+            messages.append(SystemMessage(text=config.instructions))
+        if isinstance(prompt, str):
+            messages.append(UserMessage(text=prompt))
+        else:
+            messages.extend(prompt)
+        if config.store is not None:
+            recorder = config.store.begin_run(
+                agent=config.agent_path,
+                messages=messages,
+                max_steps=config.max_steps,
+                tools=[t.spec for t in config.tools],
+                output_schema=output_schema(config.output_type),
+            )
+            run_id = recorder.run_id
+        else:
+            run_id = str(ULID())
+    specs = tuple(t.spec for t in config.tools)
+    schema = output_schema(config.output_type)
+    idempotent = {t.name: t.options.idempotent for t in config.tools}
 
     def snapshot() -> RunResult[Any]:
         return RunResult(output=None, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
 
-    for index in range(config.max_steps):
-        started = time.monotonic()
-        request = ModelRequest(
-            messages=tuple(messages),
-            tools=specs,
-            tool_choice="auto" if specs else "none",
-            output_schema=schema,
-            sampling=config.sampling,
-        )
+    def started(call: ToolCall, tool: BoundTool) -> None:
+        if recorder is not None and not tool.options.idempotent:
+            recorder.tool_started(call)
+
+    def finished(result: ToolResult) -> None:
+        if recorder is not None:
+            recorder.tool_result(result)
+
+    async def run_tools(index: int, calls: Sequence[ToolCall]) -> tuple[ToolResult, ...]:
         try:
-            response = await config.runtime.generate(request)
-        except ModelOutputError as exc:
-            # An unconstrained model wrote something that is no decision: keep
-            # what it said in the trajectory, tell it, and let it try again.
-            garbled = ModelResponse(
-                message=AssistantMessage(),
-                usage=exc.usage or Usage(requests=1),
-                finish_reason="error",
-                raw_text=exc.raw_text,
-            )
-            steps.append(Step(index=index, response=garbled, seconds=time.monotonic() - started))
-            feedback = f"Your last reply could not be read ({exc}). Reply with one valid action."
-            messages.append(UserMessage(text=feedback))
-            usage = usage + garbled.usage
-            yield ModelTurn(step=index, response=garbled)
-            continue
-        except AgentkitError as exc:
-            exc.partial = snapshot()
+            return tuple(await config.executor.run_all(calls, on_start=started, on_result=finished))
+        except StoreError:
             raise
-        except Exception as exc:
-            failure = RunFailed(f"the runtime failed at step {index}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # the executor turns tool failures into results; this is a bug
+            failure = RunFailed(f"running the tools of step {index} failed: {type(exc).__name__}: {exc}")
             failure.partial = snapshot()
             raise failure from exc
-        usage = usage + response.usage
-        message = response.message
-        messages.append(message)
-        yield ModelTurn(step=index, response=response)
 
-        if message.tool_calls:
+    def feedback(text: str) -> None:
+        if recorder is not None:
+            recorder.message(len(messages), UserMessage(text=text))
+        messages.append(UserMessage(text=text))
+
+    last = resume.steps[-1] if resume is not None and resume.steps else None
+    if last is not None and last.started and not rerun_started:
+        # Refused before anything is written: the run stays as it was, resumable.
+        names = ", ".join(f"{c.name} ({c.id})" for c in last.started)
+        raise StoreError(
+            f"run {run_id} stopped while non-idempotent tool calls were running: {names}; they may "
+            "have had effects. Resume with rerun_started=True (--rerun-started) to run them again"
+        )
+    status, error = "failed", None
+    try:
+        first = len(steps)
+        if last is not None:
+            if last.pending:
+                fresh = await run_tools(last.index, last.pending)
+                done = {r.call_id: r for r in (*last.results, *fresh)}
+                ordered = tuple(done[c.id] for c in last.response.message.tool_calls)
+                calls = {c.id for c in last.response.message.tool_calls}
+                messages = [m for m in messages if not (isinstance(m, ToolResult) and m.call_id in calls)]
+                messages.extend(ordered)
+                steps[-1] = Step(index=last.index, response=last.response, tool_results=ordered)
+                yield ToolResults(step=last.index, results=ordered)
+            elif not last.response.message.tool_calls and last.response.finish_reason != "error":
+                # Killed after the final answer was recorded, before the run was marked done.
+                try:
+                    output = parse_output(config.output_type, last.response.message.text)
+                except OutputValidationError:
+                    pass
+                else:
+                    result = RunResult(
+                        output=output, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage
+                    )
+                    status = "done"
+                    if recorder is not None:
+                        recorder.finished("done", output=pydantic_core.to_jsonable_python(output))
+                    yield RunFinished(result=result)
+                    return
+
+        for index in range(first, config.max_steps):
+            started_at = time.monotonic()
+            request = ModelRequest(
+                messages=tuple(messages),
+                tools=specs,
+                tool_choice="auto" if specs else "none",
+                output_schema=schema,
+                sampling=config.sampling,
+            )
             try:
-                results = tuple(await config.executor.run_all(message.tool_calls))
-            except Exception as exc:  # the executor turns tool failures into results; this is a bug
-                failure = RunFailed(f"running the tools of step {index} failed: {type(exc).__name__}: {exc}")
+                response = await config.runtime.generate(request)
+            except ModelOutputError as exc:
+                # An unconstrained model wrote something that is no decision: keep
+                # what it said in the trajectory, tell it, and let it try again.
+                garbled = ModelResponse(
+                    message=AssistantMessage(),
+                    usage=exc.usage or Usage(requests=1),
+                    finish_reason="error",
+                    raw_text=exc.raw_text,
+                )
+                if recorder is not None:
+                    recorder.decision(
+                        index=index,
+                        position=None,
+                        response=garbled,
+                        runtime=config.runtime.info,
+                        sampling=config.sampling,
+                        idempotent=idempotent,
+                    )
+                steps.append(Step(index=index, response=garbled, seconds=time.monotonic() - started_at))
+                feedback(f"Your last reply could not be read ({exc}). Reply with one valid action.")
+                usage = usage + garbled.usage
+                yield ModelTurn(step=index, response=garbled)
+                continue
+            except AgentkitError as exc:
+                exc.partial = snapshot()
+                raise
+            except Exception as exc:
+                failure = RunFailed(f"the runtime failed at step {index}: {type(exc).__name__}: {exc}")
                 failure.partial = snapshot()
                 raise failure from exc
-            messages.extend(results)
-            steps.append(Step(index=index, response=response, tool_results=results, seconds=time.monotonic() - started))
-            yield ToolResults(step=index, results=results)
-            continue
+            usage = usage + response.usage
+            message = response.message
+            if recorder is not None:  # write-ahead: the decision is stored before any tool runs
+                recorder.decision(
+                    index=index,
+                    position=len(messages),
+                    response=response,
+                    runtime=config.runtime.info,
+                    sampling=config.sampling,
+                    idempotent=idempotent,
+                )
+            messages.append(message)
+            yield ModelTurn(step=index, response=response)
 
-        steps.append(Step(index=index, response=response, seconds=time.monotonic() - started))
-        try:
-            output = parse_output(config.output_type, message.text)
-        except OutputValidationError as exc:
-            # An unconstrained runtime can miss the schema: tell the model and go on.
-            messages.append(UserMessage(text=f"{exc}. Answer again with JSON that fits the schema."))
-            continue
-        result = RunResult(output=output, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
-        yield RunFinished(result=result)
-        return
+            if message.tool_calls:
+                results = await run_tools(index, message.tool_calls)
+                messages.extend(results)
+                steps.append(
+                    Step(index=index, response=response, tool_results=results, seconds=time.monotonic() - started_at)
+                )
+                yield ToolResults(step=index, results=results)
+                continue
 
-    raise MaxStepsExceeded(config.max_steps, snapshot())
+            steps.append(Step(index=index, response=response, seconds=time.monotonic() - started_at))
+            try:
+                output = parse_output(config.output_type, message.text)
+            except OutputValidationError as exc:
+                # An unconstrained runtime can miss the schema: tell the model and go on.
+                feedback(f"{exc}. Answer again with JSON that fits the schema.")
+                continue
+            result = RunResult(output=output, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
+            status = "done"
+            if recorder is not None:
+                recorder.finished("done", output=pydantic_core.to_jsonable_python(output))
+            yield RunFinished(result=result)
+            return
+
+        status = "budget_exhausted"
+        raise MaxStepsExceeded(config.max_steps, snapshot())
+    except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+        if status != "done":  # GeneratorExit also comes when the caller stops after RunFinished
+            status = "cancelled"
+        raise
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if recorder is not None and status != "done":
+            recorder.finished(status, error=error)
 
 
 def describe_result(result: ToolResult) -> str:

@@ -185,7 +185,10 @@ def named_uris() -> set[tuple[str, str]]:
     for page in PAGES:
         texts = inline_code(page) + [block.code for block in blocks(page) if not block.runs]
         for text in texts:
-            named.update((page.name, f"{scheme}:{rest}") for scheme, rest in _URI.findall(text))
+            # `module:Class` is an import path (an agent for `agentkit run`), not a runtime URI.
+            named.update(
+                (page.name, f"{scheme}:{rest}") for scheme, rest in _URI.findall(text) if not rest[0].isupper()
+            )
     return named
 
 

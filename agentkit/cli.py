@@ -1,0 +1,527 @@
+"""The `agentkit` command: run agents, and list, show, search, resume, replay and export stored runs.
+
+    agentkit run myagents:WeatherAgent "Is it cold in Oslo?"
+    agentkit runs list --status failed
+    agentkit runs show 01JD...
+    agentkit runs resume 01JD... --runtime vllm:default
+    agentkit runs replay 01JD... --runtime vllm:gemma-4-e4b
+    agentkit runs export 01JD... --format jsonl > run.jsonl
+
+Every command takes `--db PATH` (default: `$AGENTKIT_DB`, else `runs.db` in
+the user data directory). agentkit's errors are printed as one line on
+stderr, with exit code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+import pydantic_core
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
+
+from agentkit.agent import Agent
+from agentkit.errors import AgentkitError
+from agentkit.loop import RunResult
+from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit.replay import replay
+from agentkit.runtimes import resolve
+from agentkit.store import RunRecord, Store, StoredStep, default_path, iter_rows
+
+__all__ = ["app", "main"]
+
+STATUSES = ("running", "done", "failed", "cancelled", "budget_exhausted")
+"""The statuses a stored run can have."""
+
+_MESSAGE: pydantic.TypeAdapter[Message] = pydantic.TypeAdapter(Annotated[Message, pydantic.Field(discriminator="role")])
+_ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "blue"}
+_STATUS_STYLE = {"done": "green", "running": "yellow", "failed": "red", "cancelled": "red", "budget_exhausted": "red"}
+
+
+class CommandError(Exception):
+    """A problem with what the command was asked to do (a bad import path, a missing file)."""
+
+
+class _Commands(TyperGroup):
+    """The top-level group: agentkit's errors become one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:  # Any: typer's Context type is in its private, vendored click
+        try:
+            return super().invoke(ctx)
+        except (AgentkitError, CommandError) as exc:
+            _error(exc)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Commands,
+    name="agentkit",
+    help="Run agents and work with their stored runs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+runs = typer.Typer(name="runs", help="List, show, search, resume, replay and export stored runs.", no_args_is_help=True)
+app.add_typer(runs)
+
+Db = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        metavar="PATH",
+        help="The run database (default: $AGENTKIT_DB, else runs.db in the user data directory).",
+        show_default=False,
+    ),
+]
+RuntimeURI = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        metavar="URI",
+        help="A runtime URI, e.g. vllm:default or scripted:turns.json (default: the agent's).",
+        show_default=False,
+    ),
+]
+RunId = Annotated[str, typer.Argument(metavar="ID", help="The run's id (see agentkit runs list).", show_default=False)]
+
+
+def main() -> None:
+    """The `agentkit` console script."""
+    # As with `python -m`, agents in the current directory can be named (`mymodule:MyAgent`).
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    app(prog_name="agentkit")
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+@app.command("run")
+def run_agent(
+    agent: Annotated[str, typer.Argument(metavar="MODULE:CLASS", help="The agent class, e.g. myagents:WeatherAgent.")],
+    prompt: Annotated[str, typer.Argument(help="What to ask the agent.")],
+    runtime: RuntimeURI = None,
+    db: Db = None,
+) -> None:
+    """Run an agent on a prompt and store the run; prints the output (the run id goes to stderr)."""
+    cls = _agent_class(agent)
+    with closing(_open(db, create=True)) as store:
+        built = _build(cls, agent, store, runtime)
+        _finish(store, lambda: built.run(prompt))
+
+
+@runs.command("list")
+def list_runs(
+    status: Annotated[
+        str | None,
+        typer.Option(help=f"Only runs with this status: {', '.join(STATUSES)}.", show_default=False),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many runs, newest first.")] = 20,
+    db: Db = None,
+) -> None:
+    """List stored runs, newest first."""
+    if status is not None and status not in STATUSES:
+        raise CommandError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    with closing(_open(db)) as store:
+        records = store.runs(limit=limit, status=status)
+        if not records:
+            _console().print(f"no runs{f' with status {status}' if status else ''} in {store.path}")
+            return
+        now = time.time()
+        table = Table("id", "agent", "status", "steps", "updated")
+        table.columns[0].no_wrap = True
+        table.columns[3].justify = "right"
+        for record in records:
+            table.add_row(record.id, record.agent, _status(record.status), str(record.steps), _ago(record.updated, now))
+        _console().print(table)
+
+
+@runs.command("show")
+def show_run(run_id: RunId, db: Db = None) -> None:
+    """Show a run: its record, then its conversation with each step's runtime, model and tokens."""
+    with closing(_open(db)) as store:
+        stored = store.load(run_id)
+        messages = _messages(store, run_id)
+        facts = _step_facts(store, run_id)
+    console = _console()
+    console.print(_record_grid(stored.record, stored.usage.prompt_tokens, stored.usage.completion_tokens))
+    console.print()
+    before = _steps_by_position(stored.steps, messages)
+    conversation = Table.grid(padding=(0, 1))
+    conversation.add_column(justify="right", style="dim", no_wrap=True)
+    conversation.add_column(no_wrap=True)
+    conversation.add_column()
+    for position, body in messages:
+        for step in before.pop(position, []):
+            conversation.add_row("", Text("step", style="bold"), _step_line(step, facts.get(step.index, {})))
+        message = _MESSAGE.validate_json(body)
+        conversation.add_row(str(position), Text(message.role, style=_ROLE_STYLE[message.role]), _message_line(message))
+    for steps in before.values():  # steps whose messages were never written (the run stopped)
+        for step in steps:
+            conversation.add_row("", Text("step", style="bold"), _step_line(step, facts.get(step.index, {})))
+    console.print(conversation)
+
+
+@runs.command("search")
+def search_runs(
+    text: Annotated[str, typer.Argument(help='What to look for (SQLite full-text syntax: words, "phrases", OR).')],
+    limit: Annotated[int, typer.Option(min=1, help="At most this many messages.")] = 20,
+    db: Db = None,
+) -> None:
+    """Find the messages that mention something, across all runs."""
+    with closing(_open(db)) as store:
+        hits = store.search(text, limit=limit)
+    if not hits:
+        _console().print(f"no message matches {text!r}")
+        return
+    table = Table("run", "position", "snippet")
+    table.columns[0].no_wrap = True
+    table.columns[1].justify = "right"
+    for run_id, position, snippet in hits:
+        found = Text(_one_line(snippet))
+        found.highlight_regex(r"\[[^\]]*\]", "bold yellow")
+        table.add_row(run_id, str(position), found)
+    _console().print(table)
+
+
+@runs.command("resume")
+def resume_run(
+    run_id: RunId,
+    runtime: RuntimeURI = None,
+    rerun_started: Annotated[
+        bool,
+        typer.Option(
+            "--rerun-started",
+            help="Run again the non-idempotent calls that had started when the run stopped (they may have acted).",
+        ),
+    ] = False,
+    db: Db = None,
+) -> None:
+    """Continue a stored run that stopped, with the agent class that recorded it."""
+    with closing(_open(db)) as store:
+        record = store.run(run_id)
+        if record.agent.startswith("__main__:"):
+            raise CommandError(
+                f"run {run_id} was recorded by {record.agent.partition(':')[2]}, defined in a script run as "
+                "__main__; resume it from that script with agent.resume(run_id)"
+            )
+        built = _build(_agent_class(record.agent), record.agent, store, runtime)
+        missing = sorted({t.name for t in record.tools} - {t.name for t in built.bound_tools})
+        if missing:
+            raise CommandError(
+                f"run {run_id} offered the tools {missing}, which {record.agent} does not have; "
+                "resume it in code with an agent that has them"
+            )
+        _finish(store, lambda: built.resume(run_id, rerun_started=rerun_started))
+
+
+@runs.command("replay")
+def replay_run(
+    run_id: RunId,
+    runtime: Annotated[
+        str, typer.Option("--runtime", metavar="URI", help="The runtime to put the run's steps to, e.g. vllm:default.")
+    ],
+    db: Db = None,
+) -> None:
+    """Put each step of a stored run to another runtime and compare its decisions with the stored ones."""
+    with closing(_open(db)) as store:
+        store.run(run_id)  # a missing run is reported before a runtime is built
+        report = asyncio.run(replay(store, run_id, resolve(runtime)))
+    console = _console()
+    table = Table("step", "stored", "replayed", "match", "valid calls", title=f"run {run_id} on {report.runtime}")
+    table.columns[0].justify = "right"
+    for step in report.steps:
+        replayed = (
+            Text(_decision(step.replayed)) if step.replayed is not None else Text(step.error or "failed", style="red")
+        )
+        match = Text("yes", style="green") if step.matches else Text("no", style="red")
+        valid = f"{step.valid_calls}/{step.calls}" if step.calls else "-"
+        table.add_row(str(step.index), _decision(step.stored), replayed, match, valid)
+    console.print(table)
+    divergence = report.first_divergence
+    console.print(
+        "first divergence: " + (f"step {divergence}" if divergence is not None else "none (every decision matches)")
+    )
+    rate, calls = report.valid_call_rate, sum(s.calls for s in report.steps)
+    console.print(
+        f"valid-call rate: {rate:.0%} ({sum(s.valid_calls for s in report.steps)} of {calls} calls)"
+        if rate is not None
+        else "valid-call rate: n/a (no calls)"
+    )
+
+
+@runs.command("export")
+def export_run(
+    run_id: RunId,
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="The output format; only jsonl.")] = "jsonl",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write here instead of to stdout.")
+    ] = None,
+    db: Db = None,
+) -> None:
+    """Export a run as JSON lines: the run's record, then each message, then each step."""
+    if fmt != "jsonl":
+        raise CommandError(f"unsupported export format {fmt!r}; the only format is jsonl")
+    with closing(_open(db)) as store:
+        lines = [json.dumps(item, ensure_ascii=False) for item in _export(store, run_id)]
+    if output is None:
+        for line in lines:
+            typer.echo(line)
+        return
+    try:
+        output.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write {output}: {exc.strerror}") from None
+    typer.echo(f"wrote {len(lines)} lines to {output}", err=True)
+
+
+# --- running agents ---------------------------------------------------------------------------
+
+
+def _agent_class(path: str) -> type[Agent[Any]]:
+    """The Agent subclass at `module:Class`."""
+    module_name, sep, qualname = path.partition(":")
+    if not (sep and module_name and qualname):
+        raise CommandError(f"{path!r} is not an agent's import path; write MODULE:CLASS, e.g. myagents:WeatherAgent")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise CommandError(
+                f"no module {module_name!r} (looked in the current directory and on PYTHONPATH)"
+            ) from None
+        raise CommandError(f"importing {module_name} failed: {exc}") from None
+    except Exception as exc:  # the user's module raised while it was imported
+        raise CommandError(f"importing {module_name} failed: {type(exc).__name__}: {exc}") from None
+    found: Any = module
+    for name in qualname.split("."):
+        if not hasattr(found, name):
+            raise CommandError(f"module {module_name} has no {qualname!r}")
+        found = getattr(found, name)
+    if not (isinstance(found, type) and issubclass(found, Agent)):
+        raise CommandError(f"{path} is a {type(found).__name__}, not an Agent subclass")
+    return found
+
+
+def _build(cls: type[Agent[Any]], path: str, store: Store, runtime: str | None) -> Agent[Any]:
+    try:
+        return cls(store=store, runtime=runtime) if runtime is not None else cls(store=store)
+    except AgentkitError:
+        raise
+    except Exception as exc:  # the user's constructor
+        raise CommandError(f"cannot build {path}: {type(exc).__name__}: {exc}") from None
+
+
+def _finish(store: Store, go: Callable[[], RunResult[Any]]) -> None:
+    """Run, then print the output (stdout) and the run's id (stderr); a failed run exits 1."""
+    try:
+        result = go()
+    except AgentkitError as exc:
+        if exc.partial is None:  # nothing was stored: the run did not start
+            raise
+        run_id = exc.partial.run_id
+        _error(exc)
+        typer.echo(f"run {run_id} {store.run(run_id).status}", err=True)
+        raise typer.Exit(1) from None
+    output = result.output
+    typer.echo(output if isinstance(output, str) else _json(pydantic_core.to_jsonable_python(output), indent=2))
+    typer.echo(f"run {result.run_id} done", err=True)
+
+
+# --- reading the store ------------------------------------------------------------------------
+
+
+def _open(db: Path | None, *, create: bool = False) -> Store:
+    """The store at `db`; reading commands refuse to create one (a mistyped path would show nothing)."""
+    path = db if db is not None else default_path()
+    if not create and not path.exists():
+        raise CommandError(f"no run database at {path}; give its path with --db or AGENTKIT_DB")
+    return Store(path)
+
+
+def _messages(store: Store, run_id: str) -> list[tuple[int, str]]:
+    """A run's messages as stored, (position, JSON body); positions can skip where a call has no result yet."""
+    rows = iter_rows(store, "SELECT position, body FROM messages WHERE run_id = ? ORDER BY position", [run_id])
+    return [(row["position"], row["body"]) for row in rows]
+
+
+def _step_facts(store: Store, run_id: str) -> dict[int, dict[str, Any]]:
+    """What the store keeps about each step beyond the model's turn, by step index."""
+    rows = iter_rows(
+        store,
+        "SELECT idx, runtime, model, dialect, grammar_hash, seed, created FROM steps WHERE run_id = ? ORDER BY idx",
+        [run_id],
+    )
+    return {row.pop("idx"): row for row in rows}
+
+
+def _export(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
+    stored = store.load(run_id)
+    yield {"type": "run", **pydantic_core.to_jsonable_python(stored.record)}
+    facts = _step_facts(store, run_id)
+    messages = _messages(store, run_id)
+    for position, body in messages:
+        yield {"type": "message", "position": position, "message": json.loads(body)}
+    for step in stored.steps:
+        response = step.response
+        yield {
+            "type": "step",
+            "index": step.index,
+            "position": step.position,
+            **facts.get(step.index, {}),
+            "finish_reason": response.finish_reason,
+            "raw_text": response.raw_text,
+            "sampling": pydantic_core.to_jsonable_python(step.sampling),
+            "usage": pydantic_core.to_jsonable_python(response.usage),
+            "timings": dict(response.timings),
+            "metadata": dict(response.metadata),
+            "pending": [c.id for c in step.pending],
+            "started": [c.id for c in step.started],
+        }
+
+
+def _steps_by_position(steps: tuple[StoredStep, ...], messages: list[tuple[int, str]]) -> dict[int, list[StoredStep]]:
+    """Where each step is shown: before its turn's message.
+
+    A turn that could not be read has no message; it is shown before the
+    feedback the loop wrote after it, which comes right before the next
+    step's turn (or last).
+    """
+    positions = {position for position, _ in messages}
+    after = max(positions, default=-1) + 1
+    at: dict[int, list[StoredStep]] = {}
+    for step in reversed(steps):
+        if step.position is not None:
+            after = step.position
+        elif after - 1 in positions:
+            after -= 1
+        at.setdefault(after, []).insert(0, step)
+    return at
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _console() -> Console:
+    # No markup or emoji: messages are the model's and the user's text, printed as they are.
+    return Console(markup=False, emoji=False, highlight=False)
+
+
+def _error(exc: BaseException) -> None:
+    typer.echo(f"error: {_one_line(str(exc))}", err=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _json(value: Any, *, indent: int | None = None) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def _call(call: ToolCall) -> str:
+    arguments = ", ".join(f"{name}={_json(value)}" for name, value in call.arguments.items())
+    return f"{call.name}({arguments})"
+
+
+def _decision(message: AssistantMessage) -> str:
+    """A turn in a few words: its calls, or its final text quoted."""
+    if message.tool_calls:
+        return "; ".join(_call(c) for c in message.tool_calls)
+    return _json(_one_line(message.text))
+
+
+def _content(result: ToolResult) -> str:
+    return _one_line(result.content) if isinstance(result.content, str) else _json(result.content)
+
+
+def _message_line(message: Message) -> Text:
+    if isinstance(message, SystemMessage | UserMessage):
+        return Text(_one_line(message.text))
+    if isinstance(message, ToolResult):
+        line = Text(f"{message.name} #{message.call_id} → ")
+        line.append(("error: " if message.is_error else "") + _content(message), "red" if message.is_error else "")
+        return line
+    line = Text()
+    if message.thinking:
+        line.append(f"(thinking: {_one_line(message.thinking)}) ", "dim italic")
+    line.append(_one_line(message.text))
+    for call in message.tool_calls:
+        line.append(f"{' ' if len(line) else ''}→ {_call(call)} #{call.id}", "bold")
+    return line
+
+
+def _step_line(step: StoredStep, facts: dict[str, Any]) -> Text:
+    response, usage = step.response, step.response.usage
+    parts = [
+        f"{step.index}",
+        f"runtime {facts.get('runtime') or '?'}",
+        f"model {facts.get('model') or '?'}",
+        f"dialect {facts.get('dialect') or '?'}",
+        response.finish_reason,
+        f"tokens {usage.prompt_tokens} in, {usage.completion_tokens} out"
+        + (f", {usage.cached_tokens} cached" if usage.cached_tokens else ""),
+    ]
+    line = Text(" · ".join(parts), style="dim")
+    if step.position is None:
+        line.append(f" · unreadable reply: {_json(_one_line(response.raw_text))}", "red")
+    if step.pending:
+        started = {c.id for c in step.started}
+        waiting = ", ".join(f"{c.name} #{c.id}{' (started)' if c.id in started else ''}" for c in step.pending)
+        line.append(f" · no result yet: {waiting}", "yellow")
+    return line
+
+
+def _record_grid(record: RunRecord, prompt_tokens: int, completion_tokens: int) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    grid.add_row("run", record.id)
+    grid.add_row("agent", record.agent)
+    grid.add_row("status", _status(record.status))
+    grid.add_row("created", _time(record.created))
+    grid.add_row("updated", _time(record.updated))
+    grid.add_row("steps", f"{record.steps} of at most {record.max_steps}")
+    grid.add_row("tools", ", ".join(t.name for t in record.tools) or "none")
+    grid.add_row("tokens", f"{prompt_tokens} in, {completion_tokens} out")
+    if record.output is not None:
+        grid.add_row("output", record.output if isinstance(record.output, str) else _json(record.output))
+    if record.error:
+        grid.add_row("error", Text(record.error, style="red"))
+    return grid
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+def _time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _ago(seconds: float, now: float) -> str:
+    """A recent time as how long ago; an older one as a local date and time."""
+    delta = now - seconds
+    if not 0 <= delta < 86_400:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+    if delta < 60:
+        return f"{int(delta)} s ago"
+    if delta < 3600:
+        return f"{int(delta // 60)} min ago"
+    return f"{int(delta // 3600)} h ago"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Replaying stored runs: another model on the same history, decision by decision.
+
+    report = await replay(store, run_id, VLLMEngine("gemma-4-e4b"))
+    report.first_divergence        # the first step where the new model decides otherwise
+    report.valid_call_rate         # its calls that name an offered tool with valid arguments
+
+Each stored step is put to the new runtime exactly as the original model saw
+it: the stored conversation up to that turn, the run's offered tools and
+typed-answer schema, and the step's sampling settings. The new decision is
+compared with the stored one (same tools with the same arguments, in order;
+or the same final text), not fed back: every step sees the stored history.
+
+`ReplayRuntime` goes the other way: it answers from a stored run, turn by
+turn, so a stored run can drive an agent in a test or a demo.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import jsonschema
+
+from agentkit.errors import AgentkitError, ScriptError
+from agentkit.messages import AssistantMessage
+from agentkit.runtime import ModelRequest, ModelResponse, Runtime, RuntimeInfo
+from agentkit.store import Store
+
+__all__ = ["ReplayReport", "ReplayRuntime", "StepReplay", "replay"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepReplay:
+    """One stored step, put to the new runtime."""
+
+    index: int
+    stored: AssistantMessage
+    replayed: AssistantMessage | None
+    """None: the new runtime failed on this step (see `error`)."""
+    matches: bool
+    """Same calls (names and arguments, in order), or the same final text."""
+    calls: int
+    """Calls in the replayed decision."""
+    valid_calls: int
+    """Of those, calls to an offered tool with arguments valid under its schema."""
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayReport:
+    """How a runtime decides on a stored run's history."""
+
+    run_id: str
+    runtime: str
+    steps: tuple[StepReplay, ...]
+
+    @property
+    def first_divergence(self) -> int | None:
+        """The index of the first step whose decision differs (None: none does)."""
+        return next((s.index for s in self.steps if not s.matches), None)
+
+    @property
+    def valid_call_rate(self) -> float | None:
+        """Valid calls over all replayed calls (None: it made no call)."""
+        calls = sum(s.calls for s in self.steps)
+        return sum(s.valid_calls for s in self.steps) / calls if calls else None
+
+
+def _decision(message: AssistantMessage) -> tuple[tuple[str, object], ...] | str:
+    if message.tool_calls:
+        return tuple((c.name, c.arguments) for c in message.tool_calls)
+    return message.text.strip()
+
+
+async def replay(store: Store, run_id: str, runtime: Runtime) -> ReplayReport:
+    """Put every readable step of a stored run to `runtime` and compare its decisions.
+
+    Raises:
+        StoreError: no such run.
+    """
+    stored = store.load(run_id)
+    tools = stored.record.tools
+    validators = {t.name: jsonschema.Draft202012Validator(t.parameters) for t in tools}
+    steps: list[StepReplay] = []
+    for step in stored.steps:
+        if step.position is None:  # a turn the original model garbled: no decision to compare
+            continue
+        request = ModelRequest(
+            messages=stored.messages[: step.position],
+            tools=tools,
+            tool_choice="auto" if tools else "none",
+            output_schema=stored.record.output_schema,
+            sampling=step.sampling,
+        )
+        original = step.response.message
+        try:
+            response = await runtime.generate(request)
+        except AgentkitError as exc:
+            steps.append(
+                StepReplay(
+                    index=step.index,
+                    stored=original,
+                    replayed=None,
+                    matches=False,
+                    calls=0,
+                    valid_calls=0,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            )
+            continue
+        message = response.message
+        valid = sum(c.name in validators and validators[c.name].is_valid(c.arguments) for c in message.tool_calls)
+        steps.append(
+            StepReplay(
+                index=step.index,
+                stored=original,
+                replayed=message,
+                matches=_decision(message) == _decision(original),
+                calls=len(message.tool_calls),
+                valid_calls=valid,
+            )
+        )
+    return ReplayReport(run_id=run_id, runtime=runtime.info.uri or runtime.info.name, steps=tuple(steps))
+
+
+class ReplayRuntime:
+    """Answers each request with the next readable turn of a stored run.
+
+    Args:
+        store: Where the run is.
+        run_id: The run to play back.
+
+    Raises:
+        ScriptError: (from `generate`) every stored turn was played.
+    """
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        stored = store.load(run_id)
+        self.responses: tuple[ModelResponse, ...] = tuple(s.response for s in stored.steps if s.position is not None)
+        self._next = 0
+        self._lock = threading.Lock()
+        self._info = RuntimeInfo(name="replay", model=f"run {run_id}", dialect="none", constrained=False)
+
+    @property
+    def info(self) -> RuntimeInfo:
+        return self._info
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        with self._lock:
+            if self._next >= len(self.responses):
+                raise ScriptError(f"the stored run has {len(self.responses)} turns and all were played")
+            response = self.responses[self._next]
+            self._next += 1
+        return response

@@ -1,0 +1,668 @@
+"""Trajectories in SQLite: every run written as it happens, listable and resumable.
+
+    store = Store("runs.db")               # or Store(): $AGENTKIT_DB, else the user data dir
+    agent = MyAgent(runtime=..., store=store)
+    result = agent.run("...")               # result.run_id is the stored run
+    agent.resume(run_id)                    # continue a run that was killed
+
+Writing is write-ahead: a model's decision is committed before any of its
+tools runs, and each tool's result right after that tool finishes, so a run
+killed at any moment can go on from its last commit without running a
+finished tool again. A tool marked `idempotent=False` also records that it
+started; if the run died while it ran, `resume` asks before running it again.
+
+One file, many writers: WAL journaling, a busy timeout and short
+transactions let several processes record runs at once. The schema is built
+by named migrations (sqlite-utils), recorded in the database; a database
+written by a newer agentkit is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import textwrap
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+import pydantic
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+from ulid import ULID
+
+from agentkit.errors import StoreError
+from agentkit.messages import AssistantMessage, Message, ToolCall, ToolResult
+from agentkit.runtime import ModelResponse, RuntimeInfo, Sampling, Usage
+from agentkit.tool import ToolSpec
+
+__all__ = ["MIGRATIONS", "RunRecord", "RunRecorder", "Store", "default_path", "new_id", "schema_markdown"]
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_MESSAGE: pydantic.TypeAdapter[Message] = pydantic.TypeAdapter(Annotated[Message, pydantic.Field(discriminator="role")])
+
+
+_SAMPLING = pydantic.TypeAdapter(Sampling)
+
+
+def new_id() -> str:
+    """A ULID: unique, and sorted by creation time."""
+    return str(ULID())
+
+
+def default_path() -> Path:
+    """`$AGENTKIT_DB`, else `runs.db` in the user data directory."""
+    env = os.environ.get("AGENTKIT_DB")
+    return Path(env) if env else Path(platformdirs.user_data_dir("agentkit")) / "runs.db"
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+# --- the schema ---------------------------------------------------------------------------
+
+MIGRATIONS = Migrations("agentkit")
+"""The store's schema, one named migration per step; `docs/store.md` is generated from it."""
+
+
+@MIGRATIONS(name="0001_runs_steps_messages")
+def _initial(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY,             -- a ULID
+            agent TEXT NOT NULL,             -- the agent's import path, module:Class
+            status TEXT NOT NULL,            -- running | done | failed | cancelled | budget_exhausted
+            created REAL NOT NULL,           -- unix seconds
+            updated REAL NOT NULL,
+            max_steps INTEGER NOT NULL,
+            tools TEXT NOT NULL,             -- JSON: the offered tools (name, description, parameters)
+            output_schema TEXT,              -- JSON Schema of a typed answer
+            output TEXT,                     -- the final answer, JSON
+            error TEXT                       -- why the run failed
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE steps (
+            id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            idx INTEGER NOT NULL,            -- the step's index in the run
+            runtime TEXT,                    -- the runtime URI (or name)
+            model TEXT,
+            dialect TEXT,
+            grammar_hash TEXT,               -- the constraint's digest, if any
+            sampling TEXT,                   -- JSON: temperature, max_tokens, seed, stop
+            seed INTEGER,
+            raw_text TEXT,                   -- the model's text before parsing
+            finish_reason TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cached_tokens INTEGER,
+            timings TEXT,                    -- JSON, seconds
+            metadata TEXT,                   -- JSON
+            created REAL NOT NULL,
+            UNIQUE (run_id, idx)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE messages (
+            id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            position INTEGER NOT NULL,       -- its place in the conversation
+            step_id TEXT REFERENCES steps(id),
+            role TEXT NOT NULL,              -- system | user | assistant | tool
+            text TEXT NOT NULL,              -- what full-text search reads
+            body TEXT NOT NULL,              -- the whole message, JSON
+            created REAL NOT NULL,
+            UNIQUE (run_id, position)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE tool_calls (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            id TEXT NOT NULL,                -- the call's id, unique in its run
+            step_id TEXT NOT NULL REFERENCES steps(id),
+            position INTEGER NOT NULL,       -- where its result goes in the conversation
+            name TEXT NOT NULL,
+            arguments TEXT NOT NULL,         -- JSON
+            idempotent INTEGER NOT NULL,
+            started REAL,                    -- set before a non-idempotent tool runs
+            PRIMARY KEY (run_id, id)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE tool_results (
+            run_id TEXT NOT NULL,
+            call_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            content TEXT NOT NULL,           -- JSON
+            is_error INTEGER NOT NULL,
+            created REAL NOT NULL,
+            PRIMARY KEY (run_id, call_id),
+            FOREIGN KEY (run_id, call_id) REFERENCES tool_calls(run_id, id)
+        )"""
+    )
+    db.execute("CREATE INDEX runs_by_status ON runs(status, id)")
+
+
+@MIGRATIONS(name="0002_message_search")
+def _search(db: sqlite_utils.Database) -> None:
+    db.table("messages").enable_fts(["text"], create_triggers=True)
+
+
+# --- values read back ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    """A stored run, as listed."""
+
+    id: str
+    agent: str
+    status: str
+    created: float
+    updated: float
+    max_steps: int
+    steps: int
+    tools: tuple[ToolSpec, ...] = ()
+    output_schema: Mapping[str, Any] | None = None
+    output: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredStep:
+    """A stored model turn, with what its finished tools returned."""
+
+    index: int
+    position: int | None
+    """Where the model's turn sits in the conversation (None: a turn that could not be read)."""
+    response: ModelResponse
+    sampling: Sampling
+    """The decoding settings the turn was asked for with."""
+    results: tuple[ToolResult, ...]
+    pending: tuple[ToolCall, ...]
+    """Calls of this step with no stored result (the run stopped while they ran)."""
+    started: tuple[ToolCall, ...]
+    """Of `pending`, the non-idempotent calls that had started."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredRun:
+    """Everything needed to show or resume a run."""
+
+    record: RunRecord
+    messages: tuple[Message, ...]
+    """The conversation, without the results of pending calls."""
+    steps: tuple[StoredStep, ...]
+    usage: Usage = field(default_factory=Usage)
+
+
+# --- the store ------------------------------------------------------------------------------
+
+
+class Store:
+    """One SQLite file of runs.
+
+    Args:
+        path: The database file (created if missing); default `default_path()`.
+        busy_timeout: Seconds a writer waits for another's lock before failing.
+
+    Raises:
+        StoreError: the file is not an SQLite database, or was written by a
+            newer agentkit; the file is left untouched.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, busy_timeout: float = 60.0) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._check_file()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    def _check_file(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory, not an SQLite database")
+        with self.path.open("rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+        if header != _SQLITE_HEADER:
+            raise StoreError(f"{self.path} is not an SQLite database (left as it is); use another path")
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (sqlite3 connections stay in their thread)."""
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                self._wal(conn)
+                # WAL with synchronous=NORMAL survives a killed process (not a power cut) at a
+                # fraction of FULL's cost: each commit is in the log before the call returns.
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except (sqlite3.DatabaseError, StoreError) as exc:
+                conn.close()
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(f"{self.path} cannot be opened as an SQLite database: {exc}") from exc
+            db = self._local.db = sqlite_utils.Database(conn)
+        return db
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL. Two processes creating the file at once: the loser's
+        pragma fails at once with "locked" (SQLite does not wait on the busy
+        timeout here), so it waits and tries again."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{self.path} stayed locked by another process for {self.busy_timeout:g} s"
+                        if "locked" in str(exc)
+                        else f"{self.path} cannot be opened as an SQLite database: {exc}"
+                    ) from exc
+                time.sleep(0.02)
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+    def _migrate(self) -> None:
+        db = self.db
+        known = {m.name for m in MIGRATIONS._migrations}
+        try:
+            # One process migrates at a time: the others wait here, then find nothing pending.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                unknown = [m.name for m in MIGRATIONS.applied(db) if m.name not in known]
+                if unknown:
+                    raise StoreError(
+                        f"{self.path} was written by a newer agentkit (schema steps {unknown} are unknown "
+                        "here); upgrade agentkit to read it"
+                    )
+                MIGRATIONS.apply(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} cannot be used as agentkit's store: {exc}") from exc
+
+    def schema_steps(self) -> list[str]:
+        """The names of the migrations applied to this database, in order."""
+        return [m.name for m in MIGRATIONS.applied(self.db)]
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run `statements` in one committed transaction."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                conn.execute(sql, params)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def begin_run(
+        self,
+        *,
+        agent: str,
+        messages: Sequence[Message],
+        max_steps: int,
+        tools: Sequence[ToolSpec] = (),
+        output_schema: Mapping[str, Any] | None = None,
+    ) -> RunRecorder:
+        """Record a new run, what it offers the model and its opening messages; returns its recorder."""
+        run_id, now = new_id(), _now()
+        offered = [
+            {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.parameters,
+                "result": t.result,
+                "examples": list(t.examples),
+            }
+            for t in tools
+        ]
+        statements: list[tuple[str, Sequence[Any]]] = [
+            (
+                "INSERT INTO runs (id, agent, status, created, updated, max_steps, tools, output_schema) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+                (run_id, agent, now, now, max_steps, _dumps(offered), _dumps(output_schema) if output_schema else None),
+            )
+        ]
+        statements += [_message_row(run_id, i, m, None) for i, m in enumerate(messages)]
+        self._write(statements)
+        return RunRecorder(self, run_id)
+
+    def recorder(self, run_id: str) -> RunRecorder:
+        """The recorder of an existing run (to resume it)."""
+        self.run(run_id)  # raises if there is none
+        return RunRecorder(self, run_id)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def runs(self, *, limit: int = 50, status: str | None = None) -> list[RunRecord]:
+        """The newest runs first."""
+        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        rows = self.db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run. Raises `StoreError` if there is none."""
+        row = self.db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?",
+            [run_id],
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id!r} in {self.path}")
+        return _record(row)
+
+    def load(self, run_id: str) -> StoredRun:
+        """A run's conversation and steps, as stored."""
+        record = self.run(run_id)
+        db = self.db
+        rows = db.execute("SELECT body FROM messages WHERE run_id = ? ORDER BY position", [run_id]).fetchall()
+        messages = tuple(_MESSAGE.validate_json(body) for (body,) in rows)
+        results = {
+            call_id: ToolResult(call_id=call_id, name=name, content=json.loads(content), is_error=bool(is_error))
+            for call_id, name, content, is_error in db.execute(
+                "SELECT call_id, name, content, is_error FROM tool_results WHERE run_id = ?", [run_id]
+            )
+        }
+        started = {
+            call_id
+            for (call_id,) in db.execute("SELECT id FROM tool_calls WHERE run_id = ? AND started IS NOT NULL", [run_id])
+        }
+        steps, usage = [], Usage()
+        step_rows = db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", [run_id])
+        names = [d[0] for d in step_rows.description]
+        assistant = {
+            step_id: (position, _MESSAGE.validate_json(body))
+            for step_id, position, body in db.execute(
+                "SELECT step_id, position, body FROM messages "
+                "WHERE run_id = ? AND role = 'assistant' AND step_id IS NOT NULL",
+                [run_id],
+            )
+        }
+        for values in step_rows.fetchall():
+            row = dict(zip(names, values, strict=True))
+            position, message = assistant.get(row["id"], (None, AssistantMessage()))
+            assert isinstance(message, AssistantMessage)
+            step_usage = Usage(
+                prompt_tokens=row["prompt_tokens"] or 0,
+                completion_tokens=row["completion_tokens"] or 0,
+                cached_tokens=row["cached_tokens"] or 0,
+                requests=1,
+            )
+            usage = usage + step_usage
+            response = ModelResponse(
+                message=message,
+                usage=step_usage,
+                finish_reason=row["finish_reason"] or "stop",
+                raw_text=row["raw_text"] or "",
+                timings=json.loads(row["timings"] or "{}"),
+                metadata=json.loads(row["metadata"] or "{}"),
+            )
+            done = tuple(results[c.id] for c in message.tool_calls if c.id in results)
+            pending = tuple(c for c in message.tool_calls if c.id not in results)
+            steps.append(
+                StoredStep(
+                    index=row["idx"],
+                    position=position,
+                    response=response,
+                    sampling=_SAMPLING.validate_json(row["sampling"]) if row["sampling"] else Sampling(),
+                    results=done,
+                    pending=pending,
+                    started=tuple(c for c in pending if c.id in started),
+                )
+            )
+        return StoredRun(record=record, messages=messages, steps=tuple(steps), usage=usage)
+
+    def search(self, text: str, *, limit: int = 20) -> list[tuple[str, int, str]]:
+        """Messages matching `text` (SQLite FTS5 syntax): (run id, position, snippet)."""
+        try:
+            rows = self.db.execute(
+                "SELECT messages.run_id, messages.position, snippet(messages_fts, 0, '[', ']', '…', 12) "
+                "FROM messages_fts JOIN messages ON messages.rowid = messages_fts.rowid "
+                "WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
+                [text, limit],
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot search for {text!r}: {exc} (SQLite full-text query syntax)") from exc
+        return [(run_id, position, snippet) for run_id, position, snippet in rows]
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+
+_RUN_COLUMNS = (
+    "id, agent, status, created, updated, max_steps, tools, output_schema, output, error, "
+    "(SELECT COUNT(*) FROM steps WHERE run_id = runs.id)"
+)
+
+
+def _record(row: Sequence[Any]) -> RunRecord:
+    run_id, agent, status, created, updated, max_steps, tools, output_schema, output, error, steps = row
+    return RunRecord(
+        id=run_id,
+        agent=agent,
+        status=status,
+        created=created,
+        updated=updated,
+        max_steps=max_steps,
+        steps=steps,
+        tools=tuple(ToolSpec(**{**spec, "examples": tuple(spec.get("examples", ()))}) for spec in json.loads(tools)),
+        output_schema=json.loads(output_schema) if output_schema else None,
+        output=json.loads(output) if output is not None else None,
+        error=error,
+    )
+
+
+def _message_text(message: Message) -> str:
+    if isinstance(message, ToolResult):
+        return message.content if isinstance(message.content, str) else _dumps(message.content)
+    if isinstance(message, AssistantMessage):
+        calls = " ".join(f"{c.name} {_dumps(c.arguments)}" for c in message.tool_calls)
+        return " ".join(part for part in (message.text, calls) if part)
+    return message.text
+
+
+def _message_row(run_id: str, position: int, message: Message, step_id: str | None) -> tuple[str, Sequence[Any]]:
+    return (
+        "INSERT INTO messages (id, run_id, position, step_id, role, text, body, created) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            new_id(),
+            run_id,
+            position,
+            step_id,
+            message.role,
+            _message_text(message),
+            _MESSAGE.dump_json(message).decode(),
+            _now(),
+        ),
+    )
+
+
+class RunRecorder:
+    """Writes one run as it happens; the loop calls it (see `Agent(store=...)`)."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+        self._positions: dict[str, int] = {}
+
+    def decision(
+        self,
+        *,
+        index: int,
+        position: int | None,
+        response: ModelResponse,
+        runtime: RuntimeInfo | None,
+        sampling: Sampling,
+        idempotent: Mapping[str, bool],
+    ) -> None:
+        """The model's turn at `position`, and its calls, committed before any tool runs.
+
+        `position` None: the turn could not be read and joins no conversation
+        (the step keeps its raw text). `idempotent` says, per tool name,
+        whether a call may safely run twice.
+        """
+        step_id, now = new_id(), _now()
+        usage = response.usage
+        statements: list[tuple[str, Sequence[Any]]] = [
+            (
+                "INSERT INTO steps (id, run_id, idx, runtime, model, dialect, grammar_hash, sampling, seed, raw_text, "
+                "finish_reason, prompt_tokens, completion_tokens, cached_tokens, timings, metadata, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    step_id,
+                    self.run_id,
+                    index,
+                    (runtime.uri or runtime.name) if runtime else None,
+                    runtime.model if runtime else None,
+                    runtime.dialect if runtime else None,
+                    response.metadata.get("grammar_hash"),
+                    _SAMPLING.dump_json(sampling).decode(),
+                    sampling.seed,
+                    response.raw_text,
+                    response.finish_reason,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    usage.cached_tokens,
+                    _dumps(dict(response.timings)),
+                    _dumps(dict(response.metadata)),
+                    now,
+                ),
+            ),
+        ]
+        if position is None:
+            statements.append(self._touch())
+            self.store._write(statements)
+            return
+        statements.append(_message_row(self.run_id, position, response.message, step_id))
+        for offset, call in enumerate(response.message.tool_calls, start=1):
+            self._positions[call.id] = position + offset
+            statements.append(
+                (
+                    "INSERT INTO tool_calls (run_id, id, step_id, position, name, arguments, idempotent) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        self.run_id,
+                        call.id,
+                        step_id,
+                        position + offset,
+                        call.name,
+                        _dumps(call.arguments),
+                        idempotent.get(call.name, True),
+                    ),
+                )
+            )
+        statements.append(self._touch())
+        self.store._write(statements)
+
+    def tool_started(self, call: ToolCall) -> None:
+        """A non-idempotent tool is about to run: if the run dies now, it may have had effects."""
+        self.store._write(
+            [("UPDATE tool_calls SET started = ? WHERE run_id = ? AND id = ?", (_now(), self.run_id, call.id))]
+        )
+
+    def tool_result(self, result: ToolResult) -> None:
+        """A tool finished: its result, committed at once."""
+        position = self._positions.get(result.call_id)
+        if position is None:
+            row = self.store.db.execute(
+                "SELECT position FROM tool_calls WHERE run_id = ? AND id = ?", [self.run_id, result.call_id]
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"run {self.run_id} has no call {result.call_id!r} to record a result for")
+            position = row[0]
+        self.store._write(
+            [
+                (
+                    "INSERT INTO tool_results (run_id, call_id, name, content, is_error, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (self.run_id, result.call_id, result.name, _dumps(result.content), result.is_error, _now()),
+                ),
+                _message_row(self.run_id, position, result, None),
+            ]
+        )
+
+    def message(self, position: int, message: Message) -> None:
+        """A message the loop adds itself (feedback to the model)."""
+        self.store._write([_message_row(self.run_id, position, message, None), self._touch()])
+
+    def finished(self, status: str, *, output: Any = None, error: str | None = None) -> None:
+        """The run's end: `done`, `failed`, `cancelled` or `budget_exhausted`."""
+        self.store._write(
+            [
+                (
+                    "UPDATE runs SET status = ?, output = ?, error = ?, updated = ? WHERE id = ?",
+                    (status, _dumps(output) if output is not None else None, error, _now(), self.run_id),
+                )
+            ]
+        )
+
+    def _touch(self) -> tuple[str, Sequence[Any]]:
+        return ("UPDATE runs SET updated = ?, status = 'running' WHERE id = ?", (_now(), self.run_id))
+
+
+def iter_rows(store: Store, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+    """Rows of a query as dicts (for the command line and exports)."""
+    cursor = store.db.execute(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    for values in cursor:
+        yield dict(zip(names, values, strict=True))
+
+
+def schema_markdown() -> str:
+    """The schema, migration by migration, as markdown (what docs/store.md shows).
+
+    Regenerate the page's schema section with `python -m agentkit.store`.
+    """
+    db = sqlite_utils.Database(memory=True)
+    seen: set[str] = set()
+    parts: list[str] = []
+    for migration in MIGRATIONS._migrations:
+        later = [m.name for m in MIGRATIONS.pending(db) if m.name != migration.name]
+        MIGRATIONS.apply(db, stop_before=later)
+        statements = []
+        for kind, name, sql in db.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
+            if name in seen or "_sqlite_migrations" in name:
+                continue
+            seen.add(name)
+            if kind == "table" and name.startswith("messages_fts_"):
+                continue  # FTS5's shadow tables belong to its virtual table
+            first, _, rest = sql.partition("\n")
+            statements.append(first + ("\n" + textwrap.indent(textwrap.dedent(rest), "    ") if rest else "") + ";")
+        parts.append(f"### `{migration.name}`\n\n```sql\n" + "\n\n".join(statements) + "\n```\n")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(schema_markdown(), end="")
