@@ -39,12 +39,9 @@ from agentkit.loop import RunResult
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.replay import replay
 from agentkit.runtimes import resolve
-from agentkit.store import RunRecord, Store, StoredStep, default_path, iter_rows
+from agentkit.store import STATUSES, RunRecord, Store, StoredStep, default_path, iter_rows
 
 __all__ = ["app", "main"]
-
-STATUSES = ("running", "done", "failed", "cancelled", "budget_exhausted")
-"""The statuses a stored run can have."""
 
 _MESSAGE: pydantic.TypeAdapter[Message] = pydantic.TypeAdapter(Annotated[Message, pydantic.Field(discriminator="role")])
 _ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "blue"}

@@ -41,7 +41,10 @@ from agentkit.messages import AssistantMessage, Message, ToolCall, ToolResult
 from agentkit.runtime import ModelResponse, RuntimeInfo, Sampling, Usage
 from agentkit.tool import ToolSpec
 
-__all__ = ["MIGRATIONS", "RunRecord", "RunRecorder", "Store", "default_path", "new_id", "schema_markdown"]
+__all__ = ["MIGRATIONS", "STATUSES", "RunRecord", "RunRecorder", "Store", "default_path", "new_id", "schema_markdown"]
+
+STATUSES = ("running", "done", "failed", "cancelled", "budget_exhausted")
+"""A run's status: `running` until it ends (and for ever, if its process was killed)."""
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _MESSAGE: pydantic.TypeAdapter[Message] = pydantic.TypeAdapter(Annotated[Message, pydantic.Field(discriminator="role")])
