@@ -25,7 +25,6 @@ from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
 
-import pydantic
 import pydantic_core
 import typer
 from rich.console import Console
@@ -39,11 +38,10 @@ from agentkit.loop import RunResult
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.replay import replay
 from agentkit.runtimes import resolve
-from agentkit.store import STATUSES, RunRecord, Store, StoredStep, default_path, iter_rows
+from agentkit.store import STATUSES, RunRecord, Store, StoredStep, default_path
 
 __all__ = ["app", "main"]
 
-_MESSAGE: pydantic.TypeAdapter[Message] = pydantic.TypeAdapter(Annotated[Message, pydantic.Field(discriminator="role")])
 _ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "blue"}
 _STATUS_STYLE = {"done": "green", "running": "yellow", "failed": "red", "cancelled": "red", "budget_exhausted": "red"}
 
@@ -150,24 +148,21 @@ def show_run(run_id: RunId, db: Db = None) -> None:
     """Show a run: its record, then its conversation with each step's runtime, model and tokens."""
     with closing(_open(db)) as store:
         stored = store.load(run_id)
-        messages = _messages(store, run_id)
-        facts = _step_facts(store, run_id)
     console = _console()
     console.print(_record_grid(stored.record, stored.usage.prompt_tokens, stored.usage.completion_tokens))
     console.print()
-    before = _steps_by_position(stored.steps, messages)
+    before = _steps_by_position(stored.steps, stored.positions)
     conversation = Table.grid(padding=(0, 1))
     conversation.add_column(justify="right", style="dim", no_wrap=True)
     conversation.add_column(no_wrap=True)
     conversation.add_column()
-    for position, body in messages:
+    for position, message in zip(stored.positions, stored.messages, strict=True):
         for step in before.pop(position, []):
-            conversation.add_row("", Text("step", style="bold"), _step_line(step, facts.get(step.index, {})))
-        message = _MESSAGE.validate_json(body)
+            conversation.add_row("", Text("step", style="bold"), _step_line(step))
         conversation.add_row(str(position), Text(message.role, style=_ROLE_STYLE[message.role]), _message_line(message))
     for steps in before.values():  # steps whose messages were never written (the run stopped)
         for step in steps:
-            conversation.add_row("", Text("step", style="bold"), _step_line(step, facts.get(step.index, {})))
+            conversation.add_row("", Text("step", style="bold"), _step_line(step))
     console.print(conversation)
 
 
@@ -348,36 +343,23 @@ def _open(db: Path | None, *, create: bool = False) -> Store:
     return Store(path)
 
 
-def _messages(store: Store, run_id: str) -> list[tuple[int, str]]:
-    """A run's messages as stored, (position, JSON body); positions can skip where a call has no result yet."""
-    rows = iter_rows(store, "SELECT position, body FROM messages WHERE run_id = ? ORDER BY position", [run_id])
-    return [(row["position"], row["body"]) for row in rows]
-
-
-def _step_facts(store: Store, run_id: str) -> dict[int, dict[str, Any]]:
-    """What the store keeps about each step beyond the model's turn, by step index."""
-    rows = iter_rows(
-        store,
-        "SELECT idx, runtime, model, dialect, grammar_hash, seed, created FROM steps WHERE run_id = ? ORDER BY idx",
-        [run_id],
-    )
-    return {row.pop("idx"): row for row in rows}
-
-
 def _export(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
     stored = store.load(run_id)
     yield {"type": "run", **pydantic_core.to_jsonable_python(stored.record)}
-    facts = _step_facts(store, run_id)
-    messages = _messages(store, run_id)
-    for position, body in messages:
-        yield {"type": "message", "position": position, "message": json.loads(body)}
+    for position, message in zip(stored.positions, stored.messages, strict=True):
+        yield {"type": "message", "position": position, "message": pydantic_core.to_jsonable_python(message)}
     for step in stored.steps:
         response = step.response
         yield {
             "type": "step",
             "index": step.index,
             "position": step.position,
-            **facts.get(step.index, {}),
+            "runtime": step.runtime,
+            "model": step.model,
+            "dialect": step.dialect,
+            "grammar_hash": step.response.metadata.get("grammar_hash"),
+            "seed": step.seed,
+            "created": step.created,
             "finish_reason": response.finish_reason,
             "raw_text": response.raw_text,
             "sampling": pydantic_core.to_jsonable_python(step.sampling),
@@ -389,14 +371,16 @@ def _export(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
         }
 
 
-def _steps_by_position(steps: tuple[StoredStep, ...], messages: list[tuple[int, str]]) -> dict[int, list[StoredStep]]:
+def _steps_by_position(
+    steps: tuple[StoredStep, ...], message_positions: tuple[int, ...]
+) -> dict[int, list[StoredStep]]:
     """Where each step is shown: before its turn's message.
 
     A turn that could not be read has no message; it is shown before the
     feedback the loop wrote after it, which comes right before the next
     step's turn (or last).
     """
-    positions = {position for position, _ in messages}
+    positions = set(message_positions)
     after = max(positions, default=-1) + 1
     at: dict[int, list[StoredStep]] = {}
     for step in reversed(steps):
@@ -460,13 +444,13 @@ def _message_line(message: Message) -> Text:
     return line
 
 
-def _step_line(step: StoredStep, facts: dict[str, Any]) -> Text:
+def _step_line(step: StoredStep) -> Text:
     response, usage = step.response, step.response.usage
     parts = [
         f"{step.index}",
-        f"runtime {facts.get('runtime') or '?'}",
-        f"model {facts.get('model') or '?'}",
-        f"dialect {facts.get('dialect') or '?'}",
+        f"runtime {step.runtime or '?'}",
+        f"model {step.model or '?'}",
+        f"dialect {step.dialect or '?'}",
         response.finish_reason,
         f"tokens {usage.prompt_tokens} in, {usage.completion_tokens} out"
         + (f", {usage.cached_tokens} cached" if usage.cached_tokens else ""),

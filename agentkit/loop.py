@@ -162,6 +162,8 @@ async def run_loop(
     steps: list[Step] = []
     usage = Usage()
     recorder: RunRecorder | None = None
+    specs = tuple(t.spec for t in config.tools)
+    schema = output_schema(config.output_type)
     if resume is not None:
         run_id = resume.record.id
         if config.store is not None:
@@ -181,14 +183,12 @@ async def run_loop(
                 agent=config.agent_path,
                 messages=messages,
                 max_steps=config.max_steps,
-                tools=[t.spec for t in config.tools],
-                output_schema=output_schema(config.output_type),
+                tools=specs,
+                output_schema=schema,
             )
             run_id = recorder.run_id
         else:
             run_id = str(ULID())
-    specs = tuple(t.spec for t in config.tools)
-    schema = output_schema(config.output_type)
     idempotent = {t.name: t.options.idempotent for t in config.tools}
 
     def snapshot() -> RunResult[Any]:

@@ -25,7 +25,7 @@ import sqlite3
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -197,6 +197,12 @@ class StoredStep:
     """Calls of this step with no stored result (the run stopped while they ran)."""
     started: tuple[ToolCall, ...]
     """Of `pending`, the non-idempotent calls that had started."""
+    runtime: str | None = None
+    """The runtime's URI (or name), the model and the dialect that made the turn."""
+    model: str | None = None
+    dialect: str | None = None
+    seed: int | None = None
+    created: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,6 +212,8 @@ class StoredRun:
     record: RunRecord
     messages: tuple[Message, ...]
     """The conversation, without the results of pending calls."""
+    positions: tuple[int, ...]
+    """Each message's stored position (a pending call's result leaves a gap)."""
     steps: tuple[StoredStep, ...]
     usage: Usage = field(default_factory=Usage)
 
@@ -248,9 +256,9 @@ class Store:
         """This thread's connection (sqlite3 connections stay in their thread)."""
         db: sqlite_utils.Database | None = getattr(self._local, "db", None)
         if db is None:
+            # `timeout` is SQLite's busy timeout: a writer waits this long for another's lock.
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
             try:
-                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
                 self._wal(conn)
                 # WAL with synchronous=NORMAL survives a killed process (not a power cut) at a
                 # fraction of FULL's cost: each commit is in the log before the call returns.
@@ -390,8 +398,14 @@ class Store:
         """A run's conversation and steps, as stored."""
         record = self.run(run_id)
         db = self.db
-        rows = db.execute("SELECT body FROM messages WHERE run_id = ? ORDER BY position", [run_id]).fetchall()
-        messages = tuple(_MESSAGE.validate_json(body) for (body,) in rows)
+        rows = [
+            (position, step_id, _MESSAGE.validate_json(body))
+            for position, step_id, body in db.execute(
+                "SELECT position, step_id, body FROM messages WHERE run_id = ? ORDER BY position", [run_id]
+            )
+        ]
+        # A model's turn is the assistant message its step wrote.
+        assistant = {step_id: (position, message) for position, step_id, message in rows if step_id is not None}
         results = {
             call_id: ToolResult(call_id=call_id, name=name, content=json.loads(content), is_error=bool(is_error))
             for call_id, name, content, is_error in db.execute(
@@ -405,14 +419,6 @@ class Store:
         steps, usage = [], Usage()
         step_rows = db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", [run_id])
         names = [d[0] for d in step_rows.description]
-        assistant = {
-            step_id: (position, _MESSAGE.validate_json(body))
-            for step_id, position, body in db.execute(
-                "SELECT step_id, position, body FROM messages "
-                "WHERE run_id = ? AND role = 'assistant' AND step_id IS NOT NULL",
-                [run_id],
-            )
-        }
         for values in step_rows.fetchall():
             row = dict(zip(names, values, strict=True))
             position, message = assistant.get(row["id"], (None, AssistantMessage()))
@@ -443,9 +449,20 @@ class Store:
                     results=done,
                     pending=pending,
                     started=tuple(c for c in pending if c.id in started),
+                    runtime=row["runtime"],
+                    model=row["model"],
+                    dialect=row["dialect"],
+                    seed=row["seed"],
+                    created=row["created"],
                 )
             )
-        return StoredRun(record=record, messages=messages, steps=tuple(steps), usage=usage)
+        return StoredRun(
+            record=record,
+            messages=tuple(message for _, _, message in rows),
+            positions=tuple(position for position, _, _ in rows),
+            steps=tuple(steps),
+            usage=usage,
+        )
 
     def search(self, text: str, *, limit: int = 20) -> list[tuple[str, int, str]]:
         """Messages matching `text` (SQLite FTS5 syntax): (run id, position, snippet)."""
@@ -633,14 +650,6 @@ class RunRecorder:
 
     def _touch(self) -> tuple[str, Sequence[Any]]:
         return ("UPDATE runs SET updated = ?, status = 'running' WHERE id = ?", (_now(), self.run_id))
-
-
-def iter_rows(store: Store, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
-    """Rows of a query as dicts (for the command line and exports)."""
-    cursor = store.db.execute(sql, list(params))
-    names = [d[0] for d in cursor.description]
-    for values in cursor:
-        yield dict(zip(names, values, strict=True))
 
 
 def schema_markdown() -> str:
