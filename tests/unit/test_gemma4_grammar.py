@@ -135,7 +135,9 @@ def values(schema: Schema, defs: dict[str, Schema]) -> st.SearchStrategy[Any]:
     if kind == "string" and "maxLength" in schema:
         # A string with length bounds holds no `<` or `|` (see the grammar).
         return st.text(
-            alphabet=st.characters(exclude_characters="<|"), min_size=schema["minLength"], max_size=schema["maxLength"]
+            alphabet=st.characters(codec="utf-8", exclude_characters="<|"),
+            min_size=schema["minLength"],
+            max_size=schema["maxLength"],
         )
     if kind == "string" and schema.get("format") == "date":
         return st.dates().map(lambda d: d.isoformat())
