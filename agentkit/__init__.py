@@ -21,6 +21,7 @@ from agentkit.errors import (
     ToolDefinitionError,
     ToolExecutionError,
     ToolTimeoutError,
+    TracingError,
     UnknownToolError,
 )
 from agentkit.loop import ModelTurn, RunEvent, RunFinished, RunResult, Step, ToolResults
@@ -65,6 +66,7 @@ __all__ = [
     "ToolResults",
     "ToolSpec",
     "ToolTimeoutError",
+    "TracingError",
     "UnknownToolError",
     "Usage",
     "UserMessage",

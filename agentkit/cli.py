@@ -8,10 +8,12 @@
     agentkit runs resume 01JD... --runtime vllm:default
     agentkit runs replay 01JD... --runtime vllm:gemma-4-e4b
     agentkit runs export 01JD... --format jsonl > run.jsonl
+    agentkit runs trace 01JD...
 
 Every command takes `--db PATH` (default: `$AGENTKIT_DB`, else `runs.db` in
 the user data directory). agentkit's errors are printed as one line on
-stderr, with exit code 1.
+stderr, with exit code 1. Runs are traced (OpenTelemetry) when
+`OTEL_EXPORTER_OTLP_ENDPOINT` is set or `--trace` is given.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,6 +95,14 @@ RuntimeURI = Annotated[
     ),
 ]
 RunId = Annotated[str, typer.Argument(metavar="ID", help="The run's id (see agentkit runs list).", show_default=False)]
+Trace = Annotated[
+    bool,
+    typer.Option(
+        "--trace",
+        help="Trace the run: OTLP to $OTEL_EXPORTER_OTLP_ENDPOINT, else to the console "
+        "(on without this flag when that variable is set).",
+    ),
+]
 
 
 def main() -> None:
@@ -112,10 +122,11 @@ def run_agent(
     prompt: Annotated[str, typer.Argument(help="What to ask the agent.")],
     runtime: RuntimeURI = None,
     db: Db = None,
+    trace: Trace = False,
 ) -> None:
     """Run an agent on a prompt and store the run; prints the output (the run id goes to stderr)."""
     cls = _agent_class(agent)
-    with closing(_open(db, create=True)) as store:
+    with closing(_open(db, create=True)) as store, _tracing(trace):
         built = _build(cls, agent, store, runtime)
         _finish(store, lambda: built.run(prompt))
 
@@ -262,9 +273,10 @@ def resume_run(
         ),
     ] = False,
     db: Db = None,
+    trace: Trace = False,
 ) -> None:
     """Continue a stored run that stopped, with the agent class that recorded it."""
-    with closing(_open(db)) as store:
+    with closing(_open(db)) as store, _tracing(trace):
         record = store.run(run_id)
         if record.agent.startswith("__main__:"):
             raise CommandError(
@@ -314,6 +326,19 @@ def replay_run(
         if rate is not None
         else "valid-call rate: n/a (no calls)"
     )
+
+
+@runs.command("trace")
+def trace_run(run_id: RunId, db: Db = None) -> None:
+    """Send a stored run as a trace with its original times: OTLP to $OTEL_EXPORTER_OTLP_ENDPOINT, else the console."""
+    from agentkit.tracing import emit_run
+
+    with closing(_open(db)) as store:
+        stored = store.load(run_id)
+    with _tracing(True):
+        trace_id = emit_run(stored)
+    spans = 1 + sum(1 + len(step.results) for step in stored.steps)
+    typer.echo(f"run {run_id}: trace {trace_id}, {spans} spans", err=True)
 
 
 @runs.command("export")
@@ -392,6 +417,21 @@ def _finish(store: Store, go: Callable[[], RunResult[Any]]) -> None:
     output = result.output
     typer.echo(output if isinstance(output, str) else _json(pydantic_core.to_jsonable_python(output), indent=2))
     typer.echo(f"run {result.run_id} done", err=True)
+
+
+@contextmanager
+def _tracing(asked: bool) -> Iterator[None]:
+    """Tracing set up for one command, when asked or when the environment names an exporter; flushed at the end."""
+    from agentkit.tracing.exporting import configure, shutdown, wanted
+
+    if not (asked or wanted()):
+        yield
+        return
+    configure()
+    try:
+        yield
+    finally:
+        shutdown()
 
 
 # --- reading the store ------------------------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "ToolDefinitionError",
     "ToolExecutionError",
     "ToolTimeoutError",
+    "TracingError",
     "UnknownToolError",
 ]
 
@@ -174,3 +175,7 @@ class StoreError(AgentkitError, RuntimeError):
 
 class ScriptError(AgentkitError, AssertionError):
     """A `ScriptedRuntime` received a request its script does not fit."""
+
+
+class TracingError(AgentkitError, ValueError):
+    """Tracing cannot be set up as asked (an unknown exporter or OTLP protocol)."""

@@ -22,6 +22,7 @@ import tenacity
 from agentkit.errors import ToolArgumentsError, ToolExecutionError, ToolTimeoutError, UnknownToolError
 from agentkit.messages import ToolCall, ToolResult
 from agentkit.tool import BoundTool, to_json_value
+from agentkit.tracing.spans import tool_span
 
 __all__ = ["Approver", "Executor"]
 
@@ -80,8 +81,16 @@ class Executor:
         return list(await asyncio.gather(*(one(call) for call in calls)))
 
     async def run(self, call: ToolCall, *, on_start: Callable[[ToolCall, BoundTool], None] | None = None) -> ToolResult:
-        """Run one call. Never raises for the tool's (or the approver's) failures."""
+        """Run one call, traced as `execute_tool`. Never raises for the tool's (or the approver's) failures."""
         tool = self.tools.get(call.name)
+        with tool_span(call, tool.spec.description if tool is not None else None) as span:
+            result = await self._run(call, tool, on_start)
+            span.record(result)
+        return result
+
+    async def _run(
+        self, call: ToolCall, tool: BoundTool | None, on_start: Callable[[ToolCall, BoundTool], None] | None
+    ) -> ToolResult:
         if tool is None:
             return _error(call, UnknownToolError(call.name, list(self.tools)))
         try:

@@ -33,6 +33,7 @@ from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall
 from agentkit.runtime import ModelRequest, ModelResponse, Runtime, Sampling, Usage
 from agentkit.schema import strip_titles
 from agentkit.tool import BoundTool
+from agentkit.tracing.spans import AgentSpan, chat_span, describe_error
 
 if TYPE_CHECKING:  # the store (sqlite-utils) is imported only by agents that record
     from agentkit.store import RunRecorder, Store, StoredRun
@@ -181,6 +182,7 @@ async def run_loop(
         if config.store is not None:
             recorder = config.store.begin_run(
                 agent=config.agent_path,
+                name=config.name,
                 messages=messages,
                 max_steps=config.max_steps,
                 tools=specs,
@@ -190,6 +192,8 @@ async def run_loop(
         else:
             run_id = str(ULID())
     idempotent = {t.name: t.options.idempotent for t in config.tools}
+    traced = AgentSpan.start(config.name, run_id, config.runtime, typed=schema is not None, messages=messages)
+    answer: ModelResponse | None = None
 
     def snapshot() -> RunResult[Any]:
         return RunResult(output=None, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
@@ -204,7 +208,8 @@ async def run_loop(
 
     async def run_tools(index: int, calls: Sequence[ToolCall]) -> tuple[ToolResult, ...]:
         try:
-            return tuple(await config.executor.run_all(calls, on_start=started, on_result=finished))
+            with traced.current():  # each tool's span nests under the run's
+                return tuple(await config.executor.run_all(calls, on_start=started, on_result=finished))
         except StoreError:
             raise
         except Exception as exc:  # the executor turns tool failures into results; this is a bug
@@ -226,6 +231,7 @@ async def run_loop(
             "have had effects. Resume with rerun_started=True (--rerun-started) to run them again"
         )
     status, error = "failed", None
+    failure: BaseException | None = None
     try:
         first = len(steps)
         if last is not None:
@@ -248,7 +254,7 @@ async def run_loop(
                     result = RunResult(
                         output=output, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage
                     )
-                    status = "done"
+                    status, answer = "done", last.response
                     if recorder is not None:
                         recorder.finished("done", output=pydantic_core.to_jsonable_python(output))
                     yield RunFinished(result=result)
@@ -264,7 +270,9 @@ async def run_loop(
                 sampling=config.sampling,
             )
             try:
-                response = await config.runtime.generate(request)
+                with chat_span(traced, request, index) as chat:
+                    response = await config.runtime.generate(request)
+                    chat.record(response)
             except ModelOutputError as exc:
                 # An unconstrained model wrote something that is no decision: keep
                 # what it said in the trajectory, tell it, and let it try again.
@@ -326,7 +334,7 @@ async def run_loop(
                 feedback(f"{exc}. Answer again with JSON that fits the schema.")
                 continue
             result = RunResult(output=output, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
-            status = "done"
+            status, answer = "done", response
             if recorder is not None:
                 recorder.finished("done", output=pydantic_core.to_jsonable_python(output))
             yield RunFinished(result=result)
@@ -334,16 +342,18 @@ async def run_loop(
 
         status = "budget_exhausted"
         raise MaxStepsExceeded(config.max_steps, snapshot())
-    except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+    except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit) as exc:
         if status != "done":  # GeneratorExit also comes when the caller stops after RunFinished
-            status = "cancelled"
+            status, failure = "cancelled", exc
+            error = None if isinstance(exc, GeneratorExit) else describe_error(exc)
         raise
     except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error, failure = describe_error(exc), exc
         raise
     finally:
         if recorder is not None and status != "done":
             recorder.finished(status, error=error)
+        traced.end(usage, answer=answer, error=failure)
 
 
 def describe_result(result: ToolResult) -> str:

@@ -146,6 +146,11 @@ class RuntimeInfo:
     context_length: int | None = None
     uri: str | None = None
     """The URI that selects this runtime, when it has one."""
+    provider: str | None = None
+    """Who serves the model, as traces name it (`gen_ai.provider.name`: `vllm`,
+    `ollama`, ...); default: `name`."""
+    server: str | None = None
+    """The API root of a runtime that talks to a server, e.g. `http://localhost:8000/v1`."""
 
 
 @runtime_checkable

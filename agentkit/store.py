@@ -162,6 +162,15 @@ def _search(db: sqlite_utils.Database) -> None:
     db.table("messages").enable_fts(["text"], create_triggers=True)
 
 
+@MIGRATIONS(name="0003_trace_names")
+def _trace_names(db: sqlite_utils.Database) -> None:
+    # What a trace of the run names: the agent (its class name unless it was
+    # given one), and who served each step's model.
+    db.table("runs").add_column("name", str)
+    db.table("steps").add_column("provider", str)
+    db.table("steps").add_column("server", str)
+
+
 # --- values read back ---------------------------------------------------------------------
 
 
@@ -171,6 +180,7 @@ class RunRecord:
 
     id: str
     agent: str
+    """The agent's import path, `module:Class`."""
     status: str
     created: float
     updated: float
@@ -180,6 +190,8 @@ class RunRecord:
     output_schema: Mapping[str, Any] | None = None
     output: Any = None
     error: str | None = None
+    name: str = ""
+    """The agent's name (its class name unless it was given another)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,9 +212,17 @@ class StoredStep:
     runtime: str | None = None
     """The runtime's URI (or name), the model and the dialect that made the turn."""
     model: str | None = None
+    provider: str | None = None
+    """Who served the model (`RuntimeInfo.provider`), and the server's API root if any."""
+    server: str | None = None
     dialect: str | None = None
     seed: int | None = None
     created: float = 0.0
+    """When the turn was committed (unix seconds): right after the model answered."""
+    tool_times: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """Per finished call id, when it started and ended (unix seconds). The start
+    is when a non-idempotent call was marked started, else when its step was
+    committed (the executor starts every call of a turn at once)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -344,8 +364,12 @@ class Store:
         max_steps: int,
         tools: Sequence[ToolSpec] = (),
         output_schema: Mapping[str, Any] | None = None,
+        name: str | None = None,
     ) -> RunRecorder:
-        """Record a new run, what it offers the model and its opening messages; returns its recorder."""
+        """Record a new run, what it offers the model and its opening messages; returns its recorder.
+
+        `name` is the agent's name (default: the class name in `agent`).
+        """
         run_id, now = new_id(), _now()
         offered = [
             {
@@ -359,9 +383,18 @@ class Store:
         ]
         statements: list[tuple[str, Sequence[Any]]] = [
             (
-                "INSERT INTO runs (id, agent, status, created, updated, max_steps, tools, output_schema) "
-                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
-                (run_id, agent, now, now, max_steps, _dumps(offered), _dumps(output_schema) if output_schema else None),
+                "INSERT INTO runs (id, agent, name, status, created, updated, max_steps, tools, output_schema) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    agent,
+                    name or _class_name(agent),
+                    now,
+                    now,
+                    max_steps,
+                    _dumps(offered),
+                    _dumps(output_schema) if output_schema else None,
+                ),
             )
         ]
         statements += [_message_row(run_id, i, m, None) for i, m in enumerate(messages)]
@@ -413,9 +446,12 @@ class Store:
             )
         }
         started = {
-            call_id
-            for (call_id,) in db.execute("SELECT id FROM tool_calls WHERE run_id = ? AND started IS NOT NULL", [run_id])
+            call_id: when
+            for call_id, when in db.execute(
+                "SELECT id, started FROM tool_calls WHERE run_id = ? AND started IS NOT NULL", [run_id]
+            )
         }
+        ended = dict(db.execute("SELECT call_id, created FROM tool_results WHERE run_id = ?", [run_id]).fetchall())
         steps, usage = [], Usage()
         step_rows = db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", [run_id])
         names = [d[0] for d in step_rows.description]
@@ -451,9 +487,12 @@ class Store:
                     started=tuple(c for c in pending if c.id in started),
                     runtime=row["runtime"],
                     model=row["model"],
+                    provider=row["provider"],
+                    server=row["server"],
                     dialect=row["dialect"],
                     seed=row["seed"],
                     created=row["created"],
+                    tool_times={r.call_id: (started.get(r.call_id) or row["created"], ended[r.call_id]) for r in done},
                 )
             )
         return StoredRun(
@@ -482,16 +521,17 @@ class Store:
 
 
 _RUN_COLUMNS = (
-    "id, agent, status, created, updated, max_steps, tools, output_schema, output, error, "
+    "id, agent, name, status, created, updated, max_steps, tools, output_schema, output, error, "
     "(SELECT COUNT(*) FROM steps WHERE run_id = runs.id)"
 )
 
 
 def _record(row: Sequence[Any]) -> RunRecord:
-    run_id, agent, status, created, updated, max_steps, tools, output_schema, output, error, steps = row
+    run_id, agent, name, status, created, updated, max_steps, tools, output_schema, output, error, steps = row
     return RunRecord(
         id=run_id,
         agent=agent,
+        name=name or _class_name(agent),
         status=status,
         created=created,
         updated=updated,
@@ -502,6 +542,11 @@ def _record(row: Sequence[Any]) -> RunRecord:
         output=json.loads(output) if output is not None else None,
         error=error,
     )
+
+
+def _class_name(agent: str) -> str:
+    """`Class` of `module:Outer.Class`."""
+    return agent.rpartition(":")[2].rpartition(".")[2] or agent
 
 
 def _message_text(message: Message) -> str:
@@ -557,15 +602,17 @@ class RunRecorder:
         usage = response.usage
         statements: list[tuple[str, Sequence[Any]]] = [
             (
-                "INSERT INTO steps (id, run_id, idx, runtime, model, dialect, grammar_hash, sampling, seed, raw_text, "
-                "finish_reason, prompt_tokens, completion_tokens, cached_tokens, timings, metadata, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO steps (id, run_id, idx, runtime, model, provider, server, dialect, grammar_hash, "
+                "sampling, seed, raw_text, finish_reason, prompt_tokens, completion_tokens, cached_tokens, timings, "
+                "metadata, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     step_id,
                     self.run_id,
                     index,
                     (runtime.uri or runtime.name) if runtime else None,
                     runtime.model if runtime else None,
+                    (runtime.provider or runtime.name) if runtime else None,
+                    runtime.server if runtime else None,
                     runtime.dialect if runtime else None,
                     response.metadata.get("grammar_hash"),
                     _SAMPLING.dump_json(sampling).decode(),
@@ -658,20 +705,22 @@ def schema_markdown() -> str:
     Regenerate the page's schema section with `python -m agentkit.store`.
     """
     db = sqlite_utils.Database(memory=True)
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     parts: list[str] = []
     for migration in MIGRATIONS._migrations:
         later = [m.name for m in MIGRATIONS.pending(db) if m.name != migration.name]
         MIGRATIONS.apply(db, stop_before=later)
         statements = []
         for kind, name, sql in db.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
-            if name in seen or "_sqlite_migrations" in name:
+            if seen.get(name) == sql or "_sqlite_migrations" in name:
                 continue
-            seen.add(name)
+            altered = name in seen  # a table this step added columns to: shown as it now is
+            seen[name] = sql
             if kind == "table" and name.startswith("messages_fts_"):
                 continue  # FTS5's shadow tables belong to its virtual table
             first, _, rest = sql.partition("\n")
-            statements.append(first + ("\n" + textwrap.indent(textwrap.dedent(rest), "    ") if rest else "") + ";")
+            statement = first + ("\n" + textwrap.indent(textwrap.dedent(rest), "    ") if rest else "") + ";"
+            statements.append(f"-- {name}, as this step leaves it\n{statement}" if altered else statement)
         parts.append(f"### `{migration.name}`\n\n```sql\n" + "\n\n".join(statements) + "\n```\n")
     return "\n".join(parts)
 

@@ -320,6 +320,8 @@ class OpenAICompatible:
             constrained=False,
             context_length=self._context_length,
             uri=self._uri,
+            provider=self.kind.name,
+            server=self.base_url,
         )
 
     async def models(self) -> list[dict[str, Any]]:

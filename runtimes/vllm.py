@@ -323,6 +323,7 @@ class VLLMEngine:
             constrained=constrained,
             context_length=self.engine_args.get("max_model_len"),
             uri=self._uri,
+            provider="vllm",
         )
 
     def variant(self, *, dialect: str | Dialect | None = None, constrained: bool | None = None) -> VLLMEngine:

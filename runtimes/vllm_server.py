@@ -92,6 +92,8 @@ class VLLMServer:
             constrained=self.constrained,
             context_length=self._chat.info.context_length,
             uri=self._uri,
+            provider="vllm",
+            server=self.base_url,
         )  # fmt: skip
 
     async def connect(self) -> None:

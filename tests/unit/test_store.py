@@ -291,6 +291,7 @@ def test_a_database_from_the_previous_step_upgrades_in_place(tmp_path: Path) -> 
     store = Store(path)
     assert store.schema_steps() == [m.name for m in MIGRATIONS._migrations]
     assert store.run("r1").status == "done"
+    assert store.run("r1").name == "B"  # runs stored before the name was kept are named by their class
     assert [hit[0] for hit in store.search("words")] == ["r1"]  # rows from before the upgrade are searchable
 
 

@@ -1,0 +1,172 @@
+"""`configure()`: the OpenTelemetry SDK set up to send agentkit's traces somewhere.
+
+For scripts and the CLI. An application that sets up OpenTelemetry itself
+does not call it: agentkit's spans go to the application's provider. The SDK
+and exporters are imported here only, when `configure()` is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import metrics, trace
+
+from agentkit.errors import TracingError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+__all__ = ["configure", "shutdown", "wanted"]
+
+log = logging.getLogger("agentkit.tracing")
+
+EXPORTERS = ("otlp", "console", "none")
+ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+_providers: list[Any] = []
+"""What `configure()` set up, for `shutdown()`."""
+
+
+def wanted() -> bool:
+    """Whether the environment asks for traces: an OTLP endpoint or `OTEL_TRACES_EXPORTER` is set."""
+    return any(os.environ.get(name) for name in (*ENDPOINTS, "OTEL_TRACES_EXPORTER"))
+
+
+def _choice(explicit: str | None, variable: str, default: str) -> str:
+    value = explicit if explicit is not None else os.environ.get(variable, "").split(",")[0].strip() or default
+    value = value.lower()
+    if value not in EXPORTERS:
+        source = "exporter" if explicit is not None else variable
+        raise TracingError(f"{source}={value!r}: agentkit exports to {', '.join(EXPORTERS)}")
+    return value
+
+
+def _protocol(signal: str) -> str:
+    value = (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    )
+    if value not in ("http/protobuf", "grpc"):
+        raise TracingError(
+            f"OTLP protocol {value!r} is not supported by OpenTelemetry's Python exporters; use http/protobuf or grpc"
+        )
+    return value
+
+
+def _grpc_missing(exc: ImportError) -> TracingError:
+    return TracingError(f"OTLP over gRPC needs its exporter ({exc.name} is missing): pip install 'agentkit[grpc]'")
+
+
+def _span_exporter(kind: str) -> SpanExporter:
+    if kind == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter(out=sys.stderr)
+    if _protocol("TRACES") == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+        except ImportError as exc:
+            raise _grpc_missing(exc) from None
+        return GrpcSpans()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _metric_exporter(kind: str) -> MetricExporter:
+    if kind == "console":
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+        return ConsoleMetricExporter(out=sys.stderr)
+    if _protocol("METRICS") == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
+        except ImportError as exc:
+            raise _grpc_missing(exc) from None
+        return GrpcMetrics()
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter()
+
+
+def configure(
+    exporter: str | None = None, *, metrics_exporter: str | None = None, service_name: str | None = None
+) -> TracerProvider | None:
+    """Set up OpenTelemetry's SDK as the global provider and send agentkit's traces.
+
+    The OTLP exporters read the standard variables themselves
+    (`OTEL_EXPORTER_OTLP_ENDPOINT`, `..._HEADERS`, `..._PROTOCOL`: `http/protobuf`
+    or `grpc`, ...), and the resource reads `OTEL_SERVICE_NAME` and
+    `OTEL_RESOURCE_ATTRIBUTES`.
+
+    Args:
+        exporter: Where spans go: `otlp`, `console` (stderr) or `none`.
+            Default: `OTEL_TRACES_EXPORTER`, else `otlp` when an OTLP endpoint
+            variable is set, else `console`.
+        metrics_exporter: Where the two GenAI histograms go, the same choices.
+            Default: `OTEL_METRICS_EXPORTER`, else `none`: the trace dashboards
+            (Phoenix, Jaeger, Langfuse, Tempo) take no metrics.
+        service_name: The `service.name` when the environment names none
+            (default `agentkit`).
+
+    Returns:
+        The tracer provider set up (spans are batched: `shutdown()` flushes
+        them, and runs at exit anyway), or None when the application had
+        already set a provider: it is kept, and agentkit's spans go to it.
+
+    Raises:
+        TracingError: an unknown exporter or an unsupported OTLP protocol.
+    """
+    traces_to = _choice(exporter, "OTEL_TRACES_EXPORTER", "otlp" if any(map(os.environ.get, ENDPOINTS)) else "console")
+    metrics_to = _choice(metrics_exporter, "OTEL_METRICS_EXPORTER", "none")
+    for signal, kind in (("TRACES", traces_to), ("METRICS", metrics_to)):
+        if kind == "otlp":
+            _protocol(signal)  # a bad one is refused before anything is set up
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        log.info("an OpenTelemetry tracer provider is already set; agentkit's spans go to it")
+        return None
+
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    resource = Resource.create()
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource.create({"service.name": service_name or "agentkit"}))
+    provider = TracerProvider(resource=resource)
+    if traces_to != "none":
+        span_exporter = _span_exporter(traces_to)
+        # The console prints each span as it ends; a network exporter sends batches off the loop's thread.
+        processor = SimpleSpanProcessor(span_exporter) if traces_to == "console" else BatchSpanProcessor(span_exporter)
+        provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    _providers.append(provider)
+    if metrics_to != "none":
+        meter_provider = _meter_provider(metrics_to, resource)
+        metrics.set_meter_provider(meter_provider)  # OpenTelemetry keeps a provider the application set
+        if metrics.get_meter_provider() is meter_provider:
+            _providers.append(meter_provider)
+        else:
+            meter_provider.shutdown()
+    return provider
+
+
+def _meter_provider(kind: str, resource: Resource) -> MeterProvider:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    return MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(_metric_exporter(kind))])
+
+
+def shutdown() -> None:
+    """Flush and stop what `configure()` set up (the CLI calls it before it exits)."""
+    while _providers:
+        _providers.pop().shutdown()

@@ -1,0 +1,731 @@
+"""Tracing: the spans and metrics of runs, checked on OpenTelemetry's in-memory exporter and reader.
+
+The SDK provider these tests set is global for the rest of the session (an
+OpenTelemetry provider can be set once per process); the checks that need a
+process without one run in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from agentkit import (
+    Agent,
+    MaxStepsExceeded,
+    ModelOutputError,
+    ModelRequest,
+    ModelResponse,
+    RuntimeInfo,
+    ServerError,
+    TracingError,
+    Usage,
+    tool,
+)
+from agentkit.runtimes import ScriptedRuntime
+from agentkit.store import Store
+from agentkit.tracing import CAPTURE_CONTENT, configure, emit_run, workflow_span
+from agentkit.tracing.spans import error_type
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def telemetry() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    assert trace.get_tracer_provider() is provider, "another test set a tracer provider first"
+    yield exporter, reader
+    exporter.shutdown()  # later tests' spans are dropped, not kept in memory
+
+
+@pytest.fixture
+def spans(telemetry: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> Iterator[InMemorySpanExporter]:
+    exporter, reader = telemetry
+    exporter.clear()
+    reader.get_metrics_data()  # (the reader is cumulative; tests compare before and after)
+    return exporter
+
+
+class Metered:
+    """Plays a script, reporting token counts as a server would (the loop's logic under test, not a model)."""
+
+    def __init__(self, turns: list[Any], *, fail_at: int | None = None) -> None:
+        self.script = ScriptedRuntime(turns)
+        self.calls = 0
+        self.fail_at = fail_at
+
+    @property
+    def info(self) -> RuntimeInfo:
+        return RuntimeInfo(
+            name="vllm-server", model="gemma-test", provider="vllm", server="http://127.0.0.1:8123/v1", uri=None
+        )
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise ServerError("http://127.0.0.1:8123/v1/completions failed after 4 attempts: 503", url="x")
+        response = await self.script.generate(request)
+        usage = Usage(prompt_tokens=100 * self.calls, completion_tokens=10 * self.calls, cached_tokens=5, requests=1)
+        return replace(response, usage=usage, timings={"total": 0.01})
+
+
+@tool
+async def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    await asyncio.sleep(0.05)
+    return a + b
+
+
+@tool
+async def explode(reason: str) -> str:
+    """Always fails."""
+    await asyncio.sleep(0.05)
+    raise ValueError(reason)
+
+
+class Sum(pydantic.BaseModel):
+    total: int
+
+
+def parallel_script() -> list[Any]:
+    return [
+        {
+            "tool_calls": [
+                {"name": "add", "arguments": {"a": 1, "b": 2}, "id": "c1"},
+                {"name": "explode", "arguments": {"reason": "no"}, "id": "c2"},
+            ]
+        },
+        '{"total": 3}',
+    ]
+
+
+def calculator(runtime: Any, **kwargs: Any) -> Agent[Sum]:
+    return Agent(
+        runtime=runtime,
+        instructions="Add numbers.",
+        tools=[add, explode],
+        output_type=Sum,
+        name="Calculator",
+        **kwargs,
+    )
+
+
+def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, list[ReadableSpan]]:
+    found: dict[str, list[ReadableSpan]] = {}
+    for span in spans:
+        found.setdefault(span.name, []).append(span)
+    return found
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+CONTENT_KEYS = {
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.definitions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+}
+
+
+def test_a_run_with_parallel_calls_a_failing_tool_and_a_typed_output(spans: InMemorySpanExporter) -> None:
+    result = calculator(Metered(parallel_script())).run("What is 1 + 2?")
+    assert result.output == Sum(total=3)
+    finished = spans.get_finished_spans()
+    named = by_name(finished)
+    assert sorted(named) == ["chat gemma-test", "execute_tool add", "execute_tool explode", "invoke_agent Calculator"]
+    [agent], chats = named["invoke_agent Calculator"], named["chat gemma-test"]
+    [added], [exploded] = named["execute_tool add"], named["execute_tool explode"]
+    assert len(finished) == 5
+    assert len(chats) == 2
+
+    # Kinds and nesting: one trace, everything a child of the run.
+    assert agent.kind == SpanKind.INTERNAL
+    assert agent.parent is None
+    assert all(c.kind == SpanKind.CLIENT for c in chats)
+    assert added.kind == exploded.kind == SpanKind.INTERNAL
+    assert agent.context is not None
+    for child in (*chats, added, exploded):
+        assert child.parent is not None
+        assert child.parent.span_id == agent.context.span_id
+        assert child.context is not None
+        assert child.context.trace_id == agent.context.trace_id
+    # The two calls of one turn ran side by side, between the two model calls.
+    first, second = sorted(chats, key=lambda s: s.start_time or 0)
+    assert first.end_time is not None
+    assert added.end_time is not None
+    assert exploded.end_time is not None
+    assert added.start_time is not None
+    assert exploded.start_time is not None
+    assert second.start_time is not None
+    assert first.end_time <= min(added.start_time, exploded.start_time)
+    assert max(added.start_time, exploded.start_time) < min(added.end_time, exploded.end_time)
+    assert max(added.end_time, exploded.end_time) <= second.start_time
+
+    assert attrs(agent) == {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "Calculator",
+        "gen_ai.conversation.id": result.run_id,
+        "gen_ai.provider.name": "vllm",
+        "gen_ai.request.model": "gemma-test",
+        "server.address": "127.0.0.1",
+        "server.port": 8123,
+        "gen_ai.output.type": "json",
+        "gen_ai.usage.input_tokens": 300,
+        "gen_ai.usage.output_tokens": 30,
+    }
+    assert agent.status.status_code == StatusCode.UNSET
+    assert attrs(first) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "vllm",
+        "gen_ai.request.model": "gemma-test",
+        "gen_ai.response.model": "gemma-test",
+        "server.address": "127.0.0.1",
+        "server.port": 8123,
+        "gen_ai.conversation.id": result.run_id,
+        "agentkit.step": 0,
+        "gen_ai.output.type": "json",
+        "gen_ai.request.max_tokens": 512,
+        "gen_ai.request.temperature": 0.0,
+        "gen_ai.response.finish_reasons": ("tool_calls",),
+        "gen_ai.usage.input_tokens": 100,
+        "gen_ai.usage.output_tokens": 10,
+        "gen_ai.usage.cache_read.input_tokens": 5,
+    }
+    assert attrs(second)["gen_ai.response.finish_reasons"] == ("stop",)
+    assert (attrs(second)["gen_ai.usage.input_tokens"], attrs(second)["agentkit.step"]) == (200, 1)
+    assert attrs(added) == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "add",
+        "gen_ai.tool.call.id": "c1",
+        "gen_ai.tool.type": "function",
+        "gen_ai.tool.description": "Add two numbers.",
+    }
+    assert added.status.status_code == StatusCode.UNSET
+    assert attrs(exploded)["gen_ai.tool.call.id"] == "c2"
+    assert attrs(exploded)["error.type"] == "ToolExecutionError"
+    assert exploded.status.status_code == StatusCode.ERROR
+    assert "ValueError: no" in (exploded.status.description or "")
+    # No content without the opt-in.
+    assert not any(CONTENT_KEYS & set(attrs(s)) for s in finished)
+
+
+def test_message_content_only_when_opted_in(spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CAPTURE_CONTENT, "SPAN_ONLY")
+    calculator(Metered(parallel_script())).run("What is 1 + 2?")
+    named = by_name(spans.get_finished_spans())
+    [agent], [added], [exploded] = (
+        named["invoke_agent Calculator"],
+        named["execute_tool add"],
+        named["execute_tool explode"],
+    )
+    first, second = sorted(named["chat gemma-test"], key=lambda s: s.start_time or 0)
+
+    assert json.loads(attrs(agent)["gen_ai.system_instructions"]) == [{"type": "text", "content": "Add numbers."}]
+    assert json.loads(attrs(agent)["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "What is 1 + 2?"}]}
+    ]
+    answer = [{"role": "assistant", "parts": [{"type": "text", "content": '{"total": 3}'}], "finish_reason": "stop"}]
+    assert json.loads(attrs(agent)["gen_ai.output.messages"]) == answer
+    assert json.loads(attrs(second)["gen_ai.output.messages"]) == answer
+
+    assert [m["role"] for m in json.loads(attrs(first)["gen_ai.input.messages"])] == ["system", "user"]
+    assert json.loads(attrs(first)["gen_ai.output.messages"]) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "tool_call", "id": "c1", "name": "add", "arguments": {"a": 1, "b": 2}},
+                {"type": "tool_call", "id": "c2", "name": "explode", "arguments": {"reason": "no"}},
+            ],
+            "finish_reason": "tool_calls",
+        }
+    ]
+    definitions = json.loads(attrs(first)["gen_ai.tool.definitions"])
+    assert [(d["type"], d["name"]) for d in definitions] == [("function", "add"), ("function", "explode")]
+    assert definitions[0]["parameters"]["required"] == ["a", "b"]
+    tool_turn = json.loads(attrs(second)["gen_ai.input.messages"])
+    assert tool_turn[-2:] == [
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": 3}]},
+        {
+            "role": "tool",
+            "parts": [{"type": "tool_call_response", "id": "c2", "response": tool_turn[-1]["parts"][0]["response"]}],
+        },
+    ]
+    assert "ValueError: no" in tool_turn[-1]["parts"][0]["response"]
+    assert json.loads(attrs(added)["gen_ai.tool.call.arguments"]) == {"a": 1, "b": 2}
+    assert json.loads(attrs(added)["gen_ai.tool.call.result"]) == 3
+    assert json.loads(attrs(exploded)["gen_ai.tool.call.arguments"]) == {"reason": "no"}
+
+
+@pytest.mark.parametrize(
+    ("value", "captured"),
+    [("true", True), ("SPAN_ONLY", True), ("span_and_event", True), ("false", False), ("NO_CONTENT", False)],
+)
+def test_the_opt_in_values(
+    value: str, captured: bool, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CAPTURE_CONTENT, value)
+    Agent(runtime=ScriptedRuntime(["hi"]), name="Echo").run("hello")
+    [agent] = by_name(spans.get_finished_spans())["invoke_agent Echo"]
+    assert ("gen_ai.input.messages" in attrs(agent)) is captured
+
+
+def test_event_only_records_no_content_and_says_so(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(CAPTURE_CONTENT, "EVENT_ONLY")
+    Agent(runtime=ScriptedRuntime(["hi"]), name="Echo").run("hello")
+    [agent] = by_name(spans.get_finished_spans())["invoke_agent Echo"]
+    assert not CONTENT_KEYS & set(attrs(agent))
+    assert "agentkit records content on spans only" in caplog.text
+
+
+def test_metrics_follow_the_conventions(
+    spans: InMemorySpanExporter, telemetry: tuple[InMemorySpanExporter, InMemoryMetricReader]
+) -> None:
+    reader = telemetry[1]
+    before = histograms(reader)
+    calculator(Metered(parallel_script())).run("What is 1 + 2?")
+    after = histograms(reader)
+    common = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "vllm",
+        "gen_ai.request.model": "gemma-test",
+        "gen_ai.response.model": "gemma-test",
+        "server.address": "127.0.0.1",
+        "server.port": 8123,
+    }
+    key = json.dumps(common, sort_keys=True)
+    duration = after["gen_ai.client.operation.duration", key]
+    assert duration.count - count_of(before, "gen_ai.client.operation.duration", key) == 2
+    assert duration.explicit_bounds[:3] == (0.01, 0.02, 0.04)
+    inputs = json.dumps({**common, "gen_ai.token.type": "input"}, sort_keys=True)
+    outputs = json.dumps({**common, "gen_ai.token.type": "output"}, sort_keys=True)
+    assert after["gen_ai.client.token.usage", inputs].sum - sum_of(before, "gen_ai.client.token.usage", inputs) == 300
+    assert after["gen_ai.client.token.usage", outputs].sum - sum_of(before, "gen_ai.client.token.usage", outputs) == 30
+    assert after["gen_ai.client.token.usage", inputs].explicit_bounds[:3] == (1, 4, 16)
+
+
+def histograms(reader: InMemoryMetricReader) -> dict[tuple[str, str], HistogramDataPoint]:
+    found: dict[tuple[str, str], HistogramDataPoint] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    assert isinstance(point, HistogramDataPoint)
+                    found[metric.name, json.dumps(dict(point.attributes or {}), sort_keys=True)] = point
+    return found
+
+
+def count_of(points: dict[tuple[str, str], HistogramDataPoint], name: str, key: str) -> int:
+    return points[name, key].count if (name, key) in points else 0
+
+
+def sum_of(points: dict[tuple[str, str], HistogramDataPoint], name: str, key: str) -> float:
+    return points[name, key].sum if (name, key) in points else 0
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_a_runtime_failure_marks_the_model_call_and_the_run(spans: InMemorySpanExporter) -> None:
+    with pytest.raises(ServerError):
+        calculator(Metered(parallel_script(), fail_at=2)).run("What is 1 + 2?")
+    named = by_name(spans.get_finished_spans())
+    [agent] = named["invoke_agent Calculator"]
+    failed = max(named["chat gemma-test"], key=lambda s: s.start_time or 0)
+    for span in (failed, agent):
+        assert attrs(span)["error.type"] == "ServerError"
+        assert span.status.status_code == StatusCode.ERROR
+        assert "failed after 4 attempts" in (span.status.description or "")
+    assert [e.name for e in failed.events] == ["exception"]
+    assert "gen_ai.response.finish_reasons" not in attrs(failed)
+
+
+def test_an_unreadable_turn_fails_its_model_call_and_the_run_goes_on(spans: InMemorySpanExporter) -> None:
+    class Garbled:
+        info = RuntimeInfo(name="openai", model="tiny")
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def generate(self, request: ModelRequest) -> ModelResponse:
+            self.calls += 1
+            if self.calls == 1:
+                raise ModelOutputError("no action in the reply", "<garbage>")
+            return ModelResponse(message=ScriptedRuntime(["fine"]).turns[0])
+
+    result = Agent(runtime=Garbled(), name="Talker").run("hi")
+    assert result.output == "fine"
+    named = by_name(spans.get_finished_spans())
+    bad, good = sorted(named["chat tiny"], key=lambda s: s.start_time or 0)
+    assert attrs(bad)["error.type"] == "ModelOutputError"
+    assert good.status.status_code == StatusCode.UNSET
+    assert named["invoke_agent Talker"][0].status.status_code == StatusCode.UNSET
+
+
+def test_running_out_of_steps_fails_the_run_span(spans: InMemorySpanExporter) -> None:
+    turns = [{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 1}}]}] * 2
+    with pytest.raises(MaxStepsExceeded):
+        calculator(ScriptedRuntime(turns), max_steps=2).run("loop")
+    [agent] = by_name(spans.get_finished_spans())["invoke_agent Calculator"]
+    assert attrs(agent)["error.type"] == "MaxStepsExceeded"
+    assert agent.status.status_code == StatusCode.ERROR
+
+
+def test_error_type_reads_the_class_name_agentkit_writes() -> None:
+    assert error_type("ToolTimeoutError: tool 'x' took longer than 1 s") == "ToolTimeoutError"
+    assert error_type("CancelledError") == "CancelledError"
+    assert error_type("the call to 'rm' was not approved") == "_OTHER"
+
+
+# --- nesting --------------------------------------------------------------------------------
+
+
+def test_agents_nest_under_a_workflow_and_under_the_tool_that_runs_them(spans: InMemorySpanExporter) -> None:
+    inner = Agent(runtime=ScriptedRuntime(["4"]), name="Inner")
+
+    @tool
+    async def ask_inner(question: str) -> str:
+        """Ask the inner agent."""
+        return (await inner.arun(question)).output
+
+    outer = Agent(
+        runtime=ScriptedRuntime([{"tool_calls": [{"name": "ask_inner", "arguments": {"question": "2+2?"}}]}, "4"]),
+        tools=[ask_inner],
+        name="Outer",
+    )
+    with workflow_span("maths", run_id="wf1"):
+        outer.run("2+2?")
+    named = {name: group[0] for name, group in by_name(spans.get_finished_spans()).items()}
+    parent = {name: span.parent.span_id if span.parent else None for name, span in named.items()}
+    ids = {name: span.context.span_id for name, span in named.items() if span.context}
+    assert parent["invoke_workflow maths"] is None
+    assert attrs(named["invoke_workflow maths"]) == {
+        "gen_ai.operation.name": "invoke_workflow",
+        "gen_ai.workflow.name": "maths",
+        "gen_ai.conversation.id": "wf1",
+    }
+    assert parent["invoke_agent Outer"] == ids["invoke_workflow maths"]
+    assert parent["execute_tool ask_inner"] == ids["invoke_agent Outer"]
+    assert parent["invoke_agent Inner"] == ids["execute_tool ask_inner"]
+    assert parent["chat scripted"] in (ids["invoke_agent Outer"], ids["invoke_agent Inner"])
+
+
+def test_a_failing_workflow_marks_its_span(spans: InMemorySpanExporter) -> None:
+    with pytest.raises(KeyError), workflow_span("broken"):
+        raise KeyError("step 3")
+    [span] = spans.get_finished_spans()
+    assert attrs(span)["error.type"] == "KeyError"
+    assert span.status.status_code == StatusCode.ERROR
+
+
+# --- a stored run, re-emitted -------------------------------------------------------------------
+
+
+def test_a_stored_run_is_re_emitted_with_its_times_and_the_live_attributes(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    store = Store(tmp_path / "runs.db")
+    result = calculator(Metered(parallel_script()), store=store).run("What is 1 + 2?")
+    live = {s.name + str(attrs(s).get("agentkit.step", "")): s for s in spans.get_finished_spans()}
+    spans.clear()
+
+    trace_id = emit_run(store.load(result.run_id))
+    emitted = {s.name + str(attrs(s).get("agentkit.step", "")): s for s in spans.get_finished_spans()}
+    assert sorted(emitted) == sorted(live)
+    [root] = [s for s in emitted.values() if s.parent is None]
+    assert root.context is not None
+    assert format(root.context.trace_id, "032x") == trace_id
+    assert root.name == "invoke_agent Calculator"
+    for key, span in emitted.items():
+        assert span.kind == live[key].kind
+        if span is not root:
+            assert span.parent is not None
+            assert span.parent.span_id == root.context.span_id
+        assert attrs(span) == attrs(live[key]), key
+        assert span.status.status_code == live[key].status.status_code
+        # Times as they were, to the store's resolution.
+        assert span.start_time is not None
+        assert span.end_time is not None
+        assert live[key].start_time is not None
+        assert live[key].end_time is not None
+        assert abs(span.start_time - live[key].start_time) < 30e6, key  # 30 ms
+        assert abs(span.end_time - live[key].end_time) < 30e6, key
+
+
+def test_a_failed_stored_run_is_re_emitted_as_failed(spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    store = Store(tmp_path / "runs.db")
+    with pytest.raises(ServerError) as failure:
+        calculator(Metered(parallel_script(), fail_at=2), store=store).run("What is 1 + 2?")
+    assert failure.value.partial is not None
+    spans.clear()
+    emit_run(store.load(failure.value.partial.run_id))
+    named = by_name(spans.get_finished_spans())
+    [agent] = named["invoke_agent Calculator"]
+    assert attrs(agent)["error.type"] == "ServerError"
+    assert len(named["chat gemma-test"]) == 1  # the failed request left no step behind
+
+
+# --- configure() and the application's own provider (fresh processes) ---------------------------
+
+
+def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**clean, **env},
+    )
+
+
+def test_nothing_touches_the_global_provider_unless_asked() -> None:
+    done = python(
+        """
+        import sys
+        from opentelemetry import trace
+        from agentkit import Agent
+        from agentkit.runtimes import ScriptedRuntime
+        Agent(runtime=ScriptedRuntime(["hi"])).run("hello")
+        assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        assert not [m for m in sys.modules if m.startswith("opentelemetry.sdk")], "the SDK was imported"
+        print("untouched")
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "untouched"
+
+
+def test_an_application_provider_set_before_import_keeps_agentkit_spans() -> None:
+    done = python(
+        """
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        exporter = InMemorySpanExporter()
+        mine = TracerProvider()
+        mine.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(mine)
+
+        import agentkit.tracing
+        from agentkit import Agent
+        from agentkit.runtimes import ScriptedRuntime
+        assert agentkit.tracing.configure() is None  # the application's provider stays
+        assert trace.get_tracer_provider() is mine
+        with trace.get_tracer("app").start_as_current_span("request"):
+            Agent(runtime=ScriptedRuntime(["hi"]), name="Echo").run("hello")
+        print(sorted(s.name for s in exporter.get_finished_spans()))
+        """,
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",  # would be used if configure() took over
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['chat scripted', 'invoke_agent Echo', 'request']"
+
+
+def test_configure_on_the_console_prints_each_span() -> None:
+    done = python(
+        """
+        import agentkit.tracing
+        from agentkit import Agent
+        from agentkit.runtimes import ScriptedRuntime
+        provider = agentkit.tracing.configure()
+        Agent(runtime=ScriptedRuntime(["hi"]), name="Echo").run("hello")
+        agentkit.tracing.shutdown()
+        print(provider.resource.attributes["service.name"])
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "agentkit"
+    assert '"name": "invoke_agent Echo"' in done.stderr
+    assert '"gen_ai.conversation.id"' in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER='zipkin': agentkit exports to otlp, console, none"),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+            "OTLP protocol 'http/json' is not supported",
+        ),
+    ],
+)
+def test_configure_refuses_what_it_cannot_do(
+    env: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(TracingError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        configure()
+
+
+# --- the CLI (fresh processes: it sets the global provider) ---------------------------------------
+
+AGENTS = '''
+from agentkit import Agent, tool
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+class Adder(Agent):
+    instructions = "Add numbers with the tool."
+    tools = [add]
+'''
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP trace receiver on loopback that decodes what it gets (protobuf, as the exporter sends)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        self.spans: list[Any] = []
+        received = self.spans
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest.FromString(body)
+                for resource in request.resource_spans:
+                    for scope in resource.scope_spans:
+                        received.extend((resource.resource, span) for span in scope.spans)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    found = OtlpReceiver()
+    yield found
+    found.close()
+
+
+def agentkit_cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run(
+        [sys.executable, "-I", "-c", "from agentkit.cli import main; main()", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, **env},
+    )
+
+
+def adder_run(folder: Path, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
+    (folder / "trace_agents.py").write_text(AGENTS, encoding="utf-8")
+    turns = [{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}, "3"]
+    (folder / "turns.json").write_text(json.dumps(turns), encoding="utf-8")
+    return agentkit_cli(
+        folder,
+        "run",
+        "trace_agents:Adder",
+        "1 + 2?",
+        "--runtime",
+        "scripted:turns.json",
+        "--db",
+        "runs.db",
+        *flags,
+        **env,
+    )
+
+
+def test_the_cli_exports_over_otlp_when_the_endpoint_is_set(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    ran = adder_run(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_SERVICE_NAME="adder-service")
+    assert (ran.returncode, ran.stdout) == (0, "3\n"), ran.stderr
+    names = sorted(span.name for _, span in receiver.spans)
+    assert names == ["chat turns", "chat turns", "execute_tool add", "invoke_agent Adder"]
+    resource = {a.key: a.value.string_value for a in receiver.spans[0][0].attributes}
+    assert resource["service.name"] == "adder-service"
+    run_id = ran.stderr.split("run ", 1)[1].split()[0]
+    [root] = [span for _, span in receiver.spans if not span.parent_span_id]
+    assert {a.key: a.value.string_value for a in root.attributes}["gen_ai.conversation.id"] == run_id
+
+
+def test_the_cli_traces_nothing_unless_asked(tmp_path: Path) -> None:
+    ran = adder_run(tmp_path)
+    assert (ran.returncode, ran.stdout) == (0, "3\n"), ran.stderr
+    assert "invoke_agent" not in ran.stderr
+
+
+def test_trace_flag_without_an_endpoint_prints_spans(tmp_path: Path) -> None:
+    ran = adder_run(tmp_path, "--trace")
+    assert (ran.returncode, ran.stdout) == (0, "3\n"), ran.stderr
+    assert ran.stderr.count('"name": "chat turns"') == 2
+    assert '"name": "invoke_agent Adder"' in ran.stderr
+
+
+def test_runs_trace_re_emits_a_stored_run_with_its_original_times(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    ran = adder_run(tmp_path)  # recorded without tracing
+    assert ran.returncode == 0, ran.stderr
+    run_id = ran.stderr.split("run ", 1)[1].split()[0]
+    stored = Store(tmp_path / "runs.db").load(run_id)
+    sent = agentkit_cli(tmp_path, "runs", "trace", run_id, "--db", "runs.db", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url)
+    assert sent.returncode == 0, sent.stderr
+    assert f"run {run_id}: trace " in sent.stderr
+    assert sent.stderr.strip().endswith("4 spans")
+    by = {span.name: span for _, span in receiver.spans}
+    assert sorted(by) == ["chat turns", "execute_tool add", "invoke_agent Adder"]
+    root = by["invoke_agent Adder"]
+    assert root.start_time_unix_nano == int(stored.record.created * 1e9)
+    assert root.end_time_unix_nano == int(stored.record.updated * 1e9)
+    first = stored.steps[0]
+    assert by["execute_tool add"].end_time_unix_nano == int(first.tool_times[first.results[0].call_id][1] * 1e9)
+    assert by["execute_tool add"].parent_span_id == root.span_id
+
+
+def test_runs_trace_of_an_unknown_run_is_one_line(tmp_path: Path) -> None:
+    assert adder_run(tmp_path).returncode == 0
+    sent = agentkit_cli(tmp_path, "runs", "trace", "nope", "--db", "runs.db")
+    assert (sent.returncode, sent.stderr.count("\n")) == (1, 1)
+    assert sent.stderr.startswith("error: no run 'nope'")
