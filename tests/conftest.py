@@ -65,6 +65,11 @@ class ServeCommand:
             time.sleep(1)
         raise RuntimeError(f"agentkit serve was not ready in {timeout:.0f} s: {self.log.read_text()[-3000:]}")
 
+    def ensure_running(self) -> None:
+        """Start it again if an earlier test stopped it (the server tests end with Ctrl-C)."""
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+
     def kill_server(self) -> None:
         """SIGKILL the vLLM server and its engine, as a crash would; `agentkit serve` then exits."""
         assert self.server_pid is not None
