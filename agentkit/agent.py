@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -151,7 +152,7 @@ class Agent(Generic[OutputT]):
             agent_path=f"{type(self).__module__}:{type(self).__qualname__}",
         )
 
-    def stream(self, prompt: str | Sequence[Message]) -> AsyncIterator[RunEvent]:
+    def stream(self, prompt: str | Sequence[Message]) -> AsyncGenerator[RunEvent, None]:
         """Run on `prompt`, yielding each model turn and tool result as it happens.
 
         The last event is `RunFinished` with the `RunResult`.
@@ -168,9 +169,10 @@ class Agent(Generic[OutputT]):
             MaxStepsExceeded: no final answer within `max_steps`; the partial
                 trajectory is on the exception.
         """
-        async for event in self.stream(prompt):
-            if isinstance(event, RunFinished):
-                return cast(RunResult[OutputT], event.result)
+        async with aclosing(self.stream(prompt)) as events:  # the run is closed (and recorded) before it returns
+            async for event in events:
+                if isinstance(event, RunFinished):
+                    return cast(RunResult[OutputT], event.result)
         raise AssertionError("the loop ended without a result")  # pragma: no cover - run_loop raises instead
 
     def run(self, prompt: str | Sequence[Message]) -> RunResult[OutputT]:
@@ -185,7 +187,7 @@ class Agent(Generic[OutputT]):
             return asyncio.run(self.arun(prompt))
         raise RuntimeError(f"{self.name}.run() was called inside an event loop; use `await agent.arun(...)`")
 
-    def stream_resume(self, run_id: str, *, rerun_started: bool = False) -> AsyncIterator[RunEvent]:
+    def stream_resume(self, run_id: str, *, rerun_started: bool = False) -> AsyncGenerator[RunEvent, None]:
         """Continue a stored run from its last commit, yielding events as `stream` does.
 
         Finished tools are not run again; the unfinished calls of the last
@@ -205,9 +207,10 @@ class Agent(Generic[OutputT]):
 
     async def aresume(self, run_id: str, *, rerun_started: bool = False) -> RunResult[OutputT]:
         """`stream_resume` to the end: the finished run's `RunResult`."""
-        async for event in self.stream_resume(run_id, rerun_started=rerun_started):
-            if isinstance(event, RunFinished):
-                return cast(RunResult[OutputT], event.result)
+        async with aclosing(self.stream_resume(run_id, rerun_started=rerun_started)) as events:
+            async for event in events:
+                if isinstance(event, RunFinished):
+                    return cast(RunResult[OutputT], event.result)
         raise AssertionError("the loop ended without a result")  # pragma: no cover - run_loop raises instead
 
     def resume(self, run_id: str, *, rerun_started: bool = False) -> RunResult[OutputT]:

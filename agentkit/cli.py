@@ -12,8 +12,8 @@
 
 Every command takes `--db PATH` (default: `$AGENTKIT_DB`, else `runs.db` in
 the user data directory). agentkit's errors are printed as one line on
-stderr, with exit code 1. Runs are traced (OpenTelemetry) when
-`OTEL_EXPORTER_OTLP_ENDPOINT` is set or `--trace` is given.
+stderr, with exit code 1. Runs are traced (OpenTelemetry) when an OTLP
+endpoint or `OTEL_TRACES_EXPORTER` is set, or `--trace` is given.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -335,10 +337,13 @@ def trace_run(run_id: RunId, db: Db = None) -> None:
 
     with closing(_open(db)) as store:
         stored = store.load(run_id)
-    with _tracing(True):
-        trace_id = emit_run(stored)
-    spans = 1 + sum(1 + len(step.results) for step in stored.steps)
-    typer.echo(f"run {run_id}: trace {trace_id}, {spans} spans", err=True)
+    with _tracing(True) as tracing:
+        if not tracing.on:
+            raise CommandError("tracing is not set up (OTEL_TRACES_EXPORTER=none): nothing was sent")
+        emitted = emit_run(stored)
+    if tracing.failed:
+        raise typer.Exit(1)  # _tracing said why
+    typer.echo(f"run {run_id}: trace {emitted.trace_id}, {emitted.spans} spans", err=True)
 
 
 @runs.command("export")
@@ -420,18 +425,49 @@ def _finish(store: Store, go: Callable[[], RunResult[Any]]) -> None:
 
 
 @contextmanager
-def _tracing(asked: bool) -> Iterator[None]:
-    """Tracing set up for one command, when asked or when the environment names an exporter; flushed at the end."""
-    from agentkit.tracing.exporting import configure, shutdown, wanted
+def _tracing(asked: bool) -> Iterator[_Traced]:
+    """Tracing set up for one command, when asked (`--trace`) or when the environment asks; flushed at the end.
 
+    A set-up the environment asked for and that cannot be made warns and the
+    command goes on: tracing is never why an agent did not run. Spans that
+    could not be sent are one warning line (OpenTelemetry's own retry
+    messages are kept off the terminal).
+    """
+    from agentkit.errors import TracingError
+    from agentkit.tracing.exporting import ENDPOINTS, configure, shutdown, wanted
+
+    traced = _Traced()
     if not (asked or wanted()):
-        yield
+        yield traced
         return
-    configure()
     try:
-        yield
+        traced.on = configure() is not None
+    except TracingError as exc:
+        if asked:
+            raise
+        typer.echo(f"warning: tracing is off: {exc}", err=True)
+        yield traced
+        return
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
+    try:
+        yield traced
     finally:
-        shutdown()
+        delivery = shutdown()
+        if delivery.failed:
+            traced.failed = delivery.failed
+            where = next((os.environ[name] for name in reversed(ENDPOINTS) if os.environ.get(name)), "the collector")
+            typer.echo(
+                f"warning: {delivery.failed} of {delivery.failed + delivery.sent} spans could not be sent to {where}",
+                err=True,
+            )
+
+
+@dataclass
+class _Traced:
+    on: bool = False
+    """Whether this command's spans go somewhere."""
+    failed: int = 0
+    """Spans the exporter could not send."""
 
 
 # --- reading the store ------------------------------------------------------------------------

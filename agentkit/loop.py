@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -147,7 +147,7 @@ async def run_loop(
     *,
     resume: StoredRun | None = None,
     rerun_started: bool = False,
-) -> AsyncIterator[RunEvent]:
+) -> AsyncGenerator[RunEvent, None]:
     """Run the agent on `prompt`, yielding events; the last is `RunFinished`.
 
     With a `store`, the run is recorded write-ahead (see `agentkit.store`).
@@ -192,19 +192,19 @@ async def run_loop(
         else:
             run_id = str(ULID())
     idempotent = {t.name: t.options.idempotent for t in config.tools}
-    traced = AgentSpan.start(config.name, run_id, config.runtime, typed=schema is not None, messages=messages)
-    answer: ModelResponse | None = None
+    began: dict[str, float] = {}
 
     def snapshot() -> RunResult[Any]:
         return RunResult(output=None, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
 
     def started(call: ToolCall, tool: BoundTool) -> None:
+        began[call.id] = time.time()
         if recorder is not None and not tool.options.idempotent:
             recorder.tool_started(call)
 
     def finished(result: ToolResult) -> None:
         if recorder is not None:
-            recorder.tool_result(result)
+            recorder.tool_result(result, started=began.pop(result.call_id, None))
 
     async def run_tools(index: int, calls: Sequence[ToolCall]) -> tuple[ToolResult, ...]:
         try:
@@ -213,9 +213,9 @@ async def run_loop(
         except StoreError:
             raise
         except Exception as exc:  # the executor turns tool failures into results; this is a bug
-            failure = RunFailed(f"running the tools of step {index} failed: {type(exc).__name__}: {exc}")
-            failure.partial = snapshot()
-            raise failure from exc
+            broken = RunFailed(f"running the tools of step {index} failed: {type(exc).__name__}: {exc}")
+            broken.partial = snapshot()
+            raise broken from exc
 
     def feedback(text: str) -> None:
         if recorder is not None:
@@ -232,6 +232,10 @@ async def run_loop(
         )
     status, error = "failed", None
     failure: BaseException | None = None
+    traced = AgentSpan.start(
+        config.name, run_id, config.runtime, typed=schema is not None, messages=messages, resumed=resume is not None
+    )
+    spent = Usage()  # by this invocation (a resumed run's earlier attempts were traced with them)
     try:
         first = len(steps)
         if last is not None:
@@ -254,9 +258,10 @@ async def run_loop(
                     result = RunResult(
                         output=output, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage
                     )
-                    status, answer = "done", last.response
+                    status = "done"
                     if recorder is not None:
                         recorder.finished("done", output=pydantic_core.to_jsonable_python(output))
+                    traced.end(spent, answer=last.response)  # before the caller has the result
                     yield RunFinished(result=result)
                     return
 
@@ -293,17 +298,17 @@ async def run_loop(
                     )
                 steps.append(Step(index=index, response=garbled, seconds=time.monotonic() - started_at))
                 feedback(f"Your last reply could not be read ({exc}). Reply with one valid action.")
-                usage = usage + garbled.usage
+                usage, spent = usage + garbled.usage, spent + garbled.usage
                 yield ModelTurn(step=index, response=garbled)
                 continue
             except AgentkitError as exc:
                 exc.partial = snapshot()
                 raise
             except Exception as exc:
-                failure = RunFailed(f"the runtime failed at step {index}: {type(exc).__name__}: {exc}")
-                failure.partial = snapshot()
-                raise failure from exc
-            usage = usage + response.usage
+                broken = RunFailed(f"the runtime failed at step {index}: {type(exc).__name__}: {exc}")
+                broken.partial = snapshot()
+                raise broken from exc
+            usage, spent = usage + response.usage, spent + response.usage
             message = response.message
             if recorder is not None:  # write-ahead: the decision is stored before any tool runs
                 recorder.decision(
@@ -334,9 +339,10 @@ async def run_loop(
                 feedback(f"{exc}. Answer again with JSON that fits the schema.")
                 continue
             result = RunResult(output=output, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
-            status, answer = "done", response
+            status = "done"
             if recorder is not None:
                 recorder.finished("done", output=pydantic_core.to_jsonable_python(output))
+            traced.end(spent, answer=response)  # before the caller has the result
             yield RunFinished(result=result)
             return
 
@@ -351,9 +357,11 @@ async def run_loop(
         error, failure = describe_error(exc), exc
         raise
     finally:
-        if recorder is not None and status != "done":
-            recorder.finished(status, error=error)
-        traced.end(usage, answer=answer, error=failure)
+        try:
+            if recorder is not None and status != "done":
+                recorder.finished(status, error=error)
+        finally:
+            traced.end(spent, error=failure)  # a no-op when the run's span already ended
 
 
 def describe_result(result: ToolResult) -> str:

@@ -164,11 +164,12 @@ def _search(db: sqlite_utils.Database) -> None:
 
 @MIGRATIONS(name="0003_trace_names")
 def _trace_names(db: sqlite_utils.Database) -> None:
-    # What a trace of the run names: the agent (its class name unless it was
-    # given one), and who served each step's model.
+    # What a trace of the run shows: the agent's name (its class name unless
+    # it was given one), who served each step's model, when each tool began.
     db.table("runs").add_column("name", str)
     db.table("steps").add_column("provider", str)
     db.table("steps").add_column("server", str)
+    db.table("tool_results").add_column("started", float)
 
 
 # --- values read back ---------------------------------------------------------------------
@@ -220,9 +221,9 @@ class StoredStep:
     created: float = 0.0
     """When the turn was committed (unix seconds): right after the model answered."""
     tool_times: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    """Per finished call id, when it started and ended (unix seconds). The start
-    is when a non-idempotent call was marked started, else when its step was
-    committed (the executor starts every call of a turn at once)."""
+    """Per finished call id, when the tool started and ended (unix seconds). A
+    call that never started (unknown tool, invalid arguments, refused) starts
+    and ends when its result was stored."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -446,12 +447,15 @@ class Store:
             )
         }
         started = {
-            call_id: when
-            for call_id, when in db.execute(
-                "SELECT id, started FROM tool_calls WHERE run_id = ? AND started IS NOT NULL", [run_id]
+            call_id
+            for (call_id,) in db.execute("SELECT id FROM tool_calls WHERE run_id = ? AND started IS NOT NULL", [run_id])
+        }
+        times = {
+            call_id: (began if began is not None else ended, ended)
+            for call_id, began, ended in db.execute(
+                "SELECT call_id, started, created FROM tool_results WHERE run_id = ?", [run_id]
             )
         }
-        ended = dict(db.execute("SELECT call_id, created FROM tool_results WHERE run_id = ?", [run_id]).fetchall())
         steps, usage = [], Usage()
         step_rows = db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", [run_id])
         names = [d[0] for d in step_rows.description]
@@ -492,7 +496,7 @@ class Store:
                     dialect=row["dialect"],
                     seed=row["seed"],
                     created=row["created"],
-                    tool_times={r.call_id: (started.get(r.call_id) or row["created"], ended[r.call_id]) for r in done},
+                    tool_times={r.call_id: times[r.call_id] for r in done},
                 )
             )
         return StoredRun(
@@ -659,8 +663,8 @@ class RunRecorder:
             [("UPDATE tool_calls SET started = ? WHERE run_id = ? AND id = ?", (_now(), self.run_id, call.id))]
         )
 
-    def tool_result(self, result: ToolResult) -> None:
-        """A tool finished: its result, committed at once."""
+    def tool_result(self, result: ToolResult, *, started: float | None = None) -> None:
+        """A tool finished: its result, committed at once (`started`: when the tool began, unix seconds)."""
         position = self._positions.get(result.call_id)
         if position is None:
             row = self.store.db.execute(
@@ -672,9 +676,17 @@ class RunRecorder:
         self.store._write(
             [
                 (
-                    "INSERT INTO tool_results (run_id, call_id, name, content, is_error, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (self.run_id, result.call_id, result.name, _dumps(result.content), result.is_error, _now()),
+                    "INSERT INTO tool_results (run_id, call_id, name, content, is_error, created, started) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        self.run_id,
+                        result.call_id,
+                        result.name,
+                        _dumps(result.content),
+                        result.is_error,
+                        _now(),
+                        started,
+                    ),
                 ),
                 _message_row(self.run_id, position, result, None),
             ]

@@ -4,8 +4,8 @@ The same run in each arm, on `ScriptedRuntime` (an instant model), so what is
 measured is the loop and its spans: 20 model steps per run, 19 tool calls.
 
 - `off`: nothing configured; agentkit's spans are OpenTelemetry's no-ops.
-- `sdk`: `configure(exporter="none")`: the SDK records every span and sends it
-  nowhere (what creating spans costs, without the export).
+- `sdk`: an SDK tracer provider with no exporter: every span is recorded and
+  dropped (what creating spans costs, without the export).
 - `otlp`: `agentkit.tracing.configure()` with `OTEL_EXPORTER_OTLP_ENDPOINT` set to a
   receiver on loopback (in this script's process): real spans, batched and
   sent over OTLP/HTTP by the SDK's export thread.
@@ -52,10 +52,15 @@ RESULTS = Path(__file__).parent / "results" / "tracing_overhead.json"
 
 def measure(arm: str) -> float:
     """Per-step microseconds in this process (the child's side)."""
-    if arm != "off":
+    if arm == "sdk":  # a provider with no exporter: spans are recorded, then dropped
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        trace.set_tracer_provider(TracerProvider())
+    elif arm != "off":
         import agentkit.tracing
 
-        agentkit.tracing.configure("none" if arm == "sdk" else None)
+        agentkit.tracing.configure()
     from agentkit import Agent, tool
     from agentkit.runtimes import ScriptedRuntime
 
@@ -78,7 +83,7 @@ def measure(arm: str) -> float:
     for _ in range(RUNS):
         one()
     seconds = time.perf_counter() - started
-    if arm != "off":
+    if arm in ("otlp", "otlp+content"):
         import agentkit.tracing
 
         agentkit.tracing.shutdown()  # the export finishes before the process exits (not timed)

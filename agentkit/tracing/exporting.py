@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import metrics, trace
 
@@ -20,37 +22,78 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricExporter
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-__all__ = ["configure", "shutdown", "wanted"]
+__all__ = ["Delivery", "configure", "shutdown", "wanted"]
 
 log = logging.getLogger("agentkit.tracing")
 
 EXPORTERS = ("otlp", "console", "none")
+ALIASES = {"otlp_proto_http": "http/protobuf", "otlp_proto_grpc": "grpc"}
+"""`OTEL_TRACES_EXPORTER` values of OpenTelemetry's Python distro: OTLP with a protocol."""
 ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 _providers: list[Any] = []
 """What `configure()` set up, for `shutdown()`."""
 
 
+@dataclass
+class Delivery:
+    """How many spans the exporter `configure()` set up sent, and how many it could not."""
+
+    sent: int = 0
+    failed: int = 0
+
+
+_delivery = Delivery()
+
+
+class _Counting:
+    """A span exporter that counts what its inner exporter delivered (for the CLI's last word)."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        result = self.inner.export(spans)
+        if result is SpanExportResult.SUCCESS:
+            _delivery.sent += len(spans)
+        else:
+            _delivery.failed += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
 def wanted() -> bool:
-    """Whether the environment asks for traces: an OTLP endpoint or `OTEL_TRACES_EXPORTER` is set."""
-    return any(os.environ.get(name) for name in (*ENDPOINTS, "OTEL_TRACES_EXPORTER"))
+    """Whether the environment asks for traces: an OTLP endpoint, or an `OTEL_TRACES_EXPORTER` but `none`."""
+    chosen = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    return bool(any(os.environ.get(name) for name in ENDPOINTS) or (chosen and chosen != "none"))
 
 
-def _choice(explicit: str | None, variable: str, default: str) -> str:
+def _choice(explicit: str | None, variable: str, default: str) -> tuple[str, str | None]:
+    """The exporter asked for, and the OTLP protocol its name implies (if it names one)."""
     value = explicit if explicit is not None else os.environ.get(variable, "").split(",")[0].strip() or default
     value = value.lower()
+    if value in ALIASES:
+        return "otlp", ALIASES[value]
     if value not in EXPORTERS:
         source = "exporter" if explicit is not None else variable
-        raise TracingError(f"{source}={value!r}: agentkit exports to {', '.join(EXPORTERS)}")
-    return value
+        raise TracingError(f"{source}={value!r}: agentkit exports to {', '.join((*EXPORTERS, *ALIASES))}")
+    return value, None
 
 
-def _protocol(signal: str) -> str:
+def _protocol(signal: str, implied: str | None) -> str:
     value = (
-        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        implied
+        or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "http/protobuf"
     )
@@ -65,12 +108,12 @@ def _grpc_missing(exc: ImportError) -> TracingError:
     return TracingError(f"OTLP over gRPC needs its exporter ({exc.name} is missing): pip install 'agentkit[grpc]'")
 
 
-def _span_exporter(kind: str) -> SpanExporter:
+def _span_exporter(kind: str, protocol: str) -> SpanExporter:
     if kind == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter(out=sys.stderr)
-    if _protocol("TRACES") == "grpc":
+    if protocol == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
         except ImportError as exc:
@@ -81,12 +124,12 @@ def _span_exporter(kind: str) -> SpanExporter:
     return OTLPSpanExporter()
 
 
-def _metric_exporter(kind: str) -> MetricExporter:
+def _metric_exporter(kind: str, protocol: str) -> MetricExporter:
     if kind == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
         return ConsoleMetricExporter(out=sys.stderr)
-    if _protocol("METRICS") == "grpc":
+    if protocol == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
         except ImportError as exc:
@@ -108,9 +151,10 @@ def configure(
     `OTEL_RESOURCE_ATTRIBUTES`.
 
     Args:
-        exporter: Where spans go: `otlp`, `console` (stderr) or `none`.
-            Default: `OTEL_TRACES_EXPORTER`, else `otlp` when an OTLP endpoint
-            variable is set, else `console`.
+        exporter: Where spans go: `otlp` (also `otlp_proto_http` and
+            `otlp_proto_grpc`), `console` (stderr) or `none` (nothing is set
+            up). Default: `OTEL_TRACES_EXPORTER`, else `otlp` when an OTLP
+            endpoint variable is set, else `console`.
         metrics_exporter: Where the two GenAI histograms go, the same choices.
             Default: `OTEL_METRICS_EXPORTER`, else `none`: the trace dashboards
             (Phoenix, Jaeger, Langfuse, Tempo) take no metrics.
@@ -119,17 +163,23 @@ def configure(
 
     Returns:
         The tracer provider set up (spans are batched: `shutdown()` flushes
-        them, and runs at exit anyway), or None when the application had
-        already set a provider: it is kept, and agentkit's spans go to it.
+        them, and runs at exit anyway), or None when the exporter is `none`
+        or the application had already set a provider: it is kept, and
+        agentkit's spans go to it.
 
     Raises:
         TracingError: an unknown exporter or an unsupported OTLP protocol.
     """
-    traces_to = _choice(exporter, "OTEL_TRACES_EXPORTER", "otlp" if any(map(os.environ.get, ENDPOINTS)) else "console")
-    metrics_to = _choice(metrics_exporter, "OTEL_METRICS_EXPORTER", "none")
-    for signal, kind in (("TRACES", traces_to), ("METRICS", metrics_to)):
-        if kind == "otlp":
-            _protocol(signal)  # a bad one is refused before anything is set up
+    traces_to, traces_protocol = _choice(
+        exporter, "OTEL_TRACES_EXPORTER", "otlp" if any(map(os.environ.get, ENDPOINTS)) else "console"
+    )
+    metrics_to, metrics_protocol = _choice(metrics_exporter, "OTEL_METRICS_EXPORTER", "none")
+    # A bad protocol is refused before anything is set up.
+    traces_protocol = _protocol("TRACES", traces_protocol) if traces_to == "otlp" else ""
+    metrics_protocol = _protocol("METRICS", metrics_protocol) if metrics_to == "otlp" else ""
+    if traces_to == "none":
+        log.info("OTEL_TRACES_EXPORTER=none: tracing is not set up")
+        return None
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         log.info("an OpenTelemetry tracer provider is already set; agentkit's spans go to it")
         return None
@@ -142,15 +192,14 @@ def configure(
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource.create({"service.name": service_name or "agentkit"}))
     provider = TracerProvider(resource=resource)
-    if traces_to != "none":
-        span_exporter = _span_exporter(traces_to)
-        # The console prints each span as it ends; a network exporter sends batches off the loop's thread.
-        processor = SimpleSpanProcessor(span_exporter) if traces_to == "console" else BatchSpanProcessor(span_exporter)
-        provider.add_span_processor(processor)
+    span_exporter = cast("SpanExporter", _Counting(_span_exporter(traces_to, traces_protocol)))
+    # The console prints each span as it ends; a network exporter sends batches off the loop's thread.
+    processor = SimpleSpanProcessor(span_exporter) if traces_to == "console" else BatchSpanProcessor(span_exporter)
+    provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     _providers.append(provider)
     if metrics_to != "none":
-        meter_provider = _meter_provider(metrics_to, resource)
+        meter_provider = _meter_provider(metrics_to, metrics_protocol, resource)
         metrics.set_meter_provider(meter_provider)  # OpenTelemetry keeps a provider the application set
         if metrics.get_meter_provider() is meter_provider:
             _providers.append(meter_provider)
@@ -159,14 +208,16 @@ def configure(
     return provider
 
 
-def _meter_provider(kind: str, resource: Resource) -> MeterProvider:
+def _meter_provider(kind: str, protocol: str, resource: Resource) -> MeterProvider:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    return MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(_metric_exporter(kind))])
+    reader = PeriodicExportingMetricReader(_metric_exporter(kind, protocol))
+    return MeterProvider(resource=resource, metric_readers=[reader])
 
 
-def shutdown() -> None:
-    """Flush and stop what `configure()` set up (the CLI calls it before it exits)."""
+def shutdown() -> Delivery:
+    """Flush and stop what `configure()` set up; returns how many spans were sent and how many were not."""
     while _providers:
         _providers.pop().shutdown()
+    return Delivery(sent=_delivery.sent, failed=_delivery.failed)

@@ -71,6 +71,8 @@ TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
 TOOL_RESULT = "gen_ai.tool.call.result"
 STEP = "agentkit.step"
 """The step's index in its run (agentkit's own attribute)."""
+RESUMED = "agentkit.resumed"
+"""On `invoke_agent`: this invocation resumed a stored run."""
 
 # The conventions' advised bucket boundaries.
 _TOKEN_BUCKETS = [4.0**n for n in range(14)]  # 1, 4, 16, ... 67108864
@@ -152,7 +154,9 @@ def message_parts(message: Message) -> dict[str, Any]:
 
 
 def output_messages(message: AssistantMessage, finish_reason: str) -> str:
-    return dumps([{**message_parts(message), "finish_reason": finish_reason}])
+    # The conventions' message schema says `tool_call` where the response's finish reason says `tool_calls`.
+    reason = "tool_call" if finish_reason == "tool_calls" else finish_reason
+    return dumps([{**message_parts(message), "finish_reason": reason}])
 
 
 def input_attributes(messages: Sequence[Message]) -> dict[str, str]:
@@ -298,13 +302,29 @@ class AgentSpan:
     runtime: Runtime
     run_id: str
     content: bool
+    ended: bool = False
 
     @classmethod
-    def start(cls, name: str, run_id: str, runtime: Runtime, *, typed: bool, messages: Sequence[Message]) -> AgentSpan:
-        """Start the span under whatever span is current (a workflow's, a tool's)."""
+    def start(
+        cls,
+        name: str,
+        run_id: str,
+        runtime: Runtime,
+        *,
+        typed: bool,
+        messages: Sequence[Message],
+        resumed: bool = False,
+    ) -> AgentSpan:
+        """Start the span under whatever span is current (a workflow's, a tool's).
+
+        A resumed run is a new trace of the same conversation (`gen_ai.conversation.id`),
+        marked `agentkit.resumed`; its `messages` are the conversation it goes on from.
+        """
         content, info = capture_content(), runtime.info
         attributes = agent_attributes(name, run_id, info.provider or info.name, info.model, info.server)
         attributes[OUTPUT_TYPE] = "json" if typed else "text"
+        if resumed:
+            attributes[RESUMED] = True
         span = tracer.start_span(f"invoke_agent {name}", kind=SpanKind.INTERNAL, attributes=attributes)
         if content and span.is_recording():
             span.set_attributes(input_attributes(messages))
@@ -321,7 +341,11 @@ class AgentSpan:
             yield
 
     def end(self, usage: Usage, *, answer: ModelResponse | None = None, error: BaseException | None = None) -> None:
-        """End the run's span: its total usage, its answer (opt-in) or its error."""
+        """End the run's span (once; later calls do nothing): the tokens this run
+        spent, its answer (opt-in) or its error."""
+        if self.ended:
+            return
+        self.ended = True
         self.span.set_attributes({**usage_attributes(usage), REQUEST_MODEL: self.runtime.info.model})
         if answer is not None and self.content:
             self.span.set_attribute(OUTPUT_MESSAGES, output_messages(answer.message, answer.finish_reason))
@@ -398,8 +422,14 @@ def tool_span(call: ToolCall, description: str | None) -> Iterator[ToolSpan]:
         f"execute_tool {call.name}",
         kind=SpanKind.INTERNAL,
         attributes=tool_attributes(call, description, content),
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
-        yield ToolSpan(span=span, content=content)
+        try:
+            yield ToolSpan(span=span, content=content)
+        except BaseException as exc:  # the executor turns failures into results: this is a cancellation
+            fail(span, describe_error(exc))
+            raise
 
 
 @contextmanager

@@ -8,13 +8,15 @@ ones; their times come from the store:
 - the run: from its creation to its last update;
 - a model call: ending when its step was committed, lasting the runtime's
   measured `total` (else starting where the step before it ended);
-- a tool call: from its start (see `StoredStep.tool_times`) to its result.
+- a tool call: from when the tool began to its stored result;
+- a turn that could not be read: from where the step before it ended.
 
 Metrics are not re-emitted: they were (or were not) recorded when the run happened.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -45,15 +47,22 @@ from agentkit.tracing.spans import (
 if TYPE_CHECKING:
     from agentkit.store import StoredRun, StoredStep
 
-__all__ = ["emit_run"]
+__all__ = ["EmittedTrace", "emit_run"]
 
 
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
-def emit_run(run: StoredRun) -> str:
-    """Emit `run` as one trace through the current tracer provider; returns its trace id (hex).
+@dataclass(frozen=True)
+class EmittedTrace:
+    trace_id: str
+    """The trace's id, hex (what dashboards search by)."""
+    spans: int
+
+
+def emit_run(run: StoredRun) -> EmittedTrace:
+    """Emit `run` as one trace through the current tracer provider.
 
     Call `configure()` first (or set up a provider): without one, this is a no-op.
     """
@@ -70,9 +79,10 @@ def emit_run(run: StoredRun) -> str:
     if content and root.is_recording():
         root.set_attributes(input_attributes(_conversation(run, _input_end(run, 0)) if run.steps else run.messages))
     context = trace.set_span_in_context(root)
-    boundary = record.created
+    boundary, spans = record.created, 1
     for n in range(len(run.steps)):
         boundary = _emit_step(run, n, context, boundary, content)
+        spans += 1 + len(run.steps[n].results)
     root.set_attributes(usage_attributes(run.usage))
     if record.status == "done":
         answer = run.steps[-1].response if run.steps else None
@@ -81,7 +91,7 @@ def emit_run(run: StoredRun) -> str:
     else:
         fail(root, record.error or f"the run's status is {record.status}")
     root.end(end_time=_ns(max(record.updated, boundary)))
-    return format(root.get_span_context().trace_id, "032x")
+    return EmittedTrace(trace_id=format(root.get_span_context().trace_id, "032x"), spans=spans)
 
 
 def _emit_step(run: StoredRun, n: int, context: Context, boundary: float, content: bool) -> float:

@@ -116,7 +116,7 @@ def test_a_cli_run_shows_up_in_phoenix_as_stored(phoenix: Phoenix, served: Serve
     )
 
 
-def test_a_stored_run_re_emitted_shows_up_in_phoenix_with_its_times(
+def test_a_stored_run_re_emitted_over_grpc_shows_up_in_phoenix_with_its_times(
     phoenix: Phoenix, tmp_path: Path, served: ServeCommand
 ) -> None:
     served.ensure_running()
@@ -129,9 +129,11 @@ def test_a_stored_run_re_emitted_shows_up_in_phoenix_with_its_times(
     run_id = ran.stderr.strip().splitlines()[-1].split()[1]
     stored = Store(db).load(run_id)
     project = "agentkit-re-emitted"
+    # Over gRPC this time, to Phoenix's gRPC receiver.
     sent = run_cli(
         "runs", "trace", run_id, "--db", str(db),
-        OTEL_EXPORTER_OTLP_ENDPOINT=phoenix.url, OTEL_RESOURCE_ATTRIBUTES=f"openinference.project.name={project}",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{phoenix.grpc_port}", OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_RESOURCE_ATTRIBUTES=f"openinference.project.name={project}",
     )  # fmt: skip
     assert sent.returncode == 0, sent.stderr
     expected = 1 + len(stored.steps) + sum(len(s.results) for s in stored.steps)
