@@ -116,6 +116,17 @@ class Metered:
         return replace(response, usage=usage, timings={"total": time.monotonic() - started})
 
 
+METERED_CHAT = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "vllm",
+    "gen_ai.request.model": "gemma-test",
+    "gen_ai.response.model": "gemma-test",
+    "server.address": "127.0.0.1",
+    "server.port": 8123,
+}
+"""What a `Metered` model call's span and metrics say of it."""
+
+
 @tool
 async def add(a: int, b: int) -> int:
     """Add two numbers."""
@@ -226,12 +237,7 @@ def test_a_run_with_parallel_calls_a_failing_tool_and_a_typed_output(spans: InMe
     }
     assert agent.status.status_code == StatusCode.UNSET
     assert attrs(first) == {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "vllm",
-        "gen_ai.request.model": "gemma-test",
-        "gen_ai.response.model": "gemma-test",
-        "server.address": "127.0.0.1",
-        "server.port": 8123,
+        **METERED_CHAT,
         "gen_ai.conversation.id": result.run_id,
         "agentkit.step": 0,
         "gen_ai.output.type": "json",
@@ -337,14 +343,7 @@ def test_metrics_follow_the_conventions(
     before = histograms(reader)
     calculator(Metered(parallel_script())).run("What is 1 + 2?")
     after = histograms(reader)
-    common = {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "vllm",
-        "gen_ai.request.model": "gemma-test",
-        "gen_ai.response.model": "gemma-test",
-        "server.address": "127.0.0.1",
-        "server.port": 8123,
-    }
+    common = METERED_CHAT
     key = json.dumps(common, sort_keys=True)
     duration = after["gen_ai.client.operation.duration", key]
     assert duration.count - count_of(before, "gen_ai.client.operation.duration", key) == 2
