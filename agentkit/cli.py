@@ -1,6 +1,8 @@
 """The `agentkit` command: run agents, serve models, probe servers, and work with stored runs.
 
     agentkit run myagents:WeatherAgent "Is it cold in Oslo?"
+    agentkit run flow.yaml -i topic="tidal power"
+    agentkit workflow validate flow.yaml
     agentkit serve vllm:default --port 8000
     agentkit doctor vllm-server:http://localhost:8000/v1
     agentkit runs list --status failed
@@ -77,6 +79,12 @@ app = typer.Typer(
 )
 runs = typer.Typer(name="runs", help="List, show, search, resume, replay and export stored runs.", no_args_is_help=True)
 app.add_typer(runs)
+workflow = typer.Typer(
+    name="workflow",
+    help="Check YAML workflows, print their JSON Schema, show stored workflow runs.",
+    no_args_is_help=True,
+)
+app.add_typer(workflow)
 
 Db = Annotated[
     Path | None,
@@ -118,19 +126,110 @@ def main() -> None:
 # --- commands ---------------------------------------------------------------------------------
 
 
+AllowModule = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-module",
+        metavar="MODULE",
+        help="A module (with its submodules) the workflow may import agents and tools from, beyond agentkit.tools "
+        "and the workflow's own directory; repeatable.",
+        show_default=False,
+    ),
+]
+
+
 @app.command("run")
 def run_agent(
-    agent: Annotated[str, typer.Argument(metavar="MODULE:CLASS", help="The agent class, e.g. myagents:WeatherAgent.")],
-    prompt: Annotated[str, typer.Argument(help="What to ask the agent.")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TARGET",
+            help="An agent class (MODULE:CLASS, e.g. myagents:WeatherAgent) or a workflow file (.yaml).",
+        ),
+    ],
+    prompt: Annotated[
+        str | None, typer.Argument(help="What to ask the agent (an agent only).", show_default=False)
+    ] = None,
+    given: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", metavar="KEY=VALUE", help="A workflow input; repeatable.", show_default=False),
+    ] = None,
+    inputs_file: Annotated[
+        Path | None,
+        typer.Option("--inputs", metavar="FILE", help="A workflow's inputs as a JSON object.", show_default=False),
+    ] = None,
+    allow_module: AllowModule = None,
     runtime: RuntimeURI = None,
     db: Db = None,
     trace: Trace = False,
 ) -> None:
-    """Run an agent on a prompt and store the run; prints the output (the run id goes to stderr)."""
-    cls = _agent_class(agent)
+    """Run an agent on a prompt, or a workflow on its inputs, and store the run; prints the output (ids: stderr)."""
+    if _is_workflow(target):
+        if prompt is not None:
+            raise CommandError(f"a workflow takes inputs, not a prompt: agentkit run {target} -i KEY=VALUE")
+        _run_workflow(Path(target), given or [], inputs_file, allow_module or [], runtime, db, trace)
+        return
+    if given or inputs_file or allow_module:
+        raise CommandError("--input, --inputs and --allow-module are for workflows (a .yaml file), not agents")
+    if prompt is None:
+        raise CommandError(f'what should {target} do? give a prompt: agentkit run {target} "QUESTION"')
+    cls = _agent_class(target)
     with closing(_open(db, create=True)) as store, _tracing(trace):
-        built = _build(cls, agent, store, runtime)
+        built = _build(cls, target, store, runtime)
         _finish(store, lambda: built.run(prompt))
+
+
+@workflow.command("validate")
+def validate_workflow(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The workflow file.")],
+    allow_module: AllowModule = None,
+) -> None:
+    """Check a workflow file without running it: every problem with its line, column and place in the document."""
+    from agentkit.workflow import Workflow
+
+    flow = Workflow.load(file, allow_modules=allow_module or [])
+    steps = sum(1 for _ in _walk_steps(flow.spec.steps))
+    inputs = ", ".join(f"{name}{'' if spec.required else '?'}" for name, spec in flow.spec.inputs.items()) or "none"
+    typer.echo(f"{file}: workflow {flow.name!r} is valid: {steps} steps, inputs: {inputs}")
+
+
+@workflow.command("schema")
+def workflow_schema() -> None:
+    """Print the JSON Schema of workflow files (editors validate and complete YAML with it)."""
+    from agentkit.workflow import schema_text
+
+    typer.echo(schema_text(), nl=False)
+
+
+@workflow.command("show")
+def show_workflow(run_id: RunId, db: Db = None) -> None:
+    """Show a stored workflow run: its inputs, each step's status and output, its agent runs."""
+    with closing(_open(db)) as store:
+        record = store.workflow_run(run_id)
+    console = _console()
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    grid.add_row("workflow run", record.id)
+    grid.add_row("workflow", f"{record.name} ({record.file})" if record.file else record.name)
+    grid.add_row("status", _status(record.status))
+    grid.add_row("created", _time(record.created))
+    grid.add_row("inputs", _json(record.inputs))
+    if record.output is not None:
+        grid.add_row("output", record.output if isinstance(record.output, str) else _json(record.output))
+    if record.error:
+        grid.add_row("error", Text(record.error, style="red"))
+    console.print(grid)
+    table = Table("step", "kind", "status", "time", "output or error", "agent run", box=None)
+    for step in record.steps:
+        took = f"{step.finished - step.started:.1f} s" if step.finished is not None and step.status != "skipped" else ""
+        shown = (
+            Text(step.error, style="red")
+            if step.error
+            else Text(_one_line(_brief(step.output)) if step.output is not None else "")
+        )
+        table.add_row(step.step, step.kind, _status(step.status), took, shown, step.run_id or "")
+    console.print(table)
 
 
 @app.command("serve")
@@ -424,6 +523,61 @@ def _finish(store: Store, go: Callable[[], RunResult[Any]]) -> None:
     typer.echo(f"run {result.run_id} done", err=True)
 
 
+def _is_workflow(target: str) -> bool:
+    return target.endswith((".yaml", ".yml")) or (":" not in target and Path(target).is_file())
+
+
+def _walk_steps(steps: Any) -> Iterator[Any]:
+    for step in steps:
+        yield step
+        for body in ("then", "else_", "steps", "parallel"):
+            yield from _walk_steps(getattr(step, body, None) or [])
+
+
+def _run_workflow(
+    file: Path,
+    given: list[str],
+    inputs_file: Path | None,
+    allowed: list[str],
+    runtime: str | None,
+    db: Path | None,
+    trace: bool,
+) -> None:
+    from agentkit.errors import WorkflowFailed
+    from agentkit.workflow import Workflow
+    from agentkit.workflow.progress import Progress
+
+    flow = Workflow.load(file, allow_modules=allowed)
+    values: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            loaded = json.loads(inputs_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot read the inputs from {inputs_file}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise CommandError(f"{inputs_file} must hold a JSON object of inputs, got {type(loaded).__name__}")
+        values.update(loaded)
+    texts = []
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--input {item!r}: write KEY=VALUE, e.g. -i topic=tides")
+        values[key.strip()] = value
+        texts.append(key.strip())
+    inputs = flow.inputs(values, as_text=texts)  # refused here, before anything runs
+    progress = Progress(Console(stderr=True, markup=False, emoji=False, highlight=False))
+    with closing(_open(db, create=True)) as store, _tracing(trace):
+        try:
+            result = flow.run(inputs, runtime=runtime, store=store, on_event=progress.show)
+        except WorkflowFailed as exc:
+            _error(exc)
+            typer.echo(f"workflow run {exc.workflow_run} failed (agentkit workflow show {exc.workflow_run})", err=True)
+            raise typer.Exit(1) from None
+    output = result.output
+    typer.echo(output if isinstance(output, str) else _json(output, indent=2))
+    typer.echo(f"workflow run {result.workflow_run} done", err=True)
+
+
 @contextmanager
 def _tracing(asked: bool) -> Iterator[_Traced]:
     """Tracing set up for one command, when asked (`--trace`) or when the environment asks; flushed at the end.
@@ -543,7 +697,15 @@ def _console() -> Console:
 
 
 def _error(exc: BaseException) -> None:
-    typer.echo(f"error: {_one_line(str(exc))}", err=True)
+    from agentkit.errors import WorkflowSpecError
+
+    # A workflow's problems are one per line, each with its file:line:column.
+    typer.echo(f"error: {str(exc) if isinstance(exc, WorkflowSpecError) else _one_line(str(exc))}", err=True)
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else _json(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _one_line(text: str) -> str:

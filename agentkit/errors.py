@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentkit.loop import RunResult
     from agentkit.runtime import Usage
+    from agentkit.workflow.source import Problem
 
 __all__ = [
     "AgentkitError",
@@ -26,6 +28,8 @@ __all__ = [
     "ToolTimeoutError",
     "TracingError",
     "UnknownToolError",
+    "WorkflowFailed",
+    "WorkflowSpecError",
 ]
 
 
@@ -179,3 +183,35 @@ class ScriptError(AgentkitError, AssertionError):
 
 class TracingError(AgentkitError, ValueError):
     """Tracing cannot be set up as asked (an unknown exporter or OTLP protocol)."""
+
+
+class WorkflowSpecError(AgentkitError, ValueError):
+    """A workflow file is wrong: each problem with its line, column and place in the document.
+
+    Raised before any step runs. `problems` are the `agentkit.workflow.Problem`s
+    found, in file order.
+    """
+
+    def __init__(self, file: str, problems: Sequence[Problem]) -> None:
+        self.file = file
+        self.problems = tuple(sorted(problems, key=lambda p: (p.line, p.column)))
+        lines = [p.render(file) for p in self.problems]
+        if len(lines) == 1:
+            super().__init__(lines[0])
+        else:
+            super().__init__(f"{file}: {len(lines)} problems\n" + "\n".join(lines))
+
+
+class WorkflowFailed(AgentkitError, RuntimeError):
+    """A workflow step failed while the workflow ran.
+
+    `workflow_run` is the stored workflow run's id (None when not recorded),
+    `step` the failing step's place (`forecasts[2].forecast`), and the step's
+    own error is the `__cause__`. Steps that finished keep their outputs in
+    the store.
+    """
+
+    def __init__(self, message: str, *, step: str, workflow_run: str | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.workflow_run = workflow_run

@@ -116,6 +116,9 @@ class LoopConfig:
     """Where the run is recorded as it happens (None: not recorded)."""
     agent_path: str = ""
     """The agent's import path (`module:Class`), stored with the run."""
+    workflow_run: str | None = None
+    """The stored workflow run this run is a step of, and which step (`agentkit.workflow`)."""
+    workflow_step: str | None = None
 
 
 def output_schema(output_type: Any) -> dict[str, Any] | None:
@@ -187,6 +190,8 @@ async def run_loop(
                 max_steps=config.max_steps,
                 tools=specs,
                 output_schema=schema,
+                workflow_run=config.workflow_run,
+                workflow_step=config.workflow_step,
             )
             run_id = recorder.run_id
         else:

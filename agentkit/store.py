@@ -41,7 +41,19 @@ from agentkit.messages import AssistantMessage, Message, ToolCall, ToolResult
 from agentkit.runtime import ModelResponse, RuntimeInfo, Sampling, Usage
 from agentkit.tool import ToolSpec
 
-__all__ = ["MIGRATIONS", "STATUSES", "RunRecord", "RunRecorder", "Store", "default_path", "new_id", "schema_markdown"]
+__all__ = [
+    "MIGRATIONS",
+    "STATUSES",
+    "RunRecord",
+    "RunRecorder",
+    "Store",
+    "WorkflowRecord",
+    "WorkflowRecorder",
+    "WorkflowStepRecord",
+    "default_path",
+    "new_id",
+    "schema_markdown",
+]
 
 STATUSES = ("running", "done", "failed", "cancelled", "budget_exhausted")
 """A run's status: `running` until it ends (and for ever, if its process was killed)."""
@@ -172,6 +184,41 @@ def _trace_names(db: sqlite_utils.Database) -> None:
     db.table("tool_results").add_column("started", float)
 
 
+@MIGRATIONS(name="0004_workflows")
+def _workflows(db: sqlite_utils.Database) -> None:
+    # A workflow run is the parent of its agent steps' runs; its other steps
+    # (tools, branches, loops) keep their outputs here.
+    db.execute(
+        """CREATE TABLE workflow_runs (
+            id TEXT PRIMARY KEY,             -- a ULID
+            name TEXT NOT NULL,              -- the workflow's name
+            file TEXT,                       -- the workflow file, as given
+            status TEXT NOT NULL,            -- running | done | failed | cancelled
+            inputs TEXT NOT NULL,            -- JSON
+            output TEXT,                     -- JSON
+            error TEXT,
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE workflow_steps (
+            workflow_run TEXT NOT NULL REFERENCES workflow_runs(id),
+            step TEXT NOT NULL,              -- its place: research, forecasts[2].forecast
+            kind TEXT NOT NULL,              -- agent | tool | when | foreach | parallel | max_iterations
+            status TEXT NOT NULL,            -- running | done | skipped | failed | cancelled
+            output TEXT,                     -- JSON
+            error TEXT,
+            started REAL NOT NULL,
+            finished REAL,
+            PRIMARY KEY (workflow_run, step)
+        )"""
+    )
+    db.execute("ALTER TABLE runs ADD COLUMN workflow_run TEXT REFERENCES workflow_runs(id)")
+    db.execute("ALTER TABLE runs ADD COLUMN workflow_step TEXT")
+    db.execute("CREATE INDEX runs_by_workflow ON runs(workflow_run)")
+
+
 # --- values read back ---------------------------------------------------------------------
 
 
@@ -193,6 +240,9 @@ class RunRecord:
     error: str | None = None
     name: str = ""
     """The agent's name (its class name unless it was given another)."""
+    workflow_run: str | None = None
+    """The workflow run this run is a step of, and which step (None: not part of one)."""
+    workflow_step: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,6 +287,40 @@ class StoredRun:
     """Each message's stored position (a pending call's result leaves a gap)."""
     steps: tuple[StoredStep, ...]
     usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowStepRecord:
+    """A step of a stored workflow run."""
+
+    step: str
+    """Its place in the workflow: `research`, `forecasts[2].forecast`."""
+    kind: str
+    status: str
+    """running | done | skipped | failed | cancelled"""
+    output: Any = None
+    error: str | None = None
+    started: float
+    finished: float | None = None
+    run_id: str | None = None
+    """The agent run of an agent step."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowRecord:
+    """A stored workflow run."""
+
+    id: str
+    name: str
+    file: str | None
+    status: str
+    inputs: Mapping[str, Any]
+    output: Any = None
+    error: str | None = None
+    created: float
+    updated: float
+    steps: tuple[WorkflowStepRecord, ...] = ()
+    """Its steps in the order they started (only from `Store.workflow_run`)."""
 
 
 # --- the store ------------------------------------------------------------------------------
@@ -366,10 +450,13 @@ class Store:
         tools: Sequence[ToolSpec] = (),
         output_schema: Mapping[str, Any] | None = None,
         name: str | None = None,
+        workflow_run: str | None = None,
+        workflow_step: str | None = None,
     ) -> RunRecorder:
         """Record a new run, what it offers the model and its opening messages; returns its recorder.
 
-        `name` is the agent's name (default: the class name in `agent`).
+        `name` is the agent's name (default: the class name in `agent`);
+        `workflow_run` and `workflow_step` link the run to the workflow step it is.
         """
         run_id, now = new_id(), _now()
         offered = [
@@ -384,8 +471,8 @@ class Store:
         ]
         statements: list[tuple[str, Sequence[Any]]] = [
             (
-                "INSERT INTO runs (id, agent, name, status, created, updated, max_steps, tools, output_schema) "
-                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (id, agent, name, status, created, updated, max_steps, tools, output_schema, "
+                "workflow_run, workflow_step) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     agent,
@@ -395,6 +482,8 @@ class Store:
                     max_steps,
                     _dumps(offered),
                     _dumps(output_schema) if output_schema else None,
+                    workflow_run,
+                    workflow_step,
                 ),
             )
         ]
@@ -409,9 +498,11 @@ class Store:
 
     # --- reading ----------------------------------------------------------------------
 
-    def runs(self, *, limit: int = 50, status: str | None = None) -> list[RunRecord]:
-        """The newest runs first."""
-        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+    def runs(self, *, limit: int = 50, status: str | None = None, workflow_run: str | None = None) -> list[RunRecord]:
+        """The newest runs first; with `workflow_run`, that workflow run's agent runs."""
+        clauses = [(c, v) for c, v in (("status = ?", status), ("workflow_run = ?", workflow_run)) if v is not None]
+        where = ("WHERE " + " AND ".join(c for c, _ in clauses)) if clauses else ""
+        params = [v for _, v in clauses]
         rows = self.db.execute(
             f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ?",
             [*params, limit],
@@ -507,6 +598,38 @@ class Store:
             usage=usage,
         )
 
+    def begin_workflow(self, *, name: str, file: str | None, inputs: Mapping[str, Any]) -> WorkflowRecorder:
+        """Record a new workflow run; its agent steps' runs are linked to it."""
+        run_id, now = new_id(), _now()
+        self._write(
+            [
+                (
+                    "INSERT INTO workflow_runs (id, name, file, status, inputs, created, updated) "
+                    "VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                    (run_id, name, file, _dumps(dict(inputs)), now, now),
+                )
+            ]
+        )
+        return WorkflowRecorder(self, run_id)
+
+    def workflow_runs(self, *, limit: int = 50) -> list[WorkflowRecord]:
+        """The newest workflow runs first."""
+        rows = self.db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflow_runs ORDER BY id DESC LIMIT ?", [limit])
+        return [_workflow_record(row) for row in rows.fetchall()]
+
+    def workflow_run(self, run_id: str) -> WorkflowRecord:
+        """One workflow run with its steps. Raises `StoreError` if there is none."""
+        row = self.db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflow_runs WHERE id = ?", [run_id]).fetchone()
+        if row is None:
+            raise StoreError(f"no workflow run {run_id!r} in {self.path}")
+        steps = self.db.execute(
+            "SELECT s.step, s.kind, s.status, s.output, s.error, s.started, s.finished, "
+            "(SELECT r.id FROM runs r WHERE r.workflow_run = s.workflow_run AND r.workflow_step = s.step) "
+            "FROM workflow_steps s WHERE s.workflow_run = ? ORDER BY s.started, s.step",
+            [run_id],
+        ).fetchall()
+        return _workflow_record(row, steps)
+
     def search(self, text: str, *, limit: int = 20) -> list[tuple[str, int, str]]:
         """Messages matching `text` (SQLite FTS5 syntax): (run id, position, snippet)."""
         try:
@@ -526,12 +649,13 @@ class Store:
 
 _RUN_COLUMNS = (
     "id, agent, name, status, created, updated, max_steps, tools, output_schema, output, error, "
-    "(SELECT COUNT(*) FROM steps WHERE run_id = runs.id)"
+    "(SELECT COUNT(*) FROM steps WHERE run_id = runs.id), workflow_run, workflow_step"
 )
 
 
 def _record(row: Sequence[Any]) -> RunRecord:
-    run_id, agent, name, status, created, updated, max_steps, tools, output_schema, output, error, steps = row
+    run_id, agent, name, status, created, updated, max_steps, tools, output_schema, output, error, steps, *rest = row
+    workflow_run, workflow_step = rest
     return RunRecord(
         id=run_id,
         agent=agent,
@@ -545,6 +669,39 @@ def _record(row: Sequence[Any]) -> RunRecord:
         output_schema=json.loads(output_schema) if output_schema else None,
         output=json.loads(output) if output is not None else None,
         error=error,
+        workflow_run=workflow_run,
+        workflow_step=workflow_step,
+    )
+
+
+_WORKFLOW_COLUMNS = "id, name, file, status, inputs, output, error, created, updated"
+
+
+def _workflow_record(row: Sequence[Any], steps: Sequence[Sequence[Any]] = ()) -> WorkflowRecord:
+    run_id, name, file, status, inputs, output, error, created, updated = row
+    return WorkflowRecord(
+        id=run_id,
+        name=name,
+        file=file,
+        status=status,
+        inputs=json.loads(inputs),
+        output=json.loads(output) if output is not None else None,
+        error=error,
+        created=created,
+        updated=updated,
+        steps=tuple(
+            WorkflowStepRecord(
+                step=step,
+                kind=kind,
+                status=step_status,
+                output=json.loads(step_output) if step_output is not None else None,
+                error=step_error,
+                started=started,
+                finished=finished,
+                run_id=agent_run,
+            )
+            for step, kind, step_status, step_output, step_error, started, finished, agent_run in steps
+        ),
     )
 
 
@@ -709,6 +866,53 @@ class RunRecorder:
 
     def _touch(self) -> tuple[str, Sequence[Any]]:
         return ("UPDATE runs SET updated = ?, status = 'running' WHERE id = ?", (_now(), self.run_id))
+
+
+class WorkflowRecorder:
+    """Writes one workflow run's steps as they start and end."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def step_started(self, step: str, kind: str) -> None:
+        self.store._write(
+            [
+                (
+                    "INSERT OR REPLACE INTO workflow_steps (workflow_run, step, kind, status, started) "
+                    "VALUES (?, ?, ?, 'running', ?)",
+                    (self.run_id, step, kind, _now()),
+                ),
+                self._touch(),
+            ]
+        )
+
+    def step_finished(self, step: str, status: str, *, output: Any = None, error: str | None = None) -> None:
+        """A step's end: `done`, `skipped`, `failed` or `cancelled`."""
+        self.store._write(
+            [
+                (
+                    "UPDATE workflow_steps SET status = ?, output = ?, error = ?, finished = ? "
+                    "WHERE workflow_run = ? AND step = ?",
+                    (status, _dumps(output) if output is not None else None, error, _now(), self.run_id, step),
+                ),
+                self._touch(),
+            ]
+        )
+
+    def finished(self, status: str, *, output: Any = None, error: str | None = None) -> None:
+        """The workflow run's end: `done`, `failed` or `cancelled`."""
+        self.store._write(
+            [
+                (
+                    "UPDATE workflow_runs SET status = ?, output = ?, error = ?, updated = ? WHERE id = ?",
+                    (status, _dumps(output) if output is not None else None, error, _now(), self.run_id),
+                )
+            ]
+        )
+
+    def _touch(self) -> tuple[str, Sequence[Any]]:
+        return ("UPDATE workflow_runs SET updated = ? WHERE id = ?", (_now(), self.run_id))
 
 
 def schema_markdown() -> str:

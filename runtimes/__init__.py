@@ -32,7 +32,16 @@ if TYPE_CHECKING:
     from agentkit.runtimes.vllm import VLLMEngine
     from agentkit.runtimes.vllm_server import VLLMServer
 
-__all__ = ["OpenAICompatible", "RetryPolicy", "ScriptedRuntime", "VLLMEngine", "VLLMServer", "resolve"]
+__all__ = [
+    "SCHEMES",
+    "OpenAICompatible",
+    "RetryPolicy",
+    "ScriptedRuntime",
+    "VLLMEngine",
+    "VLLMServer",
+    "check_uri",
+    "resolve",
+]
 
 _LAZY = {
     "OpenAICompatible": "agentkit.runtimes.openai",
@@ -50,8 +59,12 @@ _ENGINES: dict[str, Runtime] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def resolve(uri: str) -> Runtime:
-    """The runtime a URI names.
+SCHEMES = ("vllm", "vllm-server", *_SERVER_SCHEMES, "scripted")
+"""The runtime URI schemes `resolve` knows."""
+
+
+def check_uri(uri: str) -> None:
+    """Check a runtime URI's form and scheme without making the runtime (nothing is started or read).
 
     Raises:
         RuntimeUnavailable: the URI's scheme is unknown or malformed.
@@ -59,6 +72,18 @@ def resolve(uri: str) -> Runtime:
     scheme, sep, rest = uri.partition(":")
     if not sep or not rest:
         raise RuntimeUnavailable(f"runtime URI {uri!r} must look like SCHEME:VALUE, e.g. vllm:default")
+    if scheme not in SCHEMES:
+        raise RuntimeUnavailable(f"unknown runtime scheme {scheme!r} in {uri!r}; known: {', '.join(SCHEMES)}")
+
+
+def resolve(uri: str) -> Runtime:
+    """The runtime a URI names.
+
+    Raises:
+        RuntimeUnavailable: the URI's scheme is unknown or malformed.
+    """
+    check_uri(uri)
+    scheme, _, rest = uri.partition(":")
     if scheme == "vllm":
         from agentkit.runtimes.vllm import VLLMEngine
 
@@ -82,8 +107,7 @@ def resolve(uri: str) -> Runtime:
         from agentkit.runtimes.scripted import ScriptedRuntime
 
         return ScriptedRuntime.from_file(rest)
-    known = ", ".join(["vllm", "vllm-server", *_SERVER_SCHEMES, "scripted"])
-    raise RuntimeUnavailable(f"unknown runtime scheme {scheme!r} in {uri!r}; known: {known}")
+    raise AssertionError(f"check_uri let {uri!r} through")  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,16 @@ A turn is an `AssistantMessage`, a string (a final text answer) or a mapping
 `{"text": ..., "thinking": ..., "tool_calls": [{"name": ..., "arguments": {...}}]}`.
 `ScriptedRuntime.from_file(path)` reads a JSON list of such turns (the
 `scripted:FILE.json` URI).
+
+When several agents share one runtime concurrently (a workflow's `foreach`),
+which of them asks first is not fixed. A script can then be a mapping from a
+piece of each agent's prompt to its own turns: a request is answered from the
+script whose key appears in its first user message, each played in order.
+
+    runtime = ScriptedRuntime({
+        "Oslo": ["Cold, -3 °C."],
+        "Lima": ["Mild, 18 °C."],
+    })
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ScriptError
-from agentkit.messages import AssistantMessage, ToolCall
+from agentkit.messages import AssistantMessage, ToolCall, UserMessage
 from agentkit.runtime import ModelRequest, ModelResponse, RuntimeInfo, Usage
 
 __all__ = ["ScriptedRuntime", "Turn"]
@@ -58,20 +68,27 @@ class ScriptedRuntime:
     """Answers each request with the next turn of a script.
 
     Args:
-        turns: The model's turns, in order.
+        turns: The model's turns, in order; or a mapping from a piece of the
+            prompt (the first user message) to the turns of the conversations
+            that have it.
         name: The model name it reports.
 
     Raises:
         ScriptError: (from `generate`) the script is exhausted, or its next turn
             calls a tool the request does not offer, or answers in text where
-            the request requires a call.
+            the request requires a call; or, for a keyed script, the prompt
+            has no key or more than one.
     """
 
-    def __init__(self, turns: Sequence[Turn], *, name: str = "scripted") -> None:
-        self.turns = tuple(_to_message(t, i) for i, t in enumerate(turns))
+    def __init__(self, turns: Sequence[Turn] | Mapping[str, Sequence[Turn]], *, name: str = "scripted") -> None:
+        scripts = turns if isinstance(turns, Mapping) else {"": turns}
+        if isinstance(turns, Mapping) and not turns:
+            raise ScriptError("a keyed script needs at least one key")
+        self.scripts = {key: tuple(_to_message(t, i) for i, t in enumerate(each)) for key, each in scripts.items()}
+        """The turns of each conversation by the piece of prompt that picks it ("" for a plain list)."""
         self.requests: list[ModelRequest] = []
         """Every request received, for assertions in tests."""
-        self._next = 0
+        self._played = dict.fromkeys(self.scripts, 0)
         self._lock = threading.Lock()
         self._info = RuntimeInfo(name="scripted", model=name, dialect="none", constrained=False)
 
@@ -89,8 +106,12 @@ class ScriptedRuntime:
             raise ScriptError(f"cannot read script {file}: {exc.strerror}") from exc
         except ValueError as exc:
             raise ScriptError(f"script {file} is not valid JSON: {exc}") from exc
-        if not isinstance(data, list):
-            raise ScriptError(f"script {file} must hold a JSON list of turns, got {type(data).__name__}")
+        if not isinstance(data, list | dict) or (
+            isinstance(data, dict) and not all(isinstance(v, list) for v in data.values())
+        ):
+            raise ScriptError(
+                f"script {file} must hold a JSON list of turns, or an object of such lists, got {type(data).__name__}"
+            )
         return cls(data, name=file.stem)
 
     @property
@@ -98,24 +119,42 @@ class ScriptedRuntime:
         return self._info
 
     @property
+    def turns(self) -> tuple[AssistantMessage, ...]:
+        """The turns of a plain (unkeyed) script."""
+        return self.scripts.get("", ())
+
+    @property
     def remaining(self) -> int:
         """Turns not played yet."""
-        return len(self.turns) - self._next
+        return sum(len(turns) - self._played[key] for key, turns in self.scripts.items())
 
     def reset(self) -> None:
         """Play the script again from its first turn."""
         with self._lock:
-            self._next = 0
+            self._played = dict.fromkeys(self.scripts, 0)
             self.requests.clear()
 
+    def _script(self, request: ModelRequest) -> str:
+        if "" in self.scripts:
+            return ""
+        prompt = next((m.text for m in request.messages if isinstance(m, UserMessage)), "")
+        keys = [key for key in self.scripts if key in prompt]
+        if len(keys) != 1:
+            found = f"{len(keys)} keys ({', '.join(map(repr, keys))})" if keys else "none of the keys"
+            raise ScriptError(f"the prompt {prompt[:120]!r} holds {found}; a keyed script needs exactly one")
+        return keys[0]
+
     async def generate(self, request: ModelRequest) -> ModelResponse:
+        key = self._script(request)
+        turns = self.scripts[key]
         with self._lock:
-            index = self._next
-            if index >= len(self.turns):
-                raise ScriptError(f"the script has {len(self.turns)} turns and all were played; add more turns")
-            self._next += 1
+            index = self._played[key]
+            if index >= len(turns):
+                which = f" for {key!r}" if key else ""
+                raise ScriptError(f"the script{which} has {len(turns)} turns and all were played; add more turns")
+            self._played[key] += 1
             self.requests.append(request)
-        message = self.turns[index]
+        message = turns[index]
         offered = {t.name for t in request.allowed_tools}
         for call in message.tool_calls:
             if call.name not in offered:

@@ -1,0 +1,135 @@
+"""YAML workflows: agents and tools in a pipeline described in a file, checked before anything runs.
+
+    from agentkit.workflow import Workflow
+
+    flow = Workflow.load("examples/workflows/research.yaml")
+    result = flow.run({"topic": "tidal power"}, store="runs.db")
+    print(result.output)
+
+`Workflow.load` reads the file and checks all of it (see
+`agentkit.workflow.check`); every mistake is one `WorkflowSpecError` line
+with the file, line, column and the place in the document. The spec is in
+`agentkit.workflow.spec`; its JSON Schema is `docs/workflow.schema.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agentkit.runtime import Runtime
+from agentkit.store import Store
+from agentkit.workflow.check import Plan, check
+from agentkit.workflow.imports import Importer
+from agentkit.workflow.inputs import resolve_inputs
+from agentkit.workflow.runner import StepEvent, WorkflowResult, execute
+from agentkit.workflow.source import Problem, Source
+from agentkit.workflow.spec import WorkflowSpec, json_schema, schema_text
+
+__all__ = ["Problem", "StepEvent", "Workflow", "WorkflowResult", "WorkflowSpec", "json_schema", "schema_text"]
+
+
+class Workflow:
+    """A checked workflow, ready to run any number of times.
+
+    Build it with `Workflow.load(path)` or `Workflow.parse(text)`.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    @classmethod
+    def load(cls, path: str | Path, *, allow_modules: Sequence[str] = ()) -> Workflow:
+        """Read and check a workflow file.
+
+        Args:
+            path: The YAML file.
+            allow_modules: Modules (with their submodules) the workflow may
+                import agents and tools from, beyond `agentkit.tools` and
+                the file's own directory.
+
+        Raises:
+            WorkflowSpecError: what is wrong with the file, every problem at its line.
+        """
+        source = Source.read(path)
+        return cls(check(source, Importer(source.directory, allow_modules)))
+
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        *,
+        file: str = "<workflow>",
+        directory: str | Path | None = None,
+        allow_modules: Sequence[str] = (),
+    ) -> Workflow:
+        """Check a workflow given as text; `directory` is where its own modules are (default: none)."""
+        where = Path(directory).resolve() if directory is not None else None
+        source = Source.parse(text, file=file, directory=where)
+        return cls(check(source, Importer(where, allow_modules)))
+
+    @property
+    def spec(self) -> WorkflowSpec:
+        return self.plan.spec
+
+    @property
+    def name(self) -> str:
+        return self.plan.spec.name
+
+    def inputs(self, given: Mapping[str, Any] | None = None, *, as_text: Sequence[str] = ()) -> dict[str, Any]:
+        """The inputs a run would get: `given` checked against the declared types, plus defaults.
+
+        Args:
+            given: Values by name.
+            as_text: Names whose values are command-line text, read by the input's type.
+
+        Raises:
+            WorkflowSpecError: an input is unknown, missing or of the wrong type.
+        """
+        return resolve_inputs(self.plan.source, self.spec.inputs, given or {}, as_text=frozenset(as_text))
+
+    async def arun(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        runtime: Runtime | str | None = None,
+        store: Store | str | Path | None = None,
+        on_event: Callable[[StepEvent], None] | None = None,
+    ) -> WorkflowResult:
+        """Run the workflow.
+
+        Args:
+            inputs: The inputs by name (checked before any step runs).
+            runtime: The runtime for agent steps that do not name their own;
+                replaces the file's `runtime`.
+            store: Record the workflow run and its agent runs here.
+            on_event: Called as each step starts, ends or is skipped.
+
+        Raises:
+            WorkflowSpecError: the inputs do not fit (nothing ran).
+            WorkflowFailed: a step failed; its error is the `__cause__`.
+        """
+        values = self.inputs(inputs)
+        if isinstance(store, str | Path):
+            store = Store(store)
+        return await execute(self.plan, values, runtime=runtime, store=store, on_event=on_event)
+
+    def run(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        runtime: Runtime | str | None = None,
+        store: Store | str | Path | None = None,
+        on_event: Callable[[StepEvent], None] | None = None,
+    ) -> WorkflowResult:
+        """`arun` for code that is not async."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun(inputs, runtime=runtime, store=store, on_event=on_event))
+        raise RuntimeError(f"workflow {self.name!r}: run() was called inside an event loop; use `await flow.arun(...)`")
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r} from {self.plan.source.file} steps={[n.id for n in self.plan.steps]}>"

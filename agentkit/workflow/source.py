@@ -1,0 +1,158 @@
+"""Reading a workflow file: safe YAML that remembers where every value was written.
+
+Every problem found in a file, however late, is reported at its place:
+`flow.yaml:12:9: steps[1].agent.tools[0]: no module 'mytols'`. A `Source`
+keeps the position of each key and value by its path in the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentkit.errors import WorkflowSpecError
+
+__all__ = ["DocPath", "Problem", "Source", "format_path"]
+
+DocPath = tuple[str | int, ...]
+"""A place in the document: keys and list indices from the top."""
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:" + name
+    for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary", "merge")
+}
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """`("steps", 1, "agent")` as `steps[1].agent`; the top of the document as `(top)`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a workflow, where it is."""
+
+    message: str
+    path: DocPath = ()
+    line: int = 1
+    """1-based."""
+    column: int = 1
+    """1-based."""
+
+    def render(self, file: str) -> str:
+        where = f"{format_path(self.path)}: " if self.path else ""
+        return f"{file}:{self.line}:{self.column}: {where}{self.message}"
+
+
+@dataclass
+class Source:
+    """A parsed workflow file: its data and where each part of it was written."""
+
+    file: str
+    """The file's name as given (for messages)."""
+    data: Any
+    values: dict[DocPath, tuple[int, int]] = field(default_factory=dict)
+    """Path → (line, column) of the value, 1-based."""
+    keys: dict[DocPath, tuple[int, int]] = field(default_factory=dict)
+    """Path → (line, column) of the key that names it, 1-based."""
+    directory: Path | None = None
+    """The directory the file is in (None for text not read from a file)."""
+
+    @classmethod
+    def read(cls, path: str | Path) -> Source:
+        """Read and parse a file.
+
+        Raises:
+            WorkflowSpecError: the file cannot be read, is not YAML, or uses
+                a tag or a repeated key.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WorkflowSpecError(str(path), [Problem(f"cannot read the file: {exc}")]) from None
+        return cls.parse(text, file=str(path), directory=path.resolve().parent)
+
+    @classmethod
+    def parse(cls, text: str, *, file: str = "<workflow>", directory: Path | None = None) -> Source:
+        """Parse YAML text with the safe loader; see `read`."""
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise WorkflowSpecError(file, [Problem("the file is empty; a workflow needs name and steps")])
+            source = cls(file=file, data=None, directory=directory)
+            problems = list(source._walk(node, ()))
+            if problems:
+                raise WorkflowSpecError(file, problems)
+            source.data = loader.construct_document(node)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            what = exc.problem or exc.context or "unreadable"
+            if exc.context and exc.problem and exc.context_mark is not None:
+                opened = exc.context_mark
+                what += f" ({exc.context}, from line {opened.line + 1}, column {opened.column + 1})"
+            raise WorkflowSpecError(file, [Problem(f"not valid YAML: {what}", (), line, column)]) from None
+        except yaml.YAMLError as exc:
+            raise WorkflowSpecError(file, [Problem(f"not valid YAML: {exc}")]) from None
+        finally:
+            loader.dispose()
+        return source
+
+    def _walk(self, node: yaml.Node, path: DocPath) -> Iterable[Problem]:
+        start = (node.start_mark.line + 1, node.start_mark.column + 1)
+        self.values[path] = start
+        if node.tag not in _PLAIN_TAGS:
+            yield Problem(
+                f"the tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed: a workflow is plain data; "
+                "remove the tag",
+                path,
+                *start,
+            )
+            return
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    yield Problem(
+                        "a key must be a plain name", path, key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                    )
+                    continue
+                key = key_node.value
+                where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if key in seen:
+                    yield Problem(
+                        f"the key {key!r} is given twice (first on line {seen[key]}); keep one", (*path, key), *where
+                    )
+                    continue
+                seen[key] = where[0]
+                self.keys[(*path, key)] = where
+                yield from self._walk(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                yield from self._walk(item, (*path, index))
+
+    def where(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
+        """The position of `path` (its key's with `key=True`), else of its nearest written ancestor."""
+        path = tuple(path)
+        if key and path in self.keys:
+            return self.keys[path]
+        while path not in self.values and path:
+            path = path[:-1]
+        return self.values.get(path, (1, 1))
+
+    def problem(self, message: str, path: Sequence[str | int], *, key: bool = False) -> Problem:
+        """A problem at `path`."""
+        return Problem(message, tuple(path), *self.where(path, key=key))
+
+    def error(self, problems: Sequence[Problem]) -> WorkflowSpecError:
+        """The error reporting `problems`, in file order."""
+        return WorkflowSpecError(self.file, problems)

@@ -1,0 +1,133 @@
+"""Templates in workflow values: sandboxed Jinja2 where anything undefined is an error.
+
+A string that is one expression, `"{{ inputs.cities }}"`, is that expression's
+value (a list stays a list); any other string with templates renders to text,
+lists and mappings in it written as JSON. Conditions (`when`, `until`) are
+expressions, with or without the braces.
+
+Before a workflow runs, `references` reads each template for the names it
+uses, so a misspelt input or a step that does not exist yet is refused at its
+line instead of failing halfway through a run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["Reference", "TemplateUse", "condition", "has_template", "references", "render"]
+
+_ONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
+_MARKERS = ("{{", "{%", "{#")
+
+
+def _finalize(value: Any) -> Any:
+    # A list or mapping written into text reads as JSON, which is what a model expects.
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
+
+
+_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_finalize)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A name a template reads: `steps.research.output.title` is `("steps", ["research", "output", "title"])`."""
+
+    root: str
+    chain: tuple[str | int, ...]
+    """The constant attributes and keys after the root, as far as they are constant."""
+
+
+@dataclass(frozen=True)
+class TemplateUse:
+    """What a template reads."""
+
+    names: frozenset[str]
+    """The free names it uses (`inputs`, `steps`, a loop's item...)."""
+    references: tuple[Reference, ...]
+
+
+def has_template(text: str) -> bool:
+    return any(marker in text for marker in _MARKERS)
+
+
+def _expression(text: str) -> str | None:
+    """The expression of a string that is exactly one `{{ ... }}`."""
+    match = _ONE_EXPRESSION.match(text)
+    return match["expr"] if match else None
+
+
+def _condition_source(text: str) -> str:
+    inner = _expression(text)
+    return inner if inner is not None else text
+
+
+def references(text: str, *, condition: bool = False) -> TemplateUse:
+    """The names a template (or, with `condition`, an expression) reads.
+
+    Raises:
+        jinja2.TemplateSyntaxError: it is not a valid template.
+    """
+    source = "{{ " + _condition_source(text) + " }}" if condition else text
+    tree = _ENV.parse(source)
+    return TemplateUse(frozenset(meta.find_undeclared_variables(tree)), tuple(_chains(tree)))
+
+
+def _chains(node: nodes.Node) -> Iterator[Reference]:
+    if isinstance(node, nodes.Getattr | nodes.Getitem):
+        parts: list[str | int] = []
+        inner: nodes.Node = node
+        while isinstance(inner, nodes.Getattr | nodes.Getitem):
+            if isinstance(inner, nodes.Getattr):
+                parts.insert(0, inner.attr)
+            elif isinstance(inner.arg, nodes.Const) and isinstance(inner.arg.value, str | int):
+                parts.insert(0, inner.arg.value)
+            else:  # a computed key: what follows is not known, what precedes is
+                yield from _chains(inner.arg)
+                parts.clear()
+            inner = inner.node
+        if isinstance(inner, nodes.Name):
+            yield Reference(inner.name, tuple(parts))
+        else:
+            yield from _chains(inner)
+        return
+    for child in node.iter_child_nodes():
+        yield from _chains(child)
+
+
+def render(value: Any, context: Mapping[str, Any]) -> Any:
+    """`value` with its templates filled in, recursively through lists and mappings.
+
+    Raises:
+        jinja2.TemplateError: a name is undefined or an expression fails.
+    """
+    if isinstance(value, str):
+        if not has_template(value):
+            return value
+        expr = _expression(value)
+        if expr is not None:
+            return _ENV.compile_expression(expr, undefined_to_none=False)(**context)
+        return _ENV.from_string(value).render(**context)
+    if isinstance(value, list):
+        return [render(item, context) for item in value]
+    if isinstance(value, dict):
+        return {key: render(item, context) for key, item in value.items()}
+    return value
+
+
+def condition(text: str, context: Mapping[str, Any]) -> bool:
+    """Whether the expression `text` holds.
+
+    Raises:
+        jinja2.TemplateError: a name is undefined or the expression fails.
+    """
+    value = _ENV.compile_expression(_condition_source(text), undefined_to_none=False)(**context)
+    if isinstance(value, StrictUndefined):  # pragma: no cover - compile_expression raises first
+        raise TemplateError(f"{text!r} is undefined")
+    return bool(value)
