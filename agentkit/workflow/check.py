@@ -181,6 +181,15 @@ def _data_path(data: Any, loc: Sequence[str | int]) -> tuple[DocPath, Any]:
 
 
 _ALIASES = {"else_": "else", "as_": "as"}
+_TAGGED: dict[str, type[pydantic.BaseModel]] = {
+    "inline agent": AgentSpec,
+    "agent step": AgentStep,
+    "tool step": ToolStep,
+    "when step": WhenStep,
+    "foreach step": ForeachStep,
+    "parallel step": ParallelStep,
+    "max_iterations step": LoopStep,
+}
 
 
 def _is_field(name: str) -> bool:
@@ -194,7 +203,9 @@ def _shape_problem(source: Source, error: Any) -> Problem:
         key = path[-1]
         tags = [part for part in loc if isinstance(part, str) and part.endswith((" step", " agent"))]
         owner = f" in {'an' if tags and tags[-1][0] in 'aeiou' else 'a'} {tags[-1]}" if tags else ""
-        close = [c for c in difflib.get_close_matches(str(key), _VOCABULARY, n=2, cutoff=0.7) if c != key]
+        model = _TAGGED.get(tags[-1]) if tags else None
+        words = sorted(f.alias or n for n, f in model.model_fields.items()) if model else _VOCABULARY
+        close = [c for c in difflib.get_close_matches(str(key), words, n=2, cutoff=0.7) if c != key]
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return source.problem(f"unknown key {key!r}{owner}{hint}", path, key=True)
     if kind == "missing":
@@ -214,10 +225,9 @@ def _shape_problem(source: Source, error: Any) -> Problem:
             return source.problem(f"the step has no kind: give it one of the keys {', '.join(KINDS)}", path)
         return source.problem(f"a step is a mapping with an id and one of {', '.join(KINDS)}, got {_show(step)}", path)
     if kind == "string_pattern_mismatch" and path and path[-1] in ("id", "as"):
+        why = " (templates read it as steps.<id>)" if path[-1] == "id" else ""
         return source.problem(
-            f"{_show(value)} is not a valid name: use letters, digits and _, not starting with a digit "
-            "(templates read it as steps.<id>)",
-            path,
+            f"{_show(value)} is not a valid name: use letters, digits and _, not starting with a digit{why}", path
         )
     if kind == "string_pattern_mismatch":
         return source.problem(f"{_show(value)} is not an import path; write module:name, e.g. mytools:Researcher", path)
@@ -339,8 +349,7 @@ class _Checker:
             try:
                 jsonschema.validators.validator_for(agent.output).check_schema(agent.output)
             except jsonschema.SchemaError as exc:
-                where = format_path(list(exc.absolute_path)) if exc.absolute_path else "the schema"
-                self.problem(f"not a valid JSON Schema ({where}): {exc.message}", (*path, "output"))
+                self.problem(f"not a valid JSON Schema: {exc.message}", (*path, "output", *exc.absolute_path))
             else:
                 node.output_type = json_schema_output(agent.output)
 
@@ -363,9 +372,8 @@ class _Checker:
                     key=True,
                 )
             elif not _templated(value):
-                error = jsonschema.exceptions.best_match(
-                    jsonschema.Draft202012Validator(properties[name]).iter_errors(value)
-                )
+                schema = {**properties[name], "$defs": parameters.get("$defs", {})}
+                error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
                 if error is not None:
                     self.problem(f"not a valid {name!r} for {tool.name}: {error.message}", where)
         missing = [n for n in parameters.get("required", ()) if n not in step.arguments]
@@ -383,6 +391,9 @@ class _Checker:
                 self.problem(str(exc), path)
                 return None
         if found is None:
+            return None
+        if isinstance(found, type) and issubclass(found, Agent):
+            self.problem(f"{ref} is an Agent, not a tool; run it as a step of its own: agent: {ref}", path)
             return None
         try:
             return as_tool(found)
@@ -484,7 +495,7 @@ class _Checker:
                 why = f"step {name!r} comes later (line {line}); a step reads only the steps before it"
             elif (branch := _parallel_sibling(found, reader.node)) is not None:
                 why = (
-                    f"steps {name!r} and {reader.node.id if reader.node else '?'} are branches of parallel step "
+                    f"steps {name!r} and {(reader.node.id if reader.node else '?')!r} are branches of parallel step "
                     f"{branch.id!r}, which run at once; one cannot read the other"
                 )
             else:

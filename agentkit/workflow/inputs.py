@@ -39,7 +39,7 @@ def input_problem(name: str, spec: InputSpec, value: Any) -> str | None:
     if error is None:
         return None
     where = "".join(f"[{p!r}]" for p in error.absolute_path)
-    return f"{name}{where}: {error.message}"
+    return f"{name!r}{where}: {error.message}"
 
 
 def _from_text(spec: InputSpec, text: str) -> Any:

@@ -336,6 +336,11 @@ class _Run:
         return self.runtimes[choice]
 
     def _render(self, value: Any, scope: _Scope, path: DocPath) -> Any:
+        """`value` rendered; a template that fails is reported at its own place in the file."""
+        if isinstance(value, list):
+            return [self._render(item, scope, (*path, index)) for index, item in enumerate(value)]
+        if isinstance(value, dict):
+            return {key: self._render(item, scope, (*path, key)) for key, item in value.items()}
         try:
             return render(value, scope.context())
         except TemplateError as exc:

@@ -21,6 +21,8 @@ __all__ = ["DocPath", "Problem", "Source", "format_path"]
 DocPath = tuple[str | int, ...]
 """A place in the document: keys and list indices from the top."""
 
+_STR, _MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
+_MOST_VALUES = 100_000
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:" + name
     for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary", "merge")
@@ -83,7 +85,10 @@ class Source:
     @classmethod
     def parse(cls, text: str, *, file: str = "<workflow>", directory: Path | None = None) -> Source:
         """Parse YAML text with the safe loader; see `read`."""
-        loader = yaml.SafeLoader(text)
+        try:
+            loader = yaml.SafeLoader(text)
+        except yaml.reader.ReaderError as exc:
+            raise WorkflowSpecError(file, [_reader_problem(text, exc)]) from None
         try:
             node = loader.get_single_node()
             if node is None:
@@ -101,14 +106,26 @@ class Source:
                 opened = exc.context_mark
                 what += f" ({exc.context}, from line {opened.line + 1}, column {opened.column + 1})"
             raise WorkflowSpecError(file, [Problem(f"not valid YAML: {what}", (), line, column)]) from None
+        except yaml.reader.ReaderError as exc:
+            raise WorkflowSpecError(file, [_reader_problem(text, exc)]) from None
         except yaml.YAMLError as exc:
             raise WorkflowSpecError(file, [Problem(f"not valid YAML: {exc}")]) from None
         finally:
             loader.dispose()
         return source
 
-    def _walk(self, node: yaml.Node, path: DocPath) -> Iterable[Problem]:
+    def _walk(self, node: yaml.Node, path: DocPath, inside: tuple[int, ...] = ()) -> Iterable[Problem]:
         start = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if id(node) in inside:
+            where = self.keys.get(path, start)
+            yield Problem("an alias refers to a value that contains it; a workflow cannot be recursive", path, *where)
+            return
+        if len(self.values) >= _MOST_VALUES:
+            yield Problem(
+                f"the document has more than {_MOST_VALUES} values (aliases expanding?); write it out", path, *start
+            )
+            return
+        inside = (*inside, id(node))
         self.values[path] = start
         if node.tag not in _PLAIN_TAGS:
             yield Problem(
@@ -121,7 +138,7 @@ class Source:
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, int] = {}
             for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in (_STR, _MERGE):
                     yield Problem(
                         "a key must be a plain name", path, key_node.start_mark.line + 1, key_node.start_mark.column + 1
                     )
@@ -135,10 +152,10 @@ class Source:
                     continue
                 seen[key] = where[0]
                 self.keys[(*path, key)] = where
-                yield from self._walk(value_node, (*path, key))
+                yield from self._walk(value_node, (*path, key), inside)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
-                yield from self._walk(item, (*path, index))
+                yield from self._walk(item, (*path, index), inside)
 
     def where(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
         """The position of `path` (its key's with `key=True`), else of its nearest written ancestor."""
@@ -156,3 +173,9 @@ class Source:
     def error(self, problems: Sequence[Problem]) -> WorkflowSpecError:
         """The error reporting `problems`, in file order."""
         return WorkflowSpecError(self.file, problems)
+
+
+def _reader_problem(text: str, exc: yaml.reader.ReaderError) -> Problem:
+    before = text[: exc.position]
+    line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+    return Problem(f"not valid YAML: the character {exc.character!r} is not allowed", (), line, column)

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, meta, nodes
+from jinja2 import StrictUndefined, Undefined, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["Reference", "TemplateUse", "condition", "has_template", "references", "render"]
@@ -112,7 +112,7 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
             return value
         expr = _expression(value)
         if expr is not None:
-            return _ENV.compile_expression(expr, undefined_to_none=False)(**context)
+            return _defined(_ENV.compile_expression(expr, undefined_to_none=False)(**context))
         return _ENV.from_string(value).render(**context)
     if isinstance(value, list):
         return [render(item, context) for item in value]
@@ -127,7 +127,18 @@ def condition(text: str, context: Mapping[str, Any]) -> bool:
     Raises:
         jinja2.TemplateError: a name is undefined or the expression fails.
     """
-    value = _ENV.compile_expression(_condition_source(text), undefined_to_none=False)(**context)
-    if isinstance(value, StrictUndefined):  # pragma: no cover - compile_expression raises first
-        raise TemplateError(f"{text!r} is undefined")
-    return bool(value)
+    return bool(_defined(_ENV.compile_expression(_condition_source(text), undefined_to_none=False)(**context)))
+
+
+def _defined(value: Any) -> Any:
+    """`value`, having raised if it is (or holds) an undefined name: an expression's value is not
+    printed, so `StrictUndefined` would otherwise pass through silently."""
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined raises UndefinedError, naming what is missing
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _defined(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _defined(item)
+    return value

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from agentkit import AssistantMessage, ModelRequest, ScriptError, ToolCall, UserMessage, tool
+from agentkit import AssistantMessage, ModelRequest, ScriptError, SystemMessage, ToolCall, UserMessage, tool
 from agentkit.runtimes import ScriptedRuntime
 
 
@@ -116,4 +117,38 @@ def test_from_file_errors(tmp_path: Path, content: str | None, message: str) -> 
     if content is not None:
         path.write_text(content)
     with pytest.raises(ScriptError, match=message):
+        ScriptedRuntime.from_file(path)
+
+
+def asking(prompt: str) -> ModelRequest:
+    return ModelRequest(messages=[SystemMessage(text="Oslo is not the key here"), UserMessage(text=prompt)])
+
+
+def test_a_keyed_script_answers_each_conversation_from_its_own_turns() -> None:
+    runtime = ScriptedRuntime({"Oslo": ["cold", "colder"], "Lima": ["mild"]})
+    assert play(runtime, asking("Weather in Lima?")).text == "mild"
+    assert play(runtime, asking("Weather in Oslo?")).text == "cold"
+    assert play(runtime, asking("And Oslo now?")).text == "colder"
+    assert runtime.remaining == 0
+    with pytest.raises(ScriptError, match="the script for 'Lima' has 1 turns and all were played"):
+        play(runtime, asking("Lima again?"))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [("Weather in Rome?", "holds none of the keys"), ("Oslo or Lima?", "holds 2 keys ('Oslo', 'Lima')")],
+)
+def test_a_keyed_script_needs_exactly_one_key_in_the_prompt(prompt: str, message: str) -> None:
+    runtime = ScriptedRuntime({"Oslo": ["cold"], "Lima": ["mild"]})
+    with pytest.raises(ScriptError, match=re.escape(message)):
+        play(runtime, asking(prompt))
+    assert runtime.remaining == 2
+
+
+def test_a_keyed_script_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "keyed.json"
+    path.write_text(json.dumps({"Oslo": ["cold"]}), encoding="utf-8")
+    assert play(ScriptedRuntime.from_file(path), asking("Oslo?")).text == "cold"
+    path.write_text(json.dumps({"Oslo": "cold"}), encoding="utf-8")
+    with pytest.raises(ScriptError, match="a JSON list of turns, or an object of such lists"):
         ScriptedRuntime.from_file(path)

@@ -42,12 +42,13 @@ from agentkit import (
     Usage,
     tool,
 )
-from agentkit.errors import StoreError
+from agentkit.errors import StoreError, WorkflowFailed
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import RunRecorder, Store
 from agentkit.tracing import CAPTURE_CONTENT, configure, emit_run, workflow_span
 from agentkit.tracing.exporting import _choice, wanted
 from agentkit.tracing.spans import error_type
+from agentkit.workflow import Workflow
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -467,6 +468,65 @@ def test_a_failing_workflow_marks_its_span(spans: InMemorySpanExporter) -> None:
         raise KeyError("step 3")
     [span] = spans.get_finished_spans()
     assert attrs(span)["error.type"] == "KeyError"
+    assert span.status.status_code == StatusCode.ERROR
+
+
+def test_a_workflow_run_is_one_trace_with_its_agents_and_tool_steps_under_it(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    flow = Workflow.parse(
+        """
+        name: traced
+        steps:
+          - id: sum
+            tool: calculate
+            arguments: {expression: "1 + 2"}
+          - id: each
+            foreach: [Oslo, Lima]
+            steps:
+              - id: ask
+                agent: {instructions: Answer., name: Asker}
+                prompt: "About {{ item }} and {{ steps.sum.output }}"
+        """
+    )
+    runtime = ScriptedRuntime({"Oslo": ["cold"], "Lima": ["mild"]})
+    result = flow.run(runtime=runtime, store=Store(tmp_path / "runs.db"))
+    finished = spans.get_finished_spans()
+    named = by_name(finished)
+    (root,) = named["invoke_workflow traced"]
+    assert root.parent is None
+    assert root.context is not None
+    assert attrs(root) == {
+        "gen_ai.operation.name": "invoke_workflow",
+        "gen_ai.workflow.name": "traced",
+        "gen_ai.conversation.id": result.workflow_run,
+    }
+    agents = named["invoke_agent Asker"]
+    assert len(agents) == 2
+    assert {span.attributes["gen_ai.conversation.id"] for span in agents} == {  # type: ignore[index]
+        run.id for run in Store(tmp_path / "runs.db").runs(workflow_run=result.workflow_run)
+    }
+    (tool_step,) = named["execute_tool calculate"]
+    for span in (*agents, tool_step):
+        assert span.parent is not None
+        assert span.parent.span_id == root.context.span_id
+    assert {span.context.trace_id for span in finished if span.context} == {root.context.trace_id}
+
+
+def test_a_failed_workflow_marks_its_span_with_the_error(spans: InMemorySpanExporter) -> None:
+    flow = Workflow.parse(
+        """
+        name: broken
+        steps:
+          - id: divide
+            tool: calculate
+            arguments: {expression: "1 / 0"}
+        """
+    )
+    with pytest.raises(WorkflowFailed):
+        flow.run()
+    (span,) = by_name(spans.get_finished_spans())["invoke_workflow broken"]
+    assert attrs(span)["error.type"] == "WorkflowFailed"
     assert span.status.status_code == StatusCode.ERROR
 
 
