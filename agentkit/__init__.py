@@ -23,6 +23,8 @@ from agentkit.errors import (
     ToolTimeoutError,
     TracingError,
     UnknownToolError,
+    WorkflowFailed,
+    WorkflowSpecError,
 )
 from agentkit.loop import ModelTurn, RunEvent, RunFinished, RunResult, Step, ToolResults
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
@@ -70,5 +72,7 @@ __all__ = [
     "UnknownToolError",
     "Usage",
     "UserMessage",
+    "WorkflowFailed",
+    "WorkflowSpecError",
     "tool",
 ]

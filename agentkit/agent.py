@@ -20,7 +20,6 @@ the final turn fit its JSON Schema.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 from collections.abc import AsyncGenerator, Sequence
@@ -33,6 +32,7 @@ from agentkit.executor import Approver, Executor
 from agentkit.loop import LoopConfig, RunEvent, RunFinished, RunResult, run_loop
 from agentkit.messages import Message
 from agentkit.runtime import Runtime, Sampling
+from agentkit.sync import run_sync
 from agentkit.tool import BoundTool, FunctionTool, as_tool
 
 if TYPE_CHECKING:  # sqlite-utils is imported only by agents that record their runs
@@ -181,11 +181,9 @@ class Agent(Generic[OutputT]):
         Raises:
             RuntimeError: called from inside a running event loop; use `await arun()`.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.arun(prompt))
-        raise RuntimeError(f"{self.name}.run() was called inside an event loop; use `await agent.arun(...)`")
+        return run_sync(
+            lambda: self.arun(prompt), f"{self.name}.run() was called inside an event loop; use `await agent.arun(...)`"
+        )
 
     def stream_resume(self, run_id: str, *, rerun_started: bool = False) -> AsyncGenerator[RunEvent, None]:
         """Continue a stored run from its last commit, yielding events as `stream` does.
@@ -215,11 +213,10 @@ class Agent(Generic[OutputT]):
 
     def resume(self, run_id: str, *, rerun_started: bool = False) -> RunResult[OutputT]:
         """`aresume` for code that is not async."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.aresume(run_id, rerun_started=rerun_started))
-        raise RuntimeError(f"{self.name}.resume() was called inside an event loop; use `await agent.aresume(...)`")
+        return run_sync(
+            lambda: self.aresume(run_id, rerun_started=rerun_started),
+            f"{self.name}.resume() was called inside an event loop; use `await agent.aresume(...)`",
+        )
 
     def __repr__(self) -> str:
         tools = ", ".join(t.name for t in self.bound_tools)

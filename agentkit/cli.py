@@ -47,7 +47,7 @@ from agentkit.loop import RunResult
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.replay import replay
 from agentkit.runtimes import resolve
-from agentkit.store import STATUSES, RunRecord, Store, StoredStep, default_path
+from agentkit.store import STATUSES, WORKFLOW_STATUSES, RunRecord, Store, StoredStep, default_path
 
 __all__ = ["app", "main"]
 
@@ -190,7 +190,7 @@ def validate_workflow(
     flow = Workflow.load(file, allow_modules=allow_module or [])
     steps = sum(1 for _ in _walk_steps(flow.spec.steps))
     inputs = ", ".join(f"{name}{'' if spec.required else '?'}" for name, spec in flow.spec.inputs.items()) or "none"
-    typer.echo(f"{file}: workflow {flow.name!r} is valid: {steps} steps, inputs: {inputs}")
+    typer.echo(f"{file}: workflow {flow.name!r} is valid: {steps} step{'s' if steps != 1 else ''}, inputs: {inputs}")
 
 
 @workflow.command("schema")
@@ -199,6 +199,37 @@ def workflow_schema() -> None:
     from agentkit.workflow import schema_text
 
     typer.echo(schema_text(), nl=False)
+
+
+@workflow.command("list")
+def list_workflow_runs(
+    status: Annotated[
+        str | None,
+        typer.Option(help=f"Only workflow runs with this status: {', '.join(WORKFLOW_STATUSES)}.", show_default=False),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many workflow runs, newest first.")] = 20,
+    db: Db = None,
+) -> None:
+    """List stored workflow runs, newest first."""
+    if status is not None and status not in WORKFLOW_STATUSES:
+        raise CommandError(f"unknown status {status!r}; use one of {', '.join(WORKFLOW_STATUSES)}")
+    with closing(_open(db)) as store:
+        records = store.workflow_runs(limit=limit, status=status)
+        if not records:
+            _console().print(f"no workflow runs{f' with status {status}' if status else ''} in {store.path}")
+            return
+    now = time.time()
+    table = Table("id", "workflow", "status", "inputs", "updated")
+    table.columns[0].no_wrap = True
+    for record in records:
+        table.add_row(
+            record.id,
+            record.name,
+            _status(record.status),
+            _one_line(_brief(record.inputs, 60)),
+            _ago(record.updated, now),
+        )
+    _console().print(table)
 
 
 @workflow.command("show")
@@ -775,6 +806,8 @@ def _record_grid(record: RunRecord, prompt_tokens: int, completion_tokens: int) 
     grid.add_column()
     grid.add_row("run", record.id)
     grid.add_row("agent", record.agent)
+    if record.workflow_run is not None:
+        grid.add_row("workflow", f"step {record.workflow_step} of workflow run {record.workflow_run}")
     grid.add_row("status", _status(record.status))
     grid.add_row("created", _time(record.created))
     grid.add_row("updated", _time(record.updated))

@@ -44,6 +44,7 @@ from agentkit.tool import ToolSpec
 __all__ = [
     "MIGRATIONS",
     "STATUSES",
+    "WORKFLOW_STATUSES",
     "RunRecord",
     "RunRecorder",
     "Store",
@@ -57,6 +58,9 @@ __all__ = [
 
 STATUSES = ("running", "done", "failed", "cancelled", "budget_exhausted")
 """A run's status: `running` until it ends (and for ever, if its process was killed)."""
+
+WORKFLOW_STATUSES = ("running", "done", "failed", "cancelled")
+"""A workflow run's status, as a run's (a workflow has no budget of its own)."""
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _MESSAGE: pydantic.TypeAdapter[Message] = pydantic.TypeAdapter(Annotated[Message, pydantic.Field(discriminator="role")])
@@ -612,9 +616,12 @@ class Store:
         )
         return WorkflowRecorder(self, run_id)
 
-    def workflow_runs(self, *, limit: int = 50) -> list[WorkflowRecord]:
-        """The newest workflow runs first."""
-        rows = self.db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflow_runs ORDER BY id DESC LIMIT ?", [limit])
+    def workflow_runs(self, *, limit: int = 50, status: str | None = None) -> list[WorkflowRecord]:
+        """The newest workflow runs first (with `status`, only those with it), without their steps."""
+        where, params = ("WHERE status = ?", [status]) if status is not None else ("", [])
+        rows = self.db.execute(
+            f"SELECT {_WORKFLOW_COLUMNS} FROM workflow_runs {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+        )
         return [_workflow_record(row) for row in rows.fetchall()]
 
     def workflow_run(self, run_id: str) -> WorkflowRecord:

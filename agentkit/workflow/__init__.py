@@ -14,13 +14,13 @@ with the file, line, column and the place in the document. The spec is in
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from agentkit.runtime import Runtime
 from agentkit.store import Store
+from agentkit.sync import run_sync
 from agentkit.workflow.check import Plan, check
 from agentkit.workflow.imports import Importer
 from agentkit.workflow.inputs import resolve_inputs
@@ -125,11 +125,10 @@ class Workflow:
         on_event: Callable[[StepEvent], None] | None = None,
     ) -> WorkflowResult:
         """`arun` for code that is not async."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.arun(inputs, runtime=runtime, store=store, on_event=on_event))
-        raise RuntimeError(f"workflow {self.name!r}: run() was called inside an event loop; use `await flow.arun(...)`")
+        return run_sync(
+            lambda: self.arun(inputs, runtime=runtime, store=store, on_event=on_event),
+            f"workflow {self.name!r}: run() was called inside an event loop; use `await flow.arun(...)`",
+        )
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} from {self.plan.source.file} steps={[n.id for n in self.plan.steps]}>"

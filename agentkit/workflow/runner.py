@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from jinja2 import TemplateError
 from ulid import ULID
 
 from agentkit.agent import Agent
-from agentkit.errors import WorkflowFailed
+from agentkit.errors import RuntimeUnavailable, WorkflowFailed
 from agentkit.executor import Executor
 from agentkit.loop import RunFinished, run_loop
 from agentkit.messages import ToolCall
@@ -122,6 +123,7 @@ class _Run:
 
     async def run(self, inputs: Mapping[str, Any]) -> WorkflowResult:
         spec = self.plan.spec
+        self._check_runtimes()
         if self.store is not None:
             self.recorder = self.store.begin_workflow(name=spec.name, file=self.plan.source.file, inputs=inputs)
             self.run_id = self.recorder.run_id
@@ -233,10 +235,8 @@ class _Run:
         raise AssertionError(f"unknown step kind {node.kind}")  # pragma: no cover - the spec allows no other
 
     async def _agent(self, node: Node, step: AgentStep, scope: _Scope, path: str) -> tuple[Any, str | None, str]:
-        prompt = self._render(step.prompt, scope, (*node.path, "prompt"))
-        if not isinstance(prompt, str):
-            prompt = json.dumps(prompt, ensure_ascii=False)
-        runtime = self._runtime(step)
+        prompt = _text(self._render(step.prompt, scope, (*node.path, "prompt")))
+        runtime = self._runtime(node)
         given: dict[str, Any] = {"runtime": runtime} if runtime is not None else {}
         if self.store is not None:
             given["store"] = self.store
@@ -246,7 +246,7 @@ class _Run:
             assert isinstance(step.agent, AgentSpec)
             instructions = self._render(step.agent.instructions, scope, (*node.path, "agent", "instructions"))
             agent = Agent(
-                instructions=str(instructions),
+                instructions=_text(instructions),
                 tools=node.tools,
                 output_type=node.output_type,
                 max_steps=step.agent.max_steps,
@@ -325,8 +325,37 @@ class _Run:
 
     # --- helpers
 
-    def _runtime(self, step: AgentStep) -> Runtime | None:
-        choice = step.runtime or self.override or self.plan.spec.runtime
+    def _choice(self, node: Node) -> tuple[Runtime | str | None, str]:
+        """What an agent step runs on, and who chose it.
+
+        The step's URI, the run's, the file's, an agent class's own, then
+        AGENTKIT_RUNTIME; None leaves it to the agent (its default).
+        """
+        assert isinstance(node.spec, AgentStep)
+        if node.spec.runtime:
+            return node.spec.runtime, "its runtime"
+        if self.override is not None:
+            return self.override, "the runtime given to the run"
+        if self.plan.spec.runtime:
+            return self.plan.spec.runtime, "the file's runtime"
+        if node.agent_class is not None and node.agent_class.runtime is not None:
+            return None, "its agent class"
+        return os.environ.get("AGENTKIT_RUNTIME") or None, "AGENTKIT_RUNTIME"
+
+    def _check_runtimes(self) -> None:
+        """Every runtime URI an agent step will use is well formed, before anything runs or is stored."""
+        from agentkit.runtimes import check_uri
+
+        for node in _agent_nodes(self.plan.steps):
+            choice, source = self._choice(node)
+            if isinstance(choice, str):
+                try:
+                    check_uri(choice)
+                except RuntimeUnavailable as exc:
+                    raise RuntimeUnavailable(f"step {node.id}: {source}: {exc}") from None
+
+    def _runtime(self, node: Node) -> Runtime | None:
+        choice, _ = self._choice(node)
         if choice is None or not isinstance(choice, str):
             return choice
         if choice not in self.runtimes:  # steps naming the same URI share one runtime (one engine, one script)
@@ -361,6 +390,19 @@ class _Run:
     def _event(self, event: StepEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)
+
+
+def _text(value: Any) -> str:
+    """A rendered prompt or instructions as the model reads it: text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _agent_nodes(nodes: list[Node]) -> Iterator[Node]:
+    for node in nodes:
+        if isinstance(node.spec, AgentStep):
+            yield node
+        for body in node.bodies.values():
+            yield from _agent_nodes(body)
 
 
 def _first_failure(exc: BaseException) -> _StepFailed | None:

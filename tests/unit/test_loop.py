@@ -372,6 +372,32 @@ def test_max_steps_raises_with_the_partial_trajectory() -> None:
     assert runtime.remaining == 2
 
 
+def test_a_failed_run_carries_no_unrelated_exception_context() -> None:
+    # run() once started asyncio.run inside `except RuntimeError:`, so every error
+    # it raised was shown "during handling of" a "no running event loop" error.
+    runtime = ScriptedRuntime([calls(("add", {"a": i, "b": 1})) for i in range(3)])
+    with pytest.raises(MaxStepsExceeded) as info:
+        Calculator(runtime=runtime, max_steps=2).run("loop forever")
+    chain: list[BaseException] = []
+    error: BaseException | None = info.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    assert not any("no running event loop" in str(e) for e in chain), chain
+
+
+def test_run_inside_an_event_loop_is_refused_with_what_to_await() -> None:
+    agent = Calculator(runtime=ScriptedRuntime(["hi"]))
+
+    async def inside() -> None:
+        with pytest.raises(RuntimeError, match=r"Calculator.run\(\) was called inside an event loop.*await agent.arun"):
+            agent.run("hi")
+        with pytest.raises(RuntimeError, match=r"resume\(\) was called inside an event loop"):
+            agent.resume("01J")
+
+    asyncio.run(inside())
+
+
 def test_max_steps_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_steps"):
         Calculator(runtime=ScriptedRuntime([]), max_steps=0)

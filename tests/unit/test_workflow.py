@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from agentkit.cli import app
 from agentkit.errors import WorkflowFailed
+from agentkit.messages import SystemMessage, UserMessage
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import Store
 from agentkit.workflow import StepEvent, Workflow, json_schema, schema_text
@@ -364,6 +365,28 @@ def test_templates_are_sandboxed(folder: Path) -> None:
 # --- agents ----------------------------------------------------------------------------------
 
 
+def test_instructions_and_prompts_that_render_to_data_reach_the_model_as_json(folder: Path) -> None:
+    flow = load(
+        folder,
+        """
+        name: data
+        inputs:
+          rules: {type: object, default: {tone: kind, words: 50}}
+        steps:
+          - id: write
+            agent: {instructions: "{{ inputs.rules }}"}
+            prompt: "{{ [inputs.rules.tone, 'ü'] }}"
+        """,
+    )
+    runtime = ScriptedRuntime(["ok"])
+    flow.run(runtime=runtime)
+    system, user = runtime.requests[0].messages[:2]
+    assert isinstance(system, SystemMessage)
+    assert isinstance(user, UserMessage)
+    assert json.loads(system.text) == {"tone": "kind", "words": 50}
+    assert user.text == '["kind", "ü"]'
+
+
 def test_an_inline_agent_answers_to_its_output_schema(folder: Path, tmp_path: Path) -> None:
     flow = load(
         folder,
@@ -462,6 +485,27 @@ def test_a_steps_own_runtime_wins_over_the_one_given_to_run(folder: Path) -> Non
     )
     result = flow.run(runtime=ScriptedRuntime(["from the runtime given"]))
     assert result.steps == {"own": "from its own script", "given": "from the runtime given"}
+
+
+def test_agentkit_runtime_is_one_runtime_shared_by_the_steps(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One script for the whole workflow: each step takes the next turn, as with --runtime.
+    script = folder / "turns.json"
+    script.write_text(json.dumps(["first answer", "second answer"]), encoding="utf-8")
+    monkeypatch.setenv("AGENTKIT_RUNTIME", f"scripted:{script}")
+    flow = load(
+        folder,
+        """
+        name: env
+        steps:
+          - id: one
+            agent: {instructions: Hi.}
+            prompt: Hello.
+          - id: two
+            agent: {instructions: Hi.}
+            prompt: "{{ steps.one.output }}"
+        """,
+    )
+    assert flow.run().steps == {"one": "first answer", "two": "second answer"}
 
 
 # --- failures -----------------------------------------------------------------------------------
@@ -689,7 +733,15 @@ def test_the_cli_runs_a_workflow_with_progress_per_step(tmp_path: Path) -> None:
     assert run_id is not None
     shown = cli("workflow", "show", run_id[1], "--db", str(db))
     assert shown.exit_code == 0, shown.output
-    assert re.search(r"forecasts\[0\]\.forecast\s+agent\s+done\s+\d+\.\d s\s+It is 19 degrees.*\s\w{26}", shown.stdout)
+    step_run = re.search(
+        r"forecasts\[0\]\.forecast\s+agent\s+done\s+\d+\.\d s\s+It is 19 degrees.*\s(\w{26})", shown.stdout
+    )
+    assert step_run is not None, shown.stdout
+    agent_run = cli("runs", "show", step_run[1], "--db", str(db))
+    assert f"step forecasts[0].forecast of workflow run {run_id[1]}" in agent_run.stdout
+    listed = cli("workflow", "list", "--status", "done", "--db", str(db)).stdout
+    inputs = re.escape('{"cities": ["Lima", "Oslo"], "unit": "celsius"}')
+    assert re.search(rf"{run_id[1]} │ city-forecasts │ done   │ {inputs} │ \d+ s ago", listed), listed
 
 
 def test_the_cli_reads_inputs_from_a_file_and_text_by_type(folder: Path, tmp_path: Path) -> None:
@@ -733,7 +785,19 @@ def test_a_failed_workflow_exits_1_and_names_its_stored_run(folder: Path, tmp_pa
         "error: workflow 'breaks' failed at step broken: ToolExecutionError: tool 'fail' raised RuntimeError: no luck"
         in result.stderr
     )
-    assert re.search(r"workflow run \w{26} failed \(agentkit workflow show \w{26}\)", result.stderr)
+    failed = re.search(r"workflow run (\w{26}) failed \(agentkit workflow show \w{26}\)", result.stderr)
+    assert failed is not None, result.stderr
+    assert "no running event loop" not in result.stderr
+    valid = cli("workflow", "validate", str(folder / "flow.yaml"))
+    assert valid.stdout.endswith("workflow 'breaks' is valid: 1 step, inputs: none\n"), valid.output
+    listed = cli("workflow", "list", "--db", str(tmp_path / "runs.db"))
+    assert listed.exit_code == 0, listed.output
+    assert re.search(rf"{failed[1]} │ breaks +│ failed │ {{}} +│ \d+ s ago", listed.stdout), listed.stdout
+    nothing = cli("workflow", "list", "--status", "done", "--db", str(tmp_path / "runs.db"))
+    assert "no workflow runs with status done" in nothing.stdout
+    refused = cli("workflow", "list", "--status", "budget_exhausted", "--db", str(tmp_path / "runs.db"))
+    assert refused.exit_code == 1
+    assert "unknown status 'budget_exhausted'; use one of running, done, failed, cancelled" in refused.stderr
 
 
 def test_validate_and_schema_commands(tmp_path: Path) -> None:

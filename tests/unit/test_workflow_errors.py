@@ -1620,6 +1620,34 @@ def test_a_bad_runtime_after_the_first_step_refuses_the_whole_run(tmp_path: Path
 
 
 @pytest.mark.parametrize(
+    ("args", "env", "phrase"),
+    [
+        pytest.param(
+            ["--runtime", "nope"], {}, "step third: the runtime given to the run: runtime URI 'nope'", id="cli"
+        ),
+        pytest.param(
+            [], {"AGENTKIT_RUNTIME": "foo:bar"}, "step third: AGENTKIT_RUNTIME: unknown runtime scheme 'foo'", id="env"
+        ),
+    ],
+)
+def test_a_bad_runtime_from_outside_the_file_refuses_the_whole_run(
+    tmp_path: Path, modules: Modules, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], phrase: str
+) -> None:
+    # The third step is the only agent step; the first (a tool) must not run before the refusal.
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    agent_step = "  - id: third\n    agent: {instructions: Help.}\n    prompt: Hi.\n"
+    flow, marker = marked(tmp_path, modules, MARKED + agent_step)
+    db = tmp_path / "runs.db"
+    result = cli("run", str(flow), "-i", "topic=tides", "-i", "count=41", "--db", str(db), *args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: "), result.stderr
+    assert phrase in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+    assert_nothing_ran(marker, db)
+
+
+@pytest.mark.parametrize(
     ("args", "inputs", "phrase"),
     [
         pytest.param(
@@ -1717,7 +1745,7 @@ def test_allow_module_on_the_command_line(tmp_path: Path) -> None:
     assert_cli_refused(refused_, flow, 4, 11, "steps[0].tool", "allow it with --allow-module tests")
     valid = cli("workflow", "validate", str(flow), "--allow-module", "tests.support")
     assert valid.exit_code == 0, valid.output
-    assert valid.stdout == f"{flow}: workflow 'weather' is valid: 1 steps, inputs: none\n"
+    assert valid.stdout == f"{flow}: workflow 'weather' is valid: 1 step, inputs: none\n"
     db = tmp_path / "runs.db"
     ran = cli("run", str(flow), "--allow-module", "tests.support", "--db", str(db))
     assert ran.exit_code == 0, ran.output
