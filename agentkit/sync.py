@@ -24,9 +24,7 @@ def run_sync(start: Callable[[], Coroutine[Any, Any, T]], refusal: str) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        running = False
+        pass  # no loop: the usual case, handled below and outside this block
     else:
-        running = True
-    if running:
         raise RuntimeError(refusal)
     return asyncio.run(start())

@@ -356,7 +356,7 @@ class _Run:
 
     def _runtime(self, node: Node) -> Runtime | None:
         choice, _ = self._choice(node)
-        if choice is None or not isinstance(choice, str):
+        if not isinstance(choice, str):
             return choice
         if choice not in self.runtimes:  # steps naming the same URI share one runtime (one engine, one script)
             from agentkit.runtimes import resolve

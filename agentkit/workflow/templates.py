@@ -102,23 +102,19 @@ def _chains(node: nodes.Node) -> Iterator[Reference]:
 
 
 def render(value: Any, context: Mapping[str, Any]) -> Any:
-    """`value` with its templates filled in, recursively through lists and mappings.
+    """`value` with its templates filled in: a string that is one `{{ expression }}` gives the
+    expression's value (of any type), other text the rendered text; anything else is returned as it is
+    (the runner walks lists and mappings itself, to report a failure at its own place in the file).
 
     Raises:
         jinja2.TemplateError: a name is undefined or an expression fails.
     """
-    if isinstance(value, str):
-        if not has_template(value):
-            return value
-        expr = _expression(value)
-        if expr is not None:
-            return _defined(_ENV.compile_expression(expr, undefined_to_none=False)(**context))
-        return _ENV.from_string(value).render(**context)
-    if isinstance(value, list):
-        return [render(item, context) for item in value]
-    if isinstance(value, dict):
-        return {key: render(item, context) for key, item in value.items()}
-    return value
+    if not isinstance(value, str) or not has_template(value):
+        return value
+    expr = _expression(value)
+    if expr is not None:
+        return _defined(_ENV.compile_expression(expr, undefined_to_none=False)(**context))
+    return _ENV.from_string(value).render(**context)
 
 
 def condition(text: str, context: Mapping[str, Any]) -> bool:
