@@ -13,8 +13,8 @@ started; if the run died while it ran, `resume` asks before running it again.
 
 One file, many writers: WAL journaling, a busy timeout and short
 transactions let several processes record runs at once. The schema is built
-by named migrations (sqlite-utils), recorded in the database; a database
-written by a newer agentkit is refused rather than misread.
+by named migrations (`agentkit.migrations`), recorded in the database; a
+database written by a newer agentkit is refused rather than misread.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import textwrap
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -33,11 +32,11 @@ from typing import Annotated, Any
 import platformdirs
 import pydantic
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 from ulid import ULID
 
 from agentkit.errors import StoreError
 from agentkit.messages import AssistantMessage, Message, ToolCall, ToolResult
+from agentkit.migrations import MIGRATIONS, schema_markdown
 from agentkit.runtime import ModelResponse, RuntimeInfo, Sampling, Usage
 from agentkit.tool import ToolSpec
 
@@ -86,141 +85,6 @@ def _now() -> float:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-# --- the schema ---------------------------------------------------------------------------
-
-MIGRATIONS = Migrations("agentkit")
-"""The store's schema, one named migration per step; `docs/store.md` is generated from it."""
-
-
-@MIGRATIONS(name="0001_runs_steps_messages")
-def _initial(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """CREATE TABLE runs (
-            id TEXT PRIMARY KEY,             -- a ULID
-            agent TEXT NOT NULL,             -- the agent's import path, module:Class
-            status TEXT NOT NULL,            -- running | done | failed | cancelled | budget_exhausted
-            created REAL NOT NULL,           -- unix seconds
-            updated REAL NOT NULL,
-            max_steps INTEGER NOT NULL,
-            tools TEXT NOT NULL,             -- JSON: the offered tools (name, description, parameters)
-            output_schema TEXT,              -- JSON Schema of a typed answer
-            output TEXT,                     -- the final answer, JSON
-            error TEXT                       -- why the run failed
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE steps (
-            id TEXT PRIMARY KEY,
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            idx INTEGER NOT NULL,            -- the step's index in the run
-            runtime TEXT,                    -- the runtime URI (or name)
-            model TEXT,
-            dialect TEXT,
-            grammar_hash TEXT,               -- the constraint's digest, if any
-            sampling TEXT,                   -- JSON: temperature, max_tokens, seed, stop
-            seed INTEGER,
-            raw_text TEXT,                   -- the model's text before parsing
-            finish_reason TEXT,
-            prompt_tokens INTEGER,
-            completion_tokens INTEGER,
-            cached_tokens INTEGER,
-            timings TEXT,                    -- JSON, seconds
-            metadata TEXT,                   -- JSON
-            created REAL NOT NULL,
-            UNIQUE (run_id, idx)
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE messages (
-            id TEXT PRIMARY KEY,
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            position INTEGER NOT NULL,       -- its place in the conversation
-            step_id TEXT REFERENCES steps(id),
-            role TEXT NOT NULL,              -- system | user | assistant | tool
-            text TEXT NOT NULL,              -- what full-text search reads
-            body TEXT NOT NULL,              -- the whole message, JSON
-            created REAL NOT NULL,
-            UNIQUE (run_id, position)
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE tool_calls (
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            id TEXT NOT NULL,                -- the call's id, unique in its run
-            step_id TEXT NOT NULL REFERENCES steps(id),
-            position INTEGER NOT NULL,       -- where its result goes in the conversation
-            name TEXT NOT NULL,
-            arguments TEXT NOT NULL,         -- JSON
-            idempotent INTEGER NOT NULL,
-            started REAL,                    -- set before a non-idempotent tool runs
-            PRIMARY KEY (run_id, id)
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE tool_results (
-            run_id TEXT NOT NULL,
-            call_id TEXT NOT NULL,
-            name TEXT NOT NULL,
-            content TEXT NOT NULL,           -- JSON
-            is_error INTEGER NOT NULL,
-            created REAL NOT NULL,
-            PRIMARY KEY (run_id, call_id),
-            FOREIGN KEY (run_id, call_id) REFERENCES tool_calls(run_id, id)
-        )"""
-    )
-    db.execute("CREATE INDEX runs_by_status ON runs(status, id)")
-
-
-@MIGRATIONS(name="0002_message_search")
-def _search(db: sqlite_utils.Database) -> None:
-    db.table("messages").enable_fts(["text"], create_triggers=True)
-
-
-@MIGRATIONS(name="0003_trace_names")
-def _trace_names(db: sqlite_utils.Database) -> None:
-    # What a trace of the run shows: the agent's name (its class name unless
-    # it was given one), who served each step's model, when each tool began.
-    db.table("runs").add_column("name", str)
-    db.table("steps").add_column("provider", str)
-    db.table("steps").add_column("server", str)
-    db.table("tool_results").add_column("started", float)
-
-
-@MIGRATIONS(name="0004_workflows")
-def _workflows(db: sqlite_utils.Database) -> None:
-    # A workflow run is the parent of its agent steps' runs; its other steps
-    # (tools, branches, loops) keep their outputs here.
-    db.execute(
-        """CREATE TABLE workflow_runs (
-            id TEXT PRIMARY KEY,             -- a ULID
-            name TEXT NOT NULL,              -- the workflow's name
-            file TEXT,                       -- the workflow file, as given
-            status TEXT NOT NULL,            -- running | done | failed | cancelled
-            inputs TEXT NOT NULL,            -- JSON
-            output TEXT,                     -- JSON
-            error TEXT,
-            created REAL NOT NULL,
-            updated REAL NOT NULL
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE workflow_steps (
-            workflow_run TEXT NOT NULL REFERENCES workflow_runs(id),
-            step TEXT NOT NULL,              -- its place: research, forecasts[2].forecast
-            kind TEXT NOT NULL,              -- agent | tool | when | foreach | parallel | max_iterations
-            status TEXT NOT NULL,            -- running | done | skipped | failed | cancelled
-            output TEXT,                     -- JSON
-            error TEXT,
-            started REAL NOT NULL,
-            finished REAL,
-            PRIMARY KEY (workflow_run, step)
-        )"""
-    )
-    db.execute("ALTER TABLE runs ADD COLUMN workflow_run TEXT REFERENCES workflow_runs(id)")
-    db.execute("ALTER TABLE runs ADD COLUMN workflow_step TEXT")
-    db.execute("CREATE INDEX runs_by_workflow ON runs(workflow_run)")
 
 
 # --- values read back ---------------------------------------------------------------------
@@ -920,33 +784,3 @@ class WorkflowRecorder:
 
     def _touch(self) -> tuple[str, Sequence[Any]]:
         return ("UPDATE workflow_runs SET updated = ? WHERE id = ?", (_now(), self.run_id))
-
-
-def schema_markdown() -> str:
-    """The schema, migration by migration, as markdown (what docs/store.md shows).
-
-    Regenerate the page's schema section with `python -m agentkit.store`.
-    """
-    db = sqlite_utils.Database(memory=True)
-    seen: dict[str, str] = {}
-    parts: list[str] = []
-    for migration in MIGRATIONS._migrations:
-        later = [m.name for m in MIGRATIONS.pending(db) if m.name != migration.name]
-        MIGRATIONS.apply(db, stop_before=later)
-        statements = []
-        for kind, name, sql in db.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
-            if seen.get(name) == sql or "_sqlite_migrations" in name:
-                continue
-            altered = name in seen  # a table this step added columns to: shown as it now is
-            seen[name] = sql
-            if kind == "table" and name.startswith("messages_fts_"):
-                continue  # FTS5's shadow tables belong to its virtual table
-            first, _, rest = sql.partition("\n")
-            statement = first + ("\n" + textwrap.indent(textwrap.dedent(rest), "    ") if rest else "") + ";"
-            statements.append(f"-- {name}, as this step leaves it\n{statement}" if altered else statement)
-        parts.append(f"### `{migration.name}`\n\n```sql\n" + "\n\n".join(statements) + "\n```\n")
-    return "\n".join(parts)
-
-
-if __name__ == "__main__":
-    print(schema_markdown(), end="")
