@@ -41,18 +41,17 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from agentkit import terminal
 from agentkit.agent import Agent
 from agentkit.errors import AgentkitError
 from agentkit.loop import RunResult
-from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.replay import replay
 from agentkit.runtimes import resolve
-from agentkit.store import STATUSES, WORKFLOW_STATUSES, RunRecord, Store, StoredStep, default_path
+from agentkit.store import STATUSES, WORKFLOW_STATUSES, Store, StoredStep, default_path
 
 __all__ = ["app", "main"]
 
 _ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "blue"}
-_STATUS_STYLE = {"done": "green", "running": "yellow", "failed": "red", "cancelled": "red", "budget_exhausted": "red"}
 
 
 class CommandError(Exception):
@@ -216,7 +215,7 @@ def list_workflow_runs(
     with closing(_open(db)) as store:
         records = store.workflow_runs(limit=limit, status=status)
         if not records:
-            _console().print(f"no workflow runs{f' with status {status}' if status else ''} in {store.path}")
+            terminal.console().print(f"no workflow runs{f' with status {status}' if status else ''} in {store.path}")
             return
     now = time.time()
     table = Table("id", "workflow", "status", "inputs", "updated")
@@ -225,11 +224,11 @@ def list_workflow_runs(
         table.add_row(
             record.id,
             record.name,
-            _status(record.status),
-            _one_line(_brief(record.inputs, 60)),
-            _ago(record.updated, now),
+            terminal.status(record.status),
+            terminal.one_line(terminal.brief(record.inputs, 60)),
+            terminal.ago(record.updated, now),
         )
-    _console().print(table)
+    terminal.console().print(table)
 
 
 @workflow.command("show")
@@ -237,17 +236,17 @@ def show_workflow(run_id: RunId, db: Db = None) -> None:
     """Show a stored workflow run: its inputs, each step's status and output, its agent runs."""
     with closing(_open(db)) as store:
         record = store.workflow_run(run_id)
-    console = _console()
+    console = terminal.console()
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     grid.add_row("workflow run", record.id)
     grid.add_row("workflow", f"{record.name} ({record.file})" if record.file else record.name)
-    grid.add_row("status", _status(record.status))
-    grid.add_row("created", _time(record.created))
-    grid.add_row("inputs", _json(record.inputs))
+    grid.add_row("status", terminal.status(record.status))
+    grid.add_row("created", terminal.local_time(record.created))
+    grid.add_row("inputs", terminal.as_json(record.inputs))
     if record.output is not None:
-        grid.add_row("output", record.output if isinstance(record.output, str) else _json(record.output))
+        grid.add_row("output", record.output if isinstance(record.output, str) else terminal.as_json(record.output))
     if record.error:
         grid.add_row("error", Text(record.error, style="red"))
     console.print(grid)
@@ -257,9 +256,9 @@ def show_workflow(run_id: RunId, db: Db = None) -> None:
         shown = (
             Text(step.error, style="red")
             if step.error
-            else Text(_one_line(_brief(step.output)) if step.output is not None else "")
+            else Text(terminal.one_line(terminal.brief(step.output)) if step.output is not None else "")
         )
-        table.add_row(step.step, step.kind, _status(step.status), took, shown, step.run_id or "")
+        table.add_row(step.step, step.kind, terminal.status(step.status), took, shown, step.run_id or "")
     console.print(table)
 
 
@@ -303,7 +302,7 @@ def doctor(
     from agentkit.runtimes.doctor import probe
 
     report = asyncio.run(probe(uri))
-    console = _console()
+    console = terminal.console()
     console.print(Text(f"{report.uri}  ({report.kind} server at {report.url})", style="bold"))
     if report.models:
         console.print(Text("models: " + ", ".join(report.models)))
@@ -337,15 +336,21 @@ def list_runs(
     with closing(_open(db)) as store:
         records = store.runs(limit=limit, status=status)
         if not records:
-            _console().print(f"no runs{f' with status {status}' if status else ''} in {store.path}")
+            terminal.console().print(f"no runs{f' with status {status}' if status else ''} in {store.path}")
             return
         now = time.time()
         table = Table("id", "agent", "status", "steps", "updated")
         table.columns[0].no_wrap = True
         table.columns[3].justify = "right"
         for record in records:
-            table.add_row(record.id, record.agent, _status(record.status), str(record.steps), _ago(record.updated, now))
-        _console().print(table)
+            table.add_row(
+                record.id,
+                record.agent,
+                terminal.status(record.status),
+                str(record.steps),
+                terminal.ago(record.updated, now),
+            )
+        terminal.console().print(table)
 
 
 @runs.command("show")
@@ -353,8 +358,8 @@ def show_run(run_id: RunId, db: Db = None) -> None:
     """Show a run: its record, then its conversation with each step's runtime, model and tokens."""
     with closing(_open(db)) as store:
         stored = store.load(run_id)
-    console = _console()
-    console.print(_record_grid(stored.record, stored.usage.prompt_tokens, stored.usage.completion_tokens))
+    console = terminal.console()
+    console.print(terminal.record_grid(stored.record, stored.usage.prompt_tokens, stored.usage.completion_tokens))
     console.print()
     before = _steps_by_position(stored.steps, stored.positions)
     conversation = Table.grid(padding=(0, 1))
@@ -363,11 +368,13 @@ def show_run(run_id: RunId, db: Db = None) -> None:
     conversation.add_column()
     for position, message in zip(stored.positions, stored.messages, strict=True):
         for step in before.pop(position, []):
-            conversation.add_row("", Text("step", style="bold"), _step_line(step))
-        conversation.add_row(str(position), Text(message.role, style=_ROLE_STYLE[message.role]), _message_line(message))
+            conversation.add_row("", Text("step", style="bold"), terminal.step_line(step))
+        conversation.add_row(
+            str(position), Text(message.role, style=_ROLE_STYLE[message.role]), terminal.message_line(message)
+        )
     for steps in before.values():  # steps whose messages were never written (the run stopped)
         for step in steps:
-            conversation.add_row("", Text("step", style="bold"), _step_line(step))
+            conversation.add_row("", Text("step", style="bold"), terminal.step_line(step))
     console.print(conversation)
 
 
@@ -381,16 +388,16 @@ def search_runs(
     with closing(_open(db)) as store:
         hits = store.search(text, limit=limit)
     if not hits:
-        _console().print(f"no message matches {text!r}")
+        terminal.console().print(f"no message matches {text!r}")
         return
     table = Table("run", "position", "snippet")
     table.columns[0].no_wrap = True
     table.columns[1].justify = "right"
     for run_id, position, snippet in hits:
-        found = Text(_one_line(snippet))
+        found = Text(terminal.one_line(snippet))
         found.highlight_regex(r"\[[^\]]*\]", "bold yellow")
         table.add_row(run_id, str(position), found)
-    _console().print(table)
+    terminal.console().print(table)
 
 
 @runs.command("resume")
@@ -437,16 +444,18 @@ def replay_run(
     with closing(_open(db)) as store:
         store.run(run_id)  # a missing run is reported before a runtime is built
         report = asyncio.run(replay(store, run_id, resolve(runtime)))
-    console = _console()
+    console = terminal.console()
     table = Table("step", "stored", "replayed", "match", "valid calls", title=f"run {run_id} on {report.runtime}")
     table.columns[0].justify = "right"
     for step in report.steps:
         replayed = (
-            Text(_decision(step.replayed)) if step.replayed is not None else Text(step.error or "failed", style="red")
+            Text(terminal.decision(step.replayed))
+            if step.replayed is not None
+            else Text(step.error or "failed", style="red")
         )
         match = Text("yes", style="green") if step.matches else Text("no", style="red")
         valid = f"{step.valid_calls}/{step.calls}" if step.calls else "-"
-        table.add_row(str(step.index), _decision(step.stored), replayed, match, valid)
+        table.add_row(str(step.index), terminal.decision(step.stored), replayed, match, valid)
     console.print(table)
     divergence = report.first_divergence
     console.print(
@@ -550,7 +559,9 @@ def _finish(store: Store, go: Callable[[], RunResult[Any]]) -> None:
         typer.echo(f"run {run_id} {store.run(run_id).status}", err=True)
         raise typer.Exit(1) from None
     output = result.output
-    typer.echo(output if isinstance(output, str) else _json(pydantic_core.to_jsonable_python(output), indent=2))
+    typer.echo(
+        output if isinstance(output, str) else terminal.as_json(pydantic_core.to_jsonable_python(output), indent=2)
+    )
     typer.echo(f"run {result.run_id} done", err=True)
 
 
@@ -605,7 +616,7 @@ def _run_workflow(
             typer.echo(f"workflow run {exc.workflow_run} failed (agentkit workflow show {exc.workflow_run})", err=True)
             raise typer.Exit(1) from None
     output = result.output
-    typer.echo(output if isinstance(output, str) else _json(output, indent=2))
+    typer.echo(output if isinstance(output, str) else terminal.as_json(output, indent=2))
     typer.echo(f"workflow run {result.workflow_run} done", err=True)
 
 
@@ -719,132 +730,6 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-# --- rendering --------------------------------------------------------------------------------
-
-
-def _console() -> Console:
-    # No markup or emoji: messages are the model's and the user's text, printed as they are.
-    return Console(markup=False, emoji=False, highlight=False)
-
-
-def _error(exc: BaseException) -> None:
-    from agentkit.errors import WorkflowSpecError
-
-    # A workflow's problems are one per line, each with its file:line:column.
-    typer.echo(f"error: {str(exc) if isinstance(exc, WorkflowSpecError) else _one_line(str(exc))}", err=True)
-
-
-def _brief(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else _json(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _json(value: Any, *, indent: int | None = None) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=indent)
-
-
-def _call(call: ToolCall) -> str:
-    arguments = ", ".join(f"{name}={_json(value)}" for name, value in call.arguments.items())
-    return f"{call.name}({arguments})"
-
-
-def _decision(message: AssistantMessage) -> str:
-    """A turn in a few words: its calls, or its final text quoted."""
-    if message.tool_calls:
-        return "; ".join(_call(c) for c in message.tool_calls)
-    return _json(_one_line(message.text))
-
-
-def _content(result: ToolResult) -> str:
-    return _one_line(result.content) if isinstance(result.content, str) else _json(result.content)
-
-
-def _message_line(message: Message) -> Text:
-    if isinstance(message, SystemMessage | UserMessage):
-        return Text(_one_line(message.text))
-    if isinstance(message, ToolResult):
-        line = Text(f"{message.name} #{message.call_id} → ")
-        line.append(("error: " if message.is_error else "") + _content(message), "red" if message.is_error else "")
-        return line
-    line = Text()
-    if message.thinking:
-        line.append(f"(thinking: {_one_line(message.thinking)}) ", "dim italic")
-    line.append(_one_line(message.text))
-    for call in message.tool_calls:
-        line.append(f"{' ' if len(line) else ''}→ {_call(call)} #{call.id}", "bold")
-    return line
-
-
-def _step_line(step: StoredStep) -> Text:
-    response, usage = step.response, step.response.usage
-    parts = [
-        f"{step.index}",
-        f"runtime {step.runtime or '?'}",
-        f"model {step.model or '?'}",
-        f"dialect {step.dialect or '?'}",
-        response.finish_reason,
-        f"tokens {usage.prompt_tokens} in, {usage.completion_tokens} out"
-        + (f", {usage.cached_tokens} cached" if usage.cached_tokens else ""),
-    ]
-    line = Text(" · ".join(parts), style="dim")
-    if step.position is None:
-        line.append(f" · unreadable reply: {_json(_one_line(response.raw_text))}", "red")
-    if step.pending:
-        started = {c.id for c in step.started}
-        waiting = ", ".join(f"{c.name} #{c.id}{' (started)' if c.id in started else ''}" for c in step.pending)
-        line.append(f" · no result yet: {waiting}", "yellow")
-    return line
-
-
-def _record_grid(record: RunRecord, prompt_tokens: int, completion_tokens: int) -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
-    grid.add_row("run", record.id)
-    grid.add_row("agent", record.agent)
-    if record.workflow_run is not None:
-        grid.add_row("workflow", f"step {record.workflow_step} of workflow run {record.workflow_run}")
-    grid.add_row("status", _status(record.status))
-    grid.add_row("created", _time(record.created))
-    grid.add_row("updated", _time(record.updated))
-    grid.add_row("steps", f"{record.steps} of at most {record.max_steps}")
-    grid.add_row("tools", ", ".join(t.name for t in record.tools) or "none")
-    grid.add_row("tokens", f"{prompt_tokens} in, {completion_tokens} out")
-    if record.output is not None:
-        grid.add_row("output", record.output if isinstance(record.output, str) else _json(record.output))
-    if record.error:
-        grid.add_row("error", Text(record.error, style="red"))
-    return grid
-
-
-def _status(status: str) -> Text:
-    return Text(status, style=_STATUS_STYLE.get(status, ""))
-
-
-def _time(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
-
-
-def _ago(seconds: float, now: float) -> str:
-    """A recent time as how long ago; an older one as a local date and time."""
-    delta = now - seconds
-    if not 0 <= delta < 86_400:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
-    if delta < 60:
-        return f"{int(delta)} s ago"
-    if delta < 3600:
-        return f"{int(delta // 60)} min ago"
-    return f"{int(delta // 3600)} h ago"
-
-
-if __name__ == "__main__":
-    main()
-
-
 def reference_markdown() -> str:
     """Every command with its arguments and options, as markdown (docs/cli.md's reference).
 
@@ -881,3 +766,14 @@ def reference_markdown() -> str:
             lines.append("")
         parts.append("\n".join(lines))
     return "\n".join(parts)
+
+
+def _error(exc: BaseException) -> None:
+    from agentkit.errors import WorkflowSpecError
+
+    # A workflow's problems are one per line, each with its file:line:column.
+    typer.echo(f"error: {str(exc) if isinstance(exc, WorkflowSpecError) else terminal.one_line(str(exc))}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from rich.console import Console
 from rich.text import Text
 
+from agentkit.terminal import brief, one_line
 from agentkit.workflow.runner import StepEvent
 
 __all__ = ["Progress"]
@@ -39,12 +38,7 @@ class Progress:
             parts.append(f"run {event.run_id}")
         line.append(" · " + " · ".join(parts), style="dim")
         if event.status == "done" and event.output is not None:
-            line.append(" · " + self._brief(event.output))
+            line.append(" · " + brief(event.output, self.width))
         if event.error:
-            line.append(" · " + " ".join(event.error.split()), style="red")
+            line.append(" · " + one_line(event.error), style="red")
         return line
-
-    def _brief(self, value: object) -> str:
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        text = " ".join(text.split())
-        return text if len(text) <= self.width else text[: self.width - 1] + "…"

@@ -25,8 +25,9 @@ from agentkit import (
     ToolResult,
     ToolSpec,
     UserMessage,
+    terminal,
 )
-from agentkit.cli import _ago, app
+from agentkit.cli import app
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import RunRecorder, Store
 
@@ -409,12 +410,12 @@ def test_the_console_script_imports_agents_from_the_current_directory(tmp_path: 
     ],
 )
 def test_recent_times_read_as_how_long_ago(ago: float, shown: str) -> None:
-    assert _ago(1_000_000.0 - ago, 1_000_000.0) == shown
+    assert terminal.ago(1_000_000.0 - ago, 1_000_000.0) == shown
 
 
 def test_older_and_future_times_read_as_dates() -> None:
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", _ago(0.0, 1_000_000.0))
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", _ago(2_000_000.0, 1_000_000.0))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", terminal.ago(0.0, 1_000_000.0))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", terminal.ago(2_000_000.0, 1_000_000.0))
 
 
 def test_the_reference_page_is_current() -> None:

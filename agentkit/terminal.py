@@ -1,0 +1,138 @@
+"""How runs, their steps and messages read on a terminal: the pieces `agentkit`'s commands print."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit.store import RunRecord, StoredStep
+
+STATUS_STYLE = {"done": "green", "running": "yellow", "failed": "red", "cancelled": "red", "budget_exhausted": "red"}
+
+
+def console() -> Console:
+    """A console that prints text as it is: no markup or emoji (messages are the model's and the user's text)."""
+    return Console(markup=False, emoji=False, highlight=False)
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """A value on one line of at most `limit` characters: text as it is, anything else as JSON."""
+    text = one_line(value if isinstance(value, str) else as_json(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def one_line(text: str) -> str:
+    """`text` with every run of whitespace (newlines too) as one space."""
+    return " ".join(text.split())
+
+
+def as_json(value: Any, *, indent: int | None = None) -> str:
+    """`value` as JSON, non-ASCII characters kept as they are."""
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def call_text(call: ToolCall) -> str:
+    """A call as it would be written in Python: `get_weather(city=\"Oslo\")`."""
+    arguments = ", ".join(f"{name}={as_json(value)}" for name, value in call.arguments.items())
+    return f"{call.name}({arguments})"
+
+
+def decision(message: AssistantMessage) -> str:
+    """A turn in a few words: its calls, or its final text quoted."""
+    if message.tool_calls:
+        return "; ".join(call_text(c) for c in message.tool_calls)
+    return as_json(one_line(message.text))
+
+
+def result_text(result: ToolResult) -> str:
+    """A tool's result on one line."""
+    return one_line(result.content) if isinstance(result.content, str) else as_json(result.content)
+
+
+def message_line(message: Message) -> Text:
+    """A message of a conversation on one line, with its calls or its result."""
+    if isinstance(message, SystemMessage | UserMessage):
+        return Text(one_line(message.text))
+    if isinstance(message, ToolResult):
+        line = Text(f"{message.name} #{message.call_id} → ")
+        line.append(("error: " if message.is_error else "") + result_text(message), "red" if message.is_error else "")
+        return line
+    line = Text()
+    if message.thinking:
+        line.append(f"(thinking: {one_line(message.thinking)}) ", "dim italic")
+    line.append(one_line(message.text))
+    for call in message.tool_calls:
+        line.append(f"{' ' if len(line) else ''}→ {call_text(call)} #{call.id}", "bold")
+    return line
+
+
+def step_line(step: StoredStep) -> Text:
+    """A stored model step: runtime, model, dialect, finish reason, tokens, and what it still waits for."""
+    response, usage = step.response, step.response.usage
+    parts = [
+        f"{step.index}",
+        f"runtime {step.runtime or '?'}",
+        f"model {step.model or '?'}",
+        f"dialect {step.dialect or '?'}",
+        response.finish_reason,
+        f"tokens {usage.prompt_tokens} in, {usage.completion_tokens} out"
+        + (f", {usage.cached_tokens} cached" if usage.cached_tokens else ""),
+    ]
+    line = Text(" · ".join(parts), style="dim")
+    if step.position is None:
+        line.append(f" · unreadable reply: {as_json(one_line(response.raw_text))}", "red")
+    if step.pending:
+        started = {c.id for c in step.started}
+        waiting = ", ".join(f"{c.name} #{c.id}{' (started)' if c.id in started else ''}" for c in step.pending)
+        line.append(f" · no result yet: {waiting}", "yellow")
+    return line
+
+
+def record_grid(record: RunRecord, prompt_tokens: int, completion_tokens: int) -> Table:
+    """A stored run's record as a two-column grid."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    grid.add_row("run", record.id)
+    grid.add_row("agent", record.agent)
+    if record.workflow_run is not None:
+        grid.add_row("workflow", f"step {record.workflow_step} of workflow run {record.workflow_run}")
+    grid.add_row("status", status(record.status))
+    grid.add_row("created", local_time(record.created))
+    grid.add_row("updated", local_time(record.updated))
+    grid.add_row("steps", f"{record.steps} of at most {record.max_steps}")
+    grid.add_row("tools", ", ".join(t.name for t in record.tools) or "none")
+    grid.add_row("tokens", f"{prompt_tokens} in, {completion_tokens} out")
+    if record.output is not None:
+        grid.add_row("output", record.output if isinstance(record.output, str) else as_json(record.output))
+    if record.error:
+        grid.add_row("error", Text(record.error, style="red"))
+    return grid
+
+
+def status(status: str) -> Text:
+    """A run's or a step's status, coloured."""
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def local_time(seconds: float) -> str:
+    """Unix seconds as a local date and time."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def ago(seconds: float, now: float) -> str:
+    """A recent time as how long ago; an older one as a local date and time."""
+    delta = now - seconds
+    if not 0 <= delta < 86_400:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+    if delta < 60:
+        return f"{int(delta)} s ago"
+    if delta < 3600:
+        return f"{int(delta // 60)} min ago"
+    return f"{int(delta // 3600)} h ago"
