@@ -13,8 +13,9 @@
     agentkit runs trace 01JD...
 
 Every command takes `--db PATH` (default: `$AGENTKIT_DB`, else `runs.db` in
-the user data directory). agentkit's errors are printed as one line on
-stderr, with exit code 1. Runs are traced (OpenTelemetry) when an OTLP
+the user data directory). Every failure is printed as one `error: ...` line on
+stderr, with exit code 1; an unexpected one (a bug, here or in the agent's
+code) also gets a hint, and `agentkit -v ...` prints its traceback. Runs are traced (OpenTelemetry) when an OTLP
 endpoint or `OTEL_TRACES_EXPORTER` is set, or `--trace` is given.
 """
 
@@ -40,6 +41,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from agentkit import terminal
 from agentkit.agent import Agent
@@ -58,14 +60,30 @@ class CommandError(Exception):
     """A problem with what the command was asked to do (a bad import path, a missing file)."""
 
 
+_VERBOSE = "agentkit.verbose"
+"""The key in click's `Context.meta` (shared by every command of one invocation) that `-v` sets."""
+
+
 class _Commands(TyperGroup):
-    """The top-level group: agentkit's errors become one line on stderr and exit code 1."""
+    """The top-level group: every failure becomes one line on stderr and exit code 1."""
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer's Context type is in its private, vendored click
         try:
             return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # typer's own: usage errors, --help, an exit code already chosen
         except (AgentkitError, CommandError) as exc:
-            _error(exc)
+            _error(exc, traceback=ctx.meta.get(_VERBOSE, False))
+            raise typer.Exit(1) from None
+        except Exception as exc:
+            verbose = ctx.meta.get(_VERBOSE, False)
+            _error(exc, traceback=verbose, unexpected=True)
+            if not verbose:
+                typer.echo(
+                    "hint: this looks like a bug (in agentkit, or in the agent's own code); "
+                    "run again as `agentkit -v ...` for the traceback",
+                    err=True,
+                )
             raise typer.Exit(1) from None
 
 
@@ -114,6 +132,17 @@ Trace = Annotated[
 ]
 
 
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Print a failure's full traceback (before its error line).")
+    ] = False,
+) -> None:
+    """Run agents and work with their stored runs."""
+    ctx.meta[_VERBOSE] = verbose
+
+
 def main() -> None:
     """The `agentkit` console script."""
     # As with `python -m`, agents in the current directory can be named (`mymodule:MyAgent`).
@@ -139,6 +168,7 @@ AllowModule = Annotated[
 
 @app.command("run")
 def run_agent(
+    ctx: typer.Context,
     target: Annotated[
         str,
         typer.Argument(
@@ -166,7 +196,8 @@ def run_agent(
     if _is_workflow(target):
         if prompt is not None:
             raise CommandError(f"a workflow takes inputs, not a prompt: agentkit run {target} -i KEY=VALUE")
-        _run_workflow(Path(target), given or [], inputs_file, allow_module or [], runtime, db, trace)
+        verbose = ctx.meta.get(_VERBOSE, False)
+        _run_workflow(Path(target), given or [], inputs_file, allow_module or [], runtime, db, trace, verbose=verbose)
         return
     if given or inputs_file or allow_module:
         raise CommandError("--input, --inputs and --allow-module are for workflows (a .yaml file), not agents")
@@ -175,7 +206,7 @@ def run_agent(
     cls = _agent_class(target)
     with closing(_open(db, create=True)) as store, _tracing(trace):
         built = _build(cls, target, store, runtime)
-        _finish(store, lambda: built.run(prompt))
+        _finish(store, lambda: built.run(prompt), verbose=ctx.meta.get(_VERBOSE, False))
 
 
 @workflow.command("validate")
@@ -402,6 +433,7 @@ def search_runs(
 
 @runs.command("resume")
 def resume_run(
+    ctx: typer.Context,
     run_id: RunId,
     runtime: RuntimeURI = None,
     rerun_started: Annotated[
@@ -429,7 +461,7 @@ def resume_run(
                 f"run {run_id} offered the tools {missing}, which {record.agent} does not have; "
                 "resume it in code with an agent that has them"
             )
-        _finish(store, lambda: built.resume(run_id, rerun_started=rerun_started))
+        _finish(store, lambda: built.resume(run_id, rerun_started=rerun_started), verbose=ctx.meta.get(_VERBOSE, False))
 
 
 @runs.command("replay")
@@ -547,7 +579,7 @@ def _build(cls: type[Agent[Any]], path: str, store: Store, runtime: str | None) 
         raise CommandError(f"cannot build {path}: {type(exc).__name__}: {exc}") from None
 
 
-def _finish(store: Store, go: Callable[[], RunResult[Any]]) -> None:
+def _finish(store: Store, go: Callable[[], RunResult[Any]], *, verbose: bool) -> None:
     """Run, then print the output (stdout) and the run's id (stderr); a failed run exits 1."""
     try:
         result = go()
@@ -555,8 +587,12 @@ def _finish(store: Store, go: Callable[[], RunResult[Any]]) -> None:
         if exc.partial is None:  # nothing was stored: the run did not start
             raise
         run_id = exc.partial.run_id
-        _error(exc)
-        typer.echo(f"run {run_id} {store.run(run_id).status}", err=True)
+        _error(exc, traceback=verbose)
+        try:
+            status = store.run(run_id).status
+        except AgentkitError:  # the store itself is what failed
+            status = "stopped (its status could not be read back)"
+        typer.echo(f"run {run_id} {status}", err=True)
         raise typer.Exit(1) from None
     output = result.output
     typer.echo(
@@ -584,6 +620,8 @@ def _run_workflow(
     runtime: str | None,
     db: Path | None,
     trace: bool,
+    *,
+    verbose: bool,
 ) -> None:
     from agentkit.errors import WorkflowFailed
     from agentkit.workflow import Workflow
@@ -612,7 +650,7 @@ def _run_workflow(
         try:
             result = flow.run(inputs, runtime=runtime, store=store, on_event=progress.show)
         except WorkflowFailed as exc:
-            _error(exc)
+            _error(exc, traceback=verbose)
             typer.echo(f"workflow run {exc.workflow_run} failed (agentkit workflow show {exc.workflow_run})", err=True)
             raise typer.Exit(1) from None
     output = result.output
@@ -738,8 +776,9 @@ def reference_markdown() -> str:
     import typer.main
 
     def walk(command: Any, path: list[str]) -> list[tuple[list[str], Any]]:
-        if hasattr(command, "commands"):
-            return [found for name, sub in command.commands.items() for found in walk(sub, [*path, name])]
+        if hasattr(command, "commands"):  # a group: its own options (agentkit -v), then its commands
+            own = [(path, command)] if any(p.name != "help" for p in command.params) else []
+            return own + [found for name, sub in command.commands.items() for found in walk(sub, [*path, name])]
         return [(path, command)]
 
     parts = []
@@ -768,11 +807,19 @@ def reference_markdown() -> str:
     return "\n".join(parts)
 
 
-def _error(exc: BaseException) -> None:
+def _error(exc: BaseException, *, traceback: bool = False, unexpected: bool = False) -> None:
+    """`error: ...` on stderr; an unexpected exception is named by its type, `traceback` adds the traceback."""
     from agentkit.errors import WorkflowSpecError
 
+    if traceback:
+        import traceback as tb
+
+        typer.echo("".join(tb.format_exception(exc)).rstrip(), err=True)
     # A workflow's problems are one per line, each with its file:line:column.
-    typer.echo(f"error: {str(exc) if isinstance(exc, WorkflowSpecError) else terminal.one_line(str(exc))}", err=True)
+    text = str(exc) if isinstance(exc, WorkflowSpecError) else terminal.one_line(str(exc))
+    if unexpected:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    typer.echo(f"error: {text}", err=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pydantic
@@ -29,7 +29,15 @@ from agentkit.errors import (
     StoreError,
 )
 from agentkit.executor import Executor
-from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit.messages import (
+    AssistantMessage,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolResult,
+    UserMessage,
+    with_unique_call_ids,
+)
 from agentkit.runtime import ModelRequest, ModelResponse, Runtime, Sampling, Usage
 from agentkit.schema import strip_titles
 from agentkit.tool import BoundTool
@@ -198,6 +206,9 @@ async def run_loop(
             run_id = str(ULID())
     idempotent = {t.name: t.options.idempotent for t in config.tools}
     began: dict[str, float] = {}
+    # Call ids are made unique within the run here, before anything records or
+    # pairs them: runtimes only promise ids unique within one turn, if that.
+    taken = {c.id for m in messages if isinstance(m, AssistantMessage) for c in m.tool_calls}
 
     def snapshot() -> RunResult[Any]:
         return RunResult(output=None, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
@@ -222,9 +233,9 @@ async def run_loop(
             broken.partial = snapshot()
             raise broken from exc
 
-    def feedback(text: str) -> None:
+    def feedback(step: int, text: str) -> None:
         if recorder is not None:
-            recorder.message(len(messages), UserMessage(text=text))
+            recorder.message(len(messages), UserMessage(text=text), step=step)
         messages.append(UserMessage(text=text))
 
     last = resume.steps[-1] if resume is not None and resume.steps else None
@@ -282,6 +293,9 @@ async def run_loop(
             try:
                 with chat_span(traced, request, index) as chat:
                     response = await config.runtime.generate(request)
+                    unique = with_unique_call_ids(response.message, taken, index)
+                    if unique is not response.message:
+                        response = replace(response, message=unique)
                     chat.record(response)
             except ModelOutputError as exc:
                 # An unconstrained model wrote something that is no decision: keep
@@ -302,7 +316,7 @@ async def run_loop(
                         idempotent=idempotent,
                     )
                 steps.append(Step(index=index, response=garbled, seconds=time.monotonic() - started_at))
-                feedback(f"Your last reply could not be read ({exc}). Reply with one valid action.")
+                feedback(index, f"Your last reply could not be read ({exc}). Reply with one valid action.")
                 usage, spent = usage + garbled.usage, spent + garbled.usage
                 yield ModelTurn(step=index, response=garbled)
                 continue
@@ -341,7 +355,7 @@ async def run_loop(
                 output = parse_output(config.output_type, message.text)
             except OutputValidationError as exc:
                 # An unconstrained runtime can miss the schema: tell the model and go on.
-                feedback(f"{exc}. Answer again with JSON that fits the schema.")
+                feedback(index, f"{exc}. Answer again with JSON that fits the schema.")
                 continue
             result = RunResult(output=output, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
             status = "done"
@@ -360,11 +374,18 @@ async def run_loop(
         raise
     except BaseException as exc:
         error, failure = describe_error(exc), exc
+        if isinstance(exc, AgentkitError) and exc.partial is None:  # e.g. a store write that failed
+            exc.partial = snapshot()
         raise
     finally:
         try:
             if recorder is not None and status != "done":
                 recorder.finished(status, error=error)
+        except StoreError as unrecorded:
+            if failure is None:
+                raise
+            # The store fails too while the run fails: the run's own error is the one to see.
+            failure.add_note(f"and the run's end could not be stored: {unrecorded}")
         finally:
             traced.end(spent, error=failure)  # a no-op when the run's span already ended
 

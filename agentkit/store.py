@@ -297,17 +297,27 @@ class Store:
 
     # --- writing ----------------------------------------------------------------------
 
-    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run `statements` in one committed transaction."""
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
+    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]], *, what: str = "a write") -> None:
+        """Run `statements` in one committed transaction, all or nothing.
+
+        Raises:
+            StoreError: SQLite refused (disk full, a constraint, a lock held
+                past the busy timeout...): `what` says what was being recorded.
+                Nothing of this transaction is kept; earlier commits are.
+        """
         try:
-            for sql, params in statements:
-                conn.execute(sql, params)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite rolls back by itself after some errors
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not record {what} in {self.path}: {type(exc).__name__}: {exc}") from exc
 
     def begin_run(
         self,
@@ -356,7 +366,7 @@ class Store:
             )
         ]
         statements += [_message_row(run_id, i, m, None) for i, m in enumerate(messages)]
-        self._write(statements)
+        self._write(statements, what=f"the start of a run of {agent or name}")
         return RunRecorder(self, run_id)
 
     def recorder(self, run_id: str) -> RunRecorder:
@@ -476,7 +486,8 @@ class Store:
                     "VALUES (?, ?, ?, 'running', ?, ?, ?)",
                     (run_id, name, file, _dumps(dict(inputs)), now, now),
                 )
-            ]
+            ],
+            what=f"the start of workflow {name}",
         )
         return WorkflowRecorder(self, run_id)
 
@@ -612,7 +623,11 @@ class RunRecorder:
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store, self.run_id = store, run_id
-        self._positions: dict[str, int] = {}
+        self._calls: dict[str, tuple[int, int]] = {}
+        """Call id -> (its result's position, its step's index), for calls decided here."""
+
+    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]], what: str) -> None:
+        self.store._write(statements, what=f"{what} of run {self.run_id}")
 
     def decision(
         self,
@@ -660,13 +675,14 @@ class RunRecorder:
                 ),
             ),
         ]
+        what = f"step {index}'s model turn"
         if position is None:
             statements.append(self._touch())
-            self.store._write(statements)
+            self._write(statements, what)
             return
         statements.append(_message_row(self.run_id, position, response.message, step_id))
         for offset, call in enumerate(response.message.tool_calls, start=1):
-            self._positions[call.id] = position + offset
+            self._calls[call.id] = (position + offset, index)
             statements.append(
                 (
                     "INSERT INTO tool_calls (run_id, id, step_id, position, name, arguments, idempotent) "
@@ -683,25 +699,37 @@ class RunRecorder:
                 )
             )
         statements.append(self._touch())
-        self.store._write(statements)
+        self._write(statements, what)
+
+    def _call(self, call_id: str) -> tuple[int, int]:
+        """Where a call's result goes and which step made the call."""
+        known = self._calls.get(call_id)
+        if known is not None:
+            return known
+        try:
+            row = self.store.db.execute(
+                "SELECT c.position, s.idx FROM tool_calls c JOIN steps s ON s.id = c.step_id "
+                "WHERE c.run_id = ? AND c.id = ?",
+                [self.run_id, call_id],
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read call {call_id!r} of run {self.run_id}: {exc}") from exc
+        if row is None:
+            raise StoreError(f"run {self.run_id} has no call {call_id!r} to record a result for")
+        self._calls[call_id] = (row[0], row[1])
+        return row[0], row[1]
 
     def tool_started(self, call: ToolCall) -> None:
         """A non-idempotent tool is about to run: if the run dies now, it may have had effects."""
-        self.store._write(
-            [("UPDATE tool_calls SET started = ? WHERE run_id = ? AND id = ?", (_now(), self.run_id, call.id))]
+        self._write(
+            [("UPDATE tool_calls SET started = ? WHERE run_id = ? AND id = ?", (_now(), self.run_id, call.id))],
+            f"the start of call {call.name} ({call.id}) in step {self._call(call.id)[1]}",
         )
 
     def tool_result(self, result: ToolResult, *, started: float | None = None) -> None:
         """A tool finished: its result, committed at once (`started`: when the tool began, unix seconds)."""
-        position = self._positions.get(result.call_id)
-        if position is None:
-            row = self.store.db.execute(
-                "SELECT position FROM tool_calls WHERE run_id = ? AND id = ?", [self.run_id, result.call_id]
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"run {self.run_id} has no call {result.call_id!r} to record a result for")
-            position = row[0]
-        self.store._write(
+        position, step = self._call(result.call_id)
+        self._write(
             [
                 (
                     "INSERT INTO tool_results (run_id, call_id, name, content, is_error, created, started) "
@@ -717,22 +745,25 @@ class RunRecorder:
                     ),
                 ),
                 _message_row(self.run_id, position, result, None),
-            ]
+            ],
+            f"the result of call {result.name} ({result.call_id}) in step {step}",
         )
 
-    def message(self, position: int, message: Message) -> None:
-        """A message the loop adds itself (feedback to the model)."""
-        self.store._write([_message_row(self.run_id, position, message, None), self._touch()])
+    def message(self, position: int, message: Message, *, step: int | None = None) -> None:
+        """A message the loop adds itself (feedback to the model after `step`)."""
+        what = "a message" if step is None else f"step {step}'s feedback"
+        self._write([_message_row(self.run_id, position, message, None), self._touch()], what)
 
     def finished(self, status: str, *, output: Any = None, error: str | None = None) -> None:
         """The run's end: `done`, `failed`, `cancelled` or `budget_exhausted`."""
-        self.store._write(
+        self._write(
             [
                 (
                     "UPDATE runs SET status = ?, output = ?, error = ?, updated = ? WHERE id = ?",
                     (status, _dumps(output) if output is not None else None, error, _now(), self.run_id),
                 )
-            ]
+            ],
+            f"the end ({status})",
         )
 
     def _touch(self) -> tuple[str, Sequence[Any]]:
@@ -755,7 +786,8 @@ class WorkflowRecorder:
                     (self.run_id, step, kind, _now()),
                 ),
                 self._touch(),
-            ]
+            ],
+            what=f"the start of step {step} of workflow run {self.run_id}",
         )
 
     def step_finished(self, step: str, status: str, *, output: Any = None, error: str | None = None) -> None:
@@ -768,7 +800,8 @@ class WorkflowRecorder:
                     (status, _dumps(output) if output is not None else None, error, _now(), self.run_id, step),
                 ),
                 self._touch(),
-            ]
+            ],
+            what=f"the end ({status}) of step {step} of workflow run {self.run_id}",
         )
 
     def finished(self, status: str, *, output: Any = None, error: str | None = None) -> None:
@@ -779,7 +812,8 @@ class WorkflowRecorder:
                     "UPDATE workflow_runs SET status = ?, output = ?, error = ?, updated = ? WHERE id = ?",
                     (status, _dumps(output) if output is not None else None, error, _now(), self.run_id),
                 )
-            ]
+            ],
+            what=f"the end ({status}) of workflow run {self.run_id}",
         )
 
     def _touch(self) -> tuple[str, Sequence[Any]]:

@@ -150,8 +150,13 @@ def _result_text(result: ToolResult) -> str:
 
 
 def chat_messages(messages: Sequence[Message], output_schema: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """The conversation in chat-completions form; an output schema is stated in the system message."""
+    """The conversation in chat-completions form; an output schema is stated in the system message.
+
+    Calls and results carry the ids the server gave them (`ToolCall.wire_id`),
+    not the run-unique ids the loop may have put in their place.
+    """
     out: list[dict[str, Any]] = []
+    wire: dict[str, str] = {}  # a call's id in the run -> its id on the wire
     for message in messages:
         if isinstance(message, SystemMessage | UserMessage):
             out.append({"role": message.role, "content": message.text})
@@ -161,9 +166,10 @@ def chat_messages(messages: Sequence[Message], output_schema: Mapping[str, Any] 
             if message.text or not message.tool_calls:
                 entry["content"] = message.text
             if message.tool_calls:
+                wire.update((call.id, call.wire_id) for call in message.tool_calls)
                 entry["tool_calls"] = [
                     {
-                        "id": call.id,
+                        "id": call.wire_id,
                         "type": "function",
                         "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)},
                     }
@@ -174,7 +180,7 @@ def chat_messages(messages: Sequence[Message], output_schema: Mapping[str, Any] 
             out.append(
                 {
                     "role": "tool",
-                    "tool_call_id": message.call_id,
+                    "tool_call_id": wire.get(message.call_id, message.call_id),
                     "name": message.name,
                     "content": _result_text(message),
                 }

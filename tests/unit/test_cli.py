@@ -32,6 +32,8 @@ from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import RunRecorder, Store
 
 AGENTS = '''
+import pydantic
+
 from agentkit import Agent, tool
 
 CALLS = []
@@ -64,6 +66,19 @@ class Adder(Agent):
     instructions = "Add numbers with the tool."
     tools = [add, charge]
     max_steps = 4
+
+
+class Total(pydantic.BaseModel):
+    total: int
+
+    @pydantic.field_validator("total")
+    @classmethod
+    def halve(cls, value: int) -> int:
+        return value // 0  # a bug in the agent's own code: not a ValueError, so pydantic lets it through
+
+
+class Buggy(Adder):
+    output_type = Total
 '''
 
 ADD = {"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}
@@ -212,7 +227,9 @@ def test_export_writes_the_run_then_its_messages_then_its_steps(cli: Cli, agents
     assert [t["name"] for t in run["tools"]] == ["add", "charge"]
     assert [m["position"] for m in messages] == [0, 1, 2, 3, 4]
     assert [m["message"]["role"] for m in messages] == ["system", "user", "assistant", "tool", "assistant"]
-    assert messages[2]["message"]["tool_calls"] == [{"name": "add", "arguments": {"a": 1, "b": 2}, "id": "call_0_0"}]
+    assert messages[2]["message"]["tool_calls"] == [
+        {"name": "add", "arguments": {"a": 1, "b": 2}, "id": "call_0_0", "runtime_id": None}
+    ]
     assert (messages[3]["message"]["call_id"], messages[3]["message"]["content"]) == ("call_0_0", 3)
     assert [(s["index"], s["position"], s["finish_reason"], s["runtime"]) for s in steps] == [
         (0, 2, "tool_calls", "scripted"),
@@ -225,6 +242,54 @@ def test_export_writes_the_run_then_its_messages_then_its_steps(cli: Cli, agents
     assert (written.exit_code, written.stdout) == (0, "")
     assert written.stderr == f"wrote 8 lines to {target}\n"
     assert target.read_text(encoding="utf-8") == exported.stdout
+
+
+def assert_unexpected(result: Result, error: str) -> None:
+    """Exit code 1, the error line and a hint, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert lines(result.stderr) == [
+        f"error: {error}",
+        "hint: this looks like a bug (in agentkit, or in the agent's own code); run again as `agentkit -v ...` for "
+        "the traceback",
+    ]
+
+
+def test_an_unexpected_exception_in_run_is_one_line_and_a_hint(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
+    failed = cli("run", f"{agents.__name__}:Buggy", "Add.", "--runtime", script(tmp_path, [ADD, '{"total": 3}']))
+    assert_unexpected(failed, "ZeroDivisionError: integer division or modulo by zero")
+    [record] = Store(tmp_path / "runs.db").runs()
+    assert (record.status, record.steps) == ("failed", 2)  # the run is stored as far as it went
+    assert "ZeroDivisionError" in (record.error or "")
+
+
+def test_an_unexpected_exception_in_resume_is_one_line_and_a_hint_or_with_v_a_traceback(
+    cli: Cli, agents: ModuleType, tmp_path: Path
+) -> None:
+    cli("run", f"{agents.__name__}:Buggy", "Add.", "--runtime", script(tmp_path, [ADD, '{"total": 3}']))
+    [record] = Store(tmp_path / "runs.db").runs()
+    resumed = cli("runs", "resume", record.id, "--runtime", script(tmp_path, []))
+    assert_unexpected(resumed, "ZeroDivisionError: integer division or modulo by zero")
+
+    verbose = cli("-v", "runs", "resume", record.id, "--runtime", script(tmp_path, []))
+    assert verbose.exit_code == 1
+    told = lines(verbose.stderr)
+    assert told[0] == "Traceback (most recent call last):"
+    assert (
+        "    return value // 0  # a bug in the agent's own code: not a ValueError, so pydantic lets it through" in told
+    )
+    assert told[-2:] == [
+        "ZeroDivisionError: integer division or modulo by zero",
+        "error: ZeroDivisionError: integer division or modulo by zero",
+    ]
+
+
+def test_v_adds_the_traceback_to_an_agentkit_error(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
+    result = cli("-v", "run", f"{agents.__name__}:Adder", "Add.", "--runtime", script(tmp_path, [ADD]))
+    told = lines(result.stderr)
+    assert (result.exit_code, told[0]) == (1, "Traceback (most recent call last):")
+    assert told[-2:-1] == ["error: the script has 1 turns and all were played; add more turns"]
+    assert re.fullmatch(r"run [0-9A-Z]{26} failed", told[-1])
 
 
 # --- resume ---------------------------------------------------------------------------------------
@@ -262,6 +327,24 @@ def test_resume_finishes_a_run_left_running(cli: Cli, db: Path, agents: ModuleTy
     assert agents.CALLS == ["add 1 2"]
     assert f"│ {run_id} │ {agents.__name__}:Adder │ done " in cli("runs", "list").stdout
     assert_fails(cli("runs", "resume", run_id, "--runtime", script(tmp_path, [])), f"run {run_id} is done")
+
+
+def test_resume_with_a_script_that_numbers_its_calls_afresh(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
+    """A run stopped after one step, resumed with the remaining script: the
+    resumed run's first call has the id the script gave the run's first call."""
+    stopped = cli("run", f"{agents.__name__}:Adder", "Add twice.", "--runtime", script(tmp_path, [ADD]))
+    assert stopped.exit_code == 1
+    [record] = Store(tmp_path / "runs.db").runs()
+    resumed = cli("runs", "resume", record.id, "--runtime", script(tmp_path, [ADD, "3 and 3."]))
+    assert (resumed.exit_code, resumed.stdout, resumed.stderr) == (0, "3 and 3.\n", f"run {record.id} done\n")
+    assert agents.CALLS == ["add 1 2", "add 1 2"]
+    ids = [
+        c.id
+        for m in Store(tmp_path / "runs.db").load(record.id).messages
+        if isinstance(m, AssistantMessage)
+        for c in m.tool_calls
+    ]
+    assert ids == ["call_0_0", "call_0_0@1"]
 
 
 def test_resume_asks_before_rerunning_a_started_call(cli: Cli, db: Path, agents: ModuleType, tmp_path: Path) -> None:

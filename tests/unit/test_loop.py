@@ -11,6 +11,8 @@ from typing import Any
 
 import pydantic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentkit import (
     Agent,
@@ -32,6 +34,7 @@ from agentkit import (
     UserMessage,
     tool,
 )
+from agentkit.messages import with_unique_call_ids
 from agentkit.runtimes import ScriptedRuntime
 
 
@@ -665,3 +668,32 @@ def test_an_unexpected_runtime_error_keeps_the_trajectory() -> None:
     assert isinstance(info.value.__cause__, OSError)
     assert info.value.partial is not None
     assert len(info.value.partial.steps) == 1
+
+
+# --- call ids --------------------------------------------------------------------------------
+
+IDS = st.sampled_from(["", "a", "b", "a@1", "a@1.1", "call_0"])
+
+
+@given(st.lists(st.lists(IDS, max_size=4), max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_call_ids_come_out_unique_and_keep_the_runtimes_own(turns: list[list[str]]) -> None:
+    taken: set[str] = set()
+    made: list[ToolCall] = []
+    for step, ids in enumerate(turns):
+        before = set(taken)
+        message = AssistantMessage(tool_calls=[ToolCall(name="add", id=i) for i in ids])
+        unique = with_unique_call_ids(message, taken, step)
+        # Made again from the same history, the ids are the same: a stored run and an unstored one agree.
+        assert with_unique_call_ids(message, set(before), step) == unique
+        for given_id, call in zip(ids, unique.tool_calls, strict=True):
+            if call.runtime_id is None and call.id == given_id:
+                assert given_id  # kept only where it did not collide
+                assert given_id not in before
+            else:
+                assert call.id not in before
+                assert call.id.startswith(f"{given_id or 'call'}@{step}")
+                assert call.wire_id == (given_id or call.id)
+        made.extend(unique.tool_calls)
+    assert len({c.id for c in made}) == len(made)
+    assert taken == {c.id for c in made}

@@ -9,15 +9,27 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentkit import AssistantMessage, ModelRequest, ModelResponse, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit import (
+    Agent,
+    AssistantMessage,
+    ModelRequest,
+    ModelResponse,
+    SystemMessage,
+    ToolCall,
+    ToolResult,
+    UserMessage,
+    tool,
+)
 from agentkit.errors import ModelOutputError, OutputTruncated, RuntimeUnavailable, ServerError
 from agentkit.runtimes import OpenAICompatible, VLLMServer, resolve
 from agentkit.runtimes.http import RetryPolicy
 from agentkit.runtimes.openai import chat_messages, parse_server_uri
+from agentkit.store import Store
 from agentkit.tool import ToolSpec
 from tests.support.scripted_server import ScriptedServer
 
@@ -160,6 +172,38 @@ def test_a_valid_call_is_returned_with_its_id_and_usage(server: ScriptedServer) 
     sent = server.seen[0][2]
     assert sent["tools"][0]["function"]["parameters"] == dict(ADD.parameters)
     assert sent["messages"] == [{"role": "user", "content": "2+3?"}]
+
+
+def test_a_server_that_numbers_calls_per_answer_runs_to_the_end_and_sees_its_own_ids(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """`call_0` in every answer (llama.cpp-style numbering): the run's ids are
+    made unique, and the server is sent back the ids it gave."""
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers.
+
+        Args:
+            a: The first.
+            b: The second.
+        """
+        return a + b
+
+    answers = [reply(calls=[("add", '{"a": 1, "b": 2}')]), reply(calls=[("add", '{"a": 3, "b": 4}')]), reply("3, 7")]
+    server.replies = list(answers)
+    stored = Agent(tools=[add], runtime=runtime(server), store=Store(tmp_path / "runs.db")).run("Add twice.")
+    server.replies = list(answers)
+    unstored = Agent(tools=[add], runtime=runtime(server)).run("Add twice.")
+    assert stored.output == "3, 7"
+    assert stored.messages == unstored.messages
+    assert [(c.id, c.runtime_id) for c in stored.tool_calls] == [("call_0", None), ("call_0@1", "call_0")]
+    last = server.seen[2][2]["messages"]  # the stored run's third request
+    assert [c["id"] for m in last if m["role"] == "assistant" for c in m["tool_calls"]] == ["call_0", "call_0"]
+    assert [(m["tool_call_id"], m["content"]) for m in last if m["role"] == "tool"] == [
+        ("call_0", "3"),
+        ("call_0", "7"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from agentkit import (
     ModelRequest,
     ModelResponse,
     RunFailed,
+    Sampling,
     ToolCall,
     ToolResult,
     tool,
@@ -255,6 +256,107 @@ def test_a_started_non_idempotent_call_needs_the_users_word(store: Store) -> Non
 def test_resume_needs_a_store() -> None:
     with pytest.raises(StoreError, match="no store"):
         Agent(runtime=ScriptedRuntime([])).resume("x")
+
+
+# --- call ids and failing writes -----------------------------------------------------------
+
+
+def add_call(a: int, b: int, id: str | None = None) -> dict[str, Any]:
+    """A scripted turn calling `add`; without `id`, ScriptedRuntime numbers it by its place."""
+    call: dict[str, Any] = {"name": "add", "arguments": {"a": a, "b": b}}
+    return {"tool_calls": [call if id is None else {**call, "id": id}]}
+
+
+def test_a_call_id_repeated_across_turns_gives_the_same_messages_with_or_without_a_store(store: Store) -> None:
+    turns: list[Any] = [
+        {"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}, "id": "c1"}] * 2},  # twice in one turn
+        add_call(3, 4, id="c1"),  # and again in the next
+        "Done.",
+    ]
+    stored = Agent(tools=[add], runtime=ScriptedRuntime(turns), store=store).run("Add.")
+    unstored = Agent(tools=[add], runtime=ScriptedRuntime(turns)).run("Add.")
+    assert stored.messages == unstored.messages
+    assert [(c.id, c.runtime_id) for c in stored.tool_calls] == [("c1", None), ("c1@0", "c1"), ("c1@1", "c1")]
+    results = [m for m in stored.messages if isinstance(m, ToolResult)]
+    assert [(r.call_id, r.content) for r in results] == [("c1", 3), ("c1@0", 3), ("c1@1", 7)]
+    assert store.load(stored.run_id).messages == stored.messages
+    assert rows(store, "SELECT id FROM tool_calls ORDER BY position") == [("c1",), ("c1@0",), ("c1@1",)]
+
+
+def test_a_resumed_run_whose_script_numbers_its_calls_afresh_completes(store: Store) -> None:
+    """The case from docs/store.md: resume with a ScriptedRuntime given the remaining turns.
+
+    ScriptedRuntime names calls by their place in its script (`call_0_0`...), so
+    the resumed run's first call has the id of the run's first call.
+    """
+
+    class Killed(BaseException):
+        """Stands in for kill -9."""
+
+    @tool
+    def fragile(a: int, b: int) -> int:
+        """Add, unless it is the second time.
+
+        Args:
+            a: The first.
+            b: The second.
+        """
+        CALLS.append(f"fragile {a} {b}")
+        if len(CALLS) == 2:
+            raise Killed
+        return a + b
+
+    turns: list[Any] = [
+        {"tool_calls": [{"name": "fragile", "arguments": {"a": 1, "b": 2}}]},
+        {"tool_calls": [{"name": "fragile", "arguments": {"a": 3, "b": 4}}]},
+    ]
+    with pytest.raises(Killed):
+        Agent(tools=[fragile], runtime=ScriptedRuntime(turns), store=store).run("Add twice, then once more.")
+    run_id = store.runs(limit=1)[0].id
+    remaining: list[Any] = [{"tool_calls": [{"name": "fragile", "arguments": {"a": 5, "b": 6}}]}, "3, 7 and 11."]
+    resumed = Agent(tools=[fragile], runtime=ScriptedRuntime(remaining), store=store).resume(run_id)
+    assert resumed.output == "3, 7 and 11."
+    assert CALLS == ["fragile 1 2", "fragile 3 4", "fragile 3 4", "fragile 5 6"]
+    assert [(c.id, c.runtime_id) for c in resumed.tool_calls] == [
+        ("call_0_0", None),
+        ("call_1_0", None),
+        ("call_0_0@2", "call_0_0"),  # the resumed script's first call, renamed
+    ]
+    assert store.run(run_id).status == "done"
+    assert store.load(run_id).messages == resumed.messages
+
+
+def test_a_store_write_that_fails_is_a_store_error_naming_the_run_and_the_step(store: Store) -> None:
+    # A real SQLite failure, inside the real file: the result of step 0's tool cannot be written.
+    store.db.execute("CREATE TRIGGER refuse BEFORE INSERT ON tool_results BEGIN SELECT RAISE(ABORT, 'no room'); END")
+    with pytest.raises(StoreError) as failed:
+        Agent(tools=[add], runtime=ScriptedRuntime([add_call(1, 2, id="c1"), "3."]), store=store).run("Add.")
+    run_id = store.runs(limit=1)[0].id
+    message = str(failed.value)
+    for named in (f"run {run_id}", "step 0", "add (c1)", "no room"):
+        assert named in message
+    assert isinstance(failed.value.__cause__, sqlite3.Error)
+    # What was committed before stays readable, on the error and in the file.
+    partial = failed.value.partial
+    assert partial is not None
+    assert partial.run_id == run_id
+    assert [m.role for m in partial.messages] == ["user", "assistant"]
+    loaded = store.load(run_id)
+    assert loaded.messages == partial.messages
+    assert [s.pending for s in loaded.steps] == [(ToolCall(name="add", arguments={"a": 1, "b": 2}, id="c1"),)]
+    record = store.run(run_id)
+    assert record.status == "failed"
+    assert "StoreError" in (record.error or "")
+
+
+def test_a_refused_write_is_never_a_raw_sqlite_error(store: Store) -> None:
+    recorder = store.begin_run(agent="tests:Agent", messages=[], max_steps=2)
+    turn = ModelResponse(message=AssistantMessage(tool_calls=[ToolCall(name="add", id="c1")]))
+    recorder.decision(index=0, position=0, response=turn, runtime=None, sampling=Sampling(), idempotent={})
+    with pytest.raises(StoreError, match=rf"step 1's model turn of run {recorder.run_id}.*UNIQUE constraint") as dup:
+        recorder.decision(index=1, position=2, response=turn, runtime=None, sampling=Sampling(), idempotent={})
+    assert isinstance(dup.value.__cause__, sqlite3.IntegrityError)
+    assert len(store.load(recorder.run_id).steps) == 1  # the refused write left nothing half-done
 
 
 # --- the file -------------------------------------------------------------------------------

@@ -862,8 +862,9 @@ def test_the_runs_span_ends_even_when_the_store_fails(
 
     monkeypatch.setattr(RunRecorder, "finished", broken)
     turns = [{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 1}}]}]
-    with pytest.raises(StoreError):
+    with pytest.raises(MaxStepsExceeded) as failed:  # the run's own error, not the store's second one
         calculator(ScriptedRuntime(turns), max_steps=1, store=Store(tmp_path / "runs.db")).run("loop")
+    assert failed.value.__notes__ == ["and the run's end could not be stored: disk full"]
     [run] = by_name(spans.get_finished_spans())["invoke_agent Calculator"]
     assert attrs(run)["error.type"] == "MaxStepsExceeded"
 
