@@ -438,6 +438,9 @@ class Gemma4Dialect:
             that may write on until `max_tokens`; a turn is then calls or text.
         parallel_calls: Allow several calls in one turn; False ends the turn
             after its first call (for small models that repeat calls).
+        family: Which of Google's two chat templates to write: `big` (12B,
+            26B-A4B, 31B) or `small` (E2B, E4B, which never write the empty
+            thought in the generation prompt).
     """
 
     name = "gemma4"
@@ -452,7 +455,11 @@ class Gemma4Dialect:
         max_items: int | None = None,
         max_text: int | None = None,
         parallel_calls: bool = True,
+        family: Literal["big", "small"] = "big",
     ) -> None:
+        if family not in ("big", "small"):
+            raise ValueError(f"family must be 'big' or 'small', not {family!r}")
+        self.family = family
         self.thinking, self.strict, self.examples = thinking, strict, examples
         self.max_string, self.max_items, self.max_text = max_string, max_items, max_text
         self.parallel_calls = parallel_calls
