@@ -137,11 +137,15 @@ def parse_server_uri(scheme: str, rest: str) -> tuple[str, str | None, dict[str,
 
 
 def tool_definition(spec: ToolSpec) -> dict[str, Any]:
-    """A tool as chat completions' `tools` lists it."""
-    return {
-        "type": "function",
-        "function": {"name": spec.name, "description": spec.description, "parameters": dict(spec.parameters)},
-    }
+    """A tool as chat completions' `tools` lists it.
+
+    A tool whose result is an object also sends its schema as `response`, the
+    field Gemma 4's chat template declares it from (servers ignore it otherwise).
+    """
+    function: dict[str, Any] = {"name": spec.name, "description": spec.description, "parameters": dict(spec.parameters)}
+    if spec.result is not None and spec.result.get("type") == "object":
+        function["response"] = dict(spec.result)
+    return {"type": "function", "function": function}
 
 
 def _result_text(result: ToolResult) -> str:

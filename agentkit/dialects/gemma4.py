@@ -116,53 +116,99 @@ def render_result(result: ToolResult) -> str:
 
 
 def render_declaration(spec: ToolSpec) -> str:
-    """`<|tool>declaration:NAME{description:…,parameters:{…}}<tool|>`.
+    """`<|tool>declaration:NAME{description:…,parameters:{…}}<tool|>`, as Google's template writes it.
 
     The JSON Schema in the declaration's vocabulary: `$ref`s inlined (a recursive
-    one as a bare `OBJECT`), `Optional` as `nullable:true`, `const` as an `enum`.
+    one as a bare `OBJECT`), `Optional` as `nullable:true`, `const` as an `enum`,
+    an `enum` only on strings, a nested object's `properties` always written
+    (`{}` when it has none), an array's `items` passed through whole. The
+    description is written even when empty. A tool whose result is an object
+    (a Pydantic model, a TypedDict) declares it in a `response` block.
     """
-    declaration: dict[str, Any] = {}
-    if spec.description:
-        declaration["description"] = spec.description.strip()
-    declaration["parameters"] = _declare(spec.parameters, spec.parameters.get("$defs", {}), frozenset())
+    defs = spec.parameters.get("$defs", {})
+    declaration: dict[str, Any] = {
+        "description": spec.description.strip(),
+        "parameters": _declare(spec.parameters, defs, frozenset(), top=True),
+    }
+    if spec.result is not None and spec.result.get("type") == "object":
+        declaration["response"] = _declare(spec.result, spec.result.get("$defs", {}), frozenset(), top=True)
     return f"{DECLARATION_OPEN}declaration:{spec.name}{format_value(declaration)}{DECLARATION_CLOSE}"
 
 
-def _declare(schema: Mapping[str, Any], defs: Mapping[str, Any], expanding: frozenset[str]) -> dict[str, Any]:
-    """One schema node in the declaration's vocabulary; `expanding` guards recursion."""
+def _resolve(
+    schema: Mapping[str, Any], defs: Mapping[str, Any], expanding: frozenset[str]
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """`schema` with its `$ref` to `#/$defs/...` and a one-item `allOf` merged in
+    (a recursive reference: a bare object); the referring node's own keywords win."""
     node = dict(schema)
     ref = node.pop("$ref", None)
     if isinstance(ref, str) and ref.startswith("#/$defs/"):
         name = ref.removeprefix("#/$defs/")
         if name in expanding or name not in defs:  # recursion: stop at a bare object
-            return _declare({"type": "object", "description": node.get("description")}, defs, expanding)
-        # The referring node's own keywords (its description) win over the definition's.
-        return _declare({**defs[name], **node}, defs, expanding | {name})
+            bare = {"type": "object", "description": node.get("description")}
+            return {k: v for k, v in bare.items() if v is not None}, expanding
+        return _resolve({**defs[name], **node}, defs, expanding | {name})
     all_of = node.pop("allOf", None)
     if isinstance(all_of, list) and len(all_of) == 1:
-        return _declare({**all_of[0], **node}, defs, expanding)
+        return _resolve({**all_of[0], **node}, defs, expanding)
+    return node, expanding
+
+
+def _declare(
+    schema: Mapping[str, Any], defs: Mapping[str, Any], expanding: frozenset[str], *, top: bool = False
+) -> dict[str, Any]:
+    """One schema node in the declaration's vocabulary; `expanding` guards recursion.
+
+    `top`: the parameters (or response) themselves, whose `properties` are
+    written only when there are some; a nested object always has them.
+    """
+    node, expanding = _resolve(schema, defs, expanding)
 
     if isinstance(node.get("type"), list):  # ["string", "null"] is an anyOf
         node["anyOf"] = [{"type": kind} for kind in node.pop("type")]
     branches = node.pop("anyOf", None) or node.pop("oneOf", None) or []
     others = [branch for branch in branches if branch.get("type") != "null"]
-    nullable = {"nullable": True} if len(others) < len(branches) else {}
+    nullable = {"nullable": True} if len(others) < len(branches) or node.get("nullable") is True else {}
     if len(others) == 1:  # Optional[X]: X, nullable
-        return _declare({**others[0], **node}, defs, expanding) | nullable
+        return _declare({**others[0], **node}, defs, expanding, top=top) | nullable
     out: dict[str, Any] = {"anyOf": [_declare(b, defs, expanding) for b in others]} if others else {}
     if isinstance(node.get("description"), str) and node["description"]:
         out["description"] = node["description"].strip()
-    if isinstance(node.get("type"), str):
-        out["type"] = node["type"].upper()
-    if isinstance(node.get("enum"), list) or "const" in node:
+    kind = node.get("type")
+    if isinstance(kind, str):
+        out["type"] = kind.upper()
+    if (isinstance(node.get("enum"), list) or "const" in node) and kind == "string":
         out["enum"] = list(node.get("enum", [node.get("const")]))
     if isinstance(node.get("items"), Mapping):
-        out["items"] = _declare(node["items"], defs, expanding)
-    if isinstance(node.get("properties"), Mapping) and node["properties"]:
-        out["properties"] = {k: _declare(v, defs, expanding) for k, v in node["properties"].items()}
+        out["items"] = _pass_through(_resolve(node["items"], defs, expanding)[0], defs, expanding)
+    properties = node.get("properties")
+    if isinstance(properties, Mapping) and properties:
+        out["properties"] = {k: _declare(v, defs, expanding) for k, v in properties.items()}
+    elif kind == "object" and not top:
+        out["properties"] = {}
     if isinstance(node.get("required"), list) and node["required"]:
         out["required"] = list(node["required"])
     return out | nullable
+
+
+def _pass_through(items: Mapping[str, Any], defs: Mapping[str, Any], expanding: frozenset[str]) -> dict[str, Any]:
+    """An array's `items` as Google's template writes them: every keyword kept
+    (`maxLength`, `format`, ...), types upper-cased, references inlined."""
+    out: dict[str, Any] = {}
+    for key, value in items.items():
+        if key == "$defs":
+            continue
+        if key == "type":
+            out[key] = value.upper() if isinstance(value, str) else [str(v).upper() for v in value]
+        elif key == "properties" and isinstance(value, Mapping):
+            out[key] = {k: _declare(v, defs, expanding) for k, v in value.items()}
+        elif key == "items" and isinstance(value, Mapping):
+            out[key] = _pass_through(_resolve(value, defs, expanding)[0], defs, expanding)
+        elif key in ("anyOf", "oneOf") and isinstance(value, list):
+            out[key] = [_pass_through(_resolve(v, defs, expanding)[0], defs, expanding) for v in value]
+        elif value is not None:
+            out[key] = value
+    return out
 
 
 # --- reading values ---------------------------------------------------------------------
@@ -298,10 +344,12 @@ class StreamParser:
             (False) also accepts variants seen from real checkpoints: a call
             closed by `<turn|>`, a last call left open at the end of the
             text, an unclosed thought, stray closing markers, bare words.
+        in_thought: The text starts inside a thought, its `<|channel>thought\n`
+            already in the prompt (thinking on, after tool results).
     """
 
-    def __init__(self, *, strict: bool = True) -> None:
-        self.strict, self._state = strict, "text"
+    def __init__(self, *, strict: bool = True, in_thought: bool = False) -> None:
+        self.strict, self._state = strict, "thinking" if in_thought else "text"
         self._buffer = self._raw = ""
 
     def feed(self, chunk: str) -> list[StreamEvent]:
@@ -403,14 +451,19 @@ def _begins(text: str, markers: Sequence[str]) -> bool:
     return any(marker.startswith(text) for marker in markers)
 
 
-def parse_turn(text: str, *, strict: bool = True) -> AssistantMessage:
-    """The model's turn: thinking, free text (trimmed) and calls. Raises `ModelOutputError`."""
-    parser = StreamParser(strict=strict)
+def parse_turn(text: str, *, strict: bool = True, in_thought: bool = False) -> AssistantMessage:
+    """The model's turn: thinking, free text and calls, trimmed. Raises `ModelOutputError`.
+
+    `in_thought`: the text starts inside a thought (see `StreamParser`). The
+    thought is trimmed as the text is: the renderer writes it back with the
+    newline before `<channel|>` that the template writes.
+    """
+    parser = StreamParser(strict=strict, in_thought=in_thought)
     events = [*parser.feed(text), *parser.close()]
     return AssistantMessage(
         text="".join(e.text for e in events if e.kind == "text").strip(),
         tool_calls=tuple(e.call for e in events if e.call is not None),
-        thinking="".join(e.text for e in events if e.kind == "thinking") or None,
+        thinking="".join(e.text for e in events if e.kind == "thinking").strip() or None,
     )
 
 
@@ -441,6 +494,9 @@ class Gemma4Dialect:
         family: Which of Google's two chat templates to write: `big` (12B,
             26B-A4B, 31B) or `small` (E2B, E4B, which never write the empty
             thought in the generation prompt).
+        preserve_thinking: Keep the thoughts of every earlier turn with tool
+            calls, not only of the turns after the last user message (the
+            template's `preserve_thinking`).
     """
 
     name = "gemma4"
@@ -456,10 +512,11 @@ class Gemma4Dialect:
         max_text: int | None = None,
         parallel_calls: bool = True,
         family: Literal["big", "small"] = "big",
+        preserve_thinking: bool = False,
     ) -> None:
         if family not in ("big", "small"):
             raise ValueError(f"family must be 'big' or 'small', not {family!r}")
-        self.family = family
+        self.family, self.preserve_thinking = family, preserve_thinking
         self.thinking, self.strict, self.examples = thinking, strict, examples
         self.max_string, self.max_items, self.max_text = max_string, max_items, max_text
         self.parallel_calls = parallel_calls
@@ -482,6 +539,7 @@ class Gemma4Dialect:
             request.tools,
             request.tool_choice,
             thinking=self.thinking,
+            in_thought=self.opens_in_thought(request),
             output_schema=request.output_schema if request.allows_text else None,
             max_string=self.max_string,
             max_items=self.max_items,
@@ -489,18 +547,23 @@ class Gemma4Dialect:
             parallel_calls=self.parallel_calls,
         )
 
+    def opens_in_thought(self, request: ModelRequest) -> bool:
+        """Whether the prompt leaves the model inside a thought: with thinking on,
+        after tool results it resumes with `<|channel>thought\n` already written."""
+        return self.thinking and bool(request.messages) and isinstance(request.messages[-1], ToolResult)
+
     def render(self, request: ModelRequest) -> str:
         messages = list(request.messages)
-        system: list[str] = []
-        while messages and isinstance(first := messages[0], SystemMessage):
-            system.append(first.text.strip())
+        # The first system message frames the system turn; any other is a system turn of its own.
+        first = messages[0] if messages and isinstance(messages[0], SystemMessage) else None
+        if first is not None:
             messages.pop(0)
         tools = request.allowed_tools
         out = [BOS]
-        if self.thinking or tools or system:
+        if self.thinking or tools or first is not None:
             think = "<|think|>\n" if self.thinking else ""
             declarations = "".join(render_declaration(spec) for spec in tools)
-            instructions = "\n\n".join(part for part in system if part)
+            instructions = first.text.strip() if first is not None else ""
             out.append(f"{TURN_OPEN}system\n{think}{instructions}{declarations}{TURN_END}\n")
         for example in worked_examples(request, self.examples):
             out.append(self._turns(example, complete=True))
@@ -528,9 +591,9 @@ class Gemma4Dialect:
             if isinstance(message, ToolResult):
                 out.append(render_result(message))
                 continue
-            # Only the thought behind the calls now being answered is kept.
-            if message.thinking and message.tool_calls and index > last_user:
-                out.append(f"{CHANNEL_OPEN}{THOUGHT}{message.thinking}{CHANNEL_CLOSE}")
+            # Thoughts since the last user message are kept; earlier ones only with preserve_thinking.
+            if message.thinking and (index > last_user or (self.preserve_thinking and message.tool_calls)):
+                out.append(f"{CHANNEL_OPEN}{THOUGHT}{message.thinking}\n{CHANNEL_CLOSE}")
             out.append(message.text.strip())
             out.extend(render_call(call) for call in message.tool_calls)
             if message.tool_calls:
@@ -544,16 +607,21 @@ class Gemma4Dialect:
                 out.append(f"{TURN_END}\n")
         elif not in_model_turn:
             out.append(self._generation_prompt())
+        elif self.thinking and messages and isinstance(messages[-1], ToolResult):
+            out.append(f"{CHANNEL_OPEN}{THOUGHT}")  # the model goes on inside a new thought
         return "".join(out)
 
     def _generation_prompt(self) -> str:
-        """What opens the model's turn: with thinking off, an empty thought (as Gemma 4's template writes)."""
+        """What opens the model's turn: with thinking off, the big family's
+        template writes an empty thought; the small family's never does."""
         opening = f"{TURN_OPEN}model\n"
-        return opening if self.thinking else f"{opening}{CHANNEL_OPEN}{THOUGHT}{CHANNEL_CLOSE}"
+        if self.thinking or self.family == "small":
+            return opening
+        return f"{opening}{CHANNEL_OPEN}{THOUGHT}{CHANNEL_CLOSE}"
 
     def parse(self, text: str, request: ModelRequest) -> AssistantMessage:
         """Raises `ModelOutputError` on off-format text, no decision, or text where a call is due."""
-        message = parse_turn(text, strict=self.strict)
+        message = parse_turn(text, strict=self.strict, in_thought=self.opens_in_thought(request))
         if not message.tool_calls:
             if not request.allows_text:
                 raise ModelOutputError(f"tool_choice {request.tool_choice!r} needs a tool call, got none", text)

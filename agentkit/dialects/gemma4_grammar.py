@@ -98,6 +98,7 @@ def build_constraint(
     tool_choice: str,
     *,
     thinking: bool = False,
+    in_thought: bool = False,
     output_schema: Mapping[str, Any] | None = None,
     max_string: int | None = None,
     max_items: int | None = None,
@@ -120,6 +121,9 @@ def build_constraint(
     `max_string` and `max_items` cap strings and arrays in calls.
     `parallel_calls=False` ends the turn after its first call (xgrammar's
     `stop_after_first`), as OpenAI's `parallel_tool_calls=false` does.
+    `in_thought`: the prompt ends inside an open thought (thinking on, after
+    tool results): the turn first finishes it with `<channel|>`, then goes on
+    as a turn whose thought is behind it.
 
     The value is the JSON string for `StructuredOutputsParams(structural_tag=...)`.
 
@@ -134,12 +138,13 @@ def build_constraint(
     required = tool_choice not in ("auto", "none")
     if required and not callable_tools:
         raise ValueError(f"tool_choice {tool_choice!r} needs at least one tool")
-    if not callable_tools and output_schema is None and max_text is None:
+    if not callable_tools and output_schema is None and max_text is None and not in_thought:
         return None
     tag = structural_tag(
         callable_tools,
         required=required,
         thinking=thinking,
+        in_thought=in_thought,
         output_schema=output_schema,
         max_string=max_string,
         max_items=max_items,
@@ -162,6 +167,7 @@ def structural_tag(
     *,
     required: bool,
     thinking: bool = False,
+    in_thought: bool = False,
     output_schema: Mapping[str, Any] | None = None,
     max_string: int | None = None,
     max_items: int | None = None,
@@ -169,6 +175,22 @@ def structural_tag(
     parallel_calls: bool = True,
 ) -> dict[str, Any]:
     """The structural tag (xgrammar's `StructuralTag` format); see `build_constraint`."""
+    if in_thought:
+        # The rest of the open thought (any text: its end is the one marker that closes
+        # it), then the turn as one with its thought behind it: no second thought.
+        rest: dict[str, Any] = {"type": "any_text", "excludes": text_excludes(thinking=False)}
+        if tools or output_schema is not None or max_text is not None:
+            rest = structural_tag(
+                tools,
+                required=required,
+                output_schema=output_schema,
+                max_string=max_string,
+                max_items=max_items,
+                max_text=max_text,
+                parallel_calls=parallel_calls,
+            )["format"]
+        thought_end = {"type": "tag", "begin": "", "content": {"type": "any_text"}, "end": CHANNEL_CLOSE}
+        return _format({"type": "sequence", "elements": [thought_end, rest]})
     excludes = text_excludes(thinking=thinking)
     tags = [
         {

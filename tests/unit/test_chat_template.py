@@ -68,6 +68,7 @@ def render_template(
     *,
     thinking: bool = False,
     add_generation_prompt: bool = True,
+    preserve_thinking: bool = False,
 ) -> str:
     return template().render(
         messages=messages,
@@ -75,23 +76,25 @@ def render_template(
         add_generation_prompt=add_generation_prompt,
         bos_token="<bos>",
         enable_thinking=thinking,
+        preserve_thinking=preserve_thinking,
     )
 
 
-def dialect_render(request: ModelRequest, *, thinking: bool = False) -> str:
+def dialect_render(request: ModelRequest, *, thinking: bool = False, preserve_thinking: bool = False) -> str:
     """The dialect's prompt for `request`, each tool result holding the string chat mode sends."""
     sent = iter(m["content"] for m in chat_messages(request.messages, None) if m["role"] == "tool")
     messages = [
         ToolResult(call_id=m.call_id, name=m.name, content=next(sent)) if isinstance(m, ToolResult) else m
         for m in request.messages
     ]
-    return Gemma4Dialect(thinking=thinking).render(replace(request, messages=messages))
+    dialect = Gemma4Dialect(thinking=thinking, preserve_thinking=preserve_thinking)
+    return dialect.render(replace(request, messages=messages))
 
 
-def assert_same_prompt(request: ModelRequest, *, thinking: bool = False) -> str:
+def assert_same_prompt(request: ModelRequest, *, thinking: bool = False, preserve_thinking: bool = False) -> str:
     messages, tools = as_vllm_passes_it(request)
-    prompt = render_template(messages, tools, thinking=thinking)
-    assert prompt == dialect_render(request, thinking=thinking)
+    prompt = render_template(messages, tools, thinking=thinking, preserve_thinking=preserve_thinking)
+    assert prompt == dialect_render(request, thinking=thinking, preserve_thinking=preserve_thinking)
     return prompt
 
 
@@ -238,7 +241,7 @@ def test_prompt_with_a_system_message_only() -> None:
     assert_same_prompt(conversation(SystemMessage(text="\nBe brief.  "), UserMessage(text="Hi")))
 
 
-def test_leading_system_messages_join_and_a_later_one_is_its_own_turn() -> None:
+def test_a_first_system_message_frames_the_system_turn_and_each_other_is_its_own_turn() -> None:
     prompt = assert_same_prompt(
         conversation(
             SystemMessage(text="Be brief."),
@@ -250,7 +253,10 @@ def test_leading_system_messages_join_and_a_later_one_is_its_own_turn() -> None:
             UserMessage(text="Hi again"),
         )
     )
-    assert "<|turn>system\nBe brief.\n\nAnswer in French.<turn|>\n" in prompt
+    # Google's July 2026 template: two leading system messages are two system turns.
+    assert prompt.startswith(
+        "<bos><|turn>system\nBe brief.<turn|>\n<|turn>system\n<turn|>\n<|turn>system\nAnswer in French.<turn|>\n"
+    )
 
 
 def test_an_empty_system_message_still_writes_a_system_turn() -> None:
@@ -394,7 +400,7 @@ def test_thinking_on_writes_a_system_turn_and_opens_the_model_turn_bare() -> Non
     assert prompt == "<bos><|turn>system\n<|think|>\n<turn|>\n<|turn>user\nHi<turn|>\n<|turn>model\n"
 
 
-def test_only_the_thought_behind_the_calls_being_answered_is_kept() -> None:
+def test_only_thoughts_after_the_last_user_message_are_kept() -> None:
     for thinking in (False, True):
         prompt = assert_same_prompt(
             conversation(
@@ -416,8 +422,49 @@ def test_only_the_thought_behind_the_calls_being_answered_is_kept() -> None:
             ),
             thinking=thinking,
         )
-        assert "<|channel>thought\nThe user wants Paris.<channel|>" in prompt
+        assert "<|channel>thought\nThe user wants Paris.\n<channel|>" in prompt
         assert "Old thought." not in prompt
+        assert "An answer's thought." not in prompt  # before the last user message
+        assert prompt.endswith("<tool_response|><|channel>thought\n" if thinking else "<tool_response|>")
+
+
+def test_preserve_thinking_keeps_earlier_call_turns_thoughts_as_the_dialect_does() -> None:
+    for thinking in (False, True):
+        prompt = assert_same_prompt(
+            conversation(
+                UserMessage(text="Weather?"),
+                AssistantMessage(
+                    thinking="Old thought.",
+                    tool_calls=[ToolCall(name="get_weather", arguments={"city": "Rome"}, id="c0")],
+                ),
+                ToolResult(call_id="c0", name="get_weather", content="25 degrees"),
+                AssistantMessage(text="25 degrees.", thinking="An answer's thought."),
+                UserMessage(text="And Paris?"),
+                tools=(get_weather,),
+            ),
+            thinking=thinking,
+            preserve_thinking=True,
+        )
+        assert "<|channel>thought\nOld thought.\n<channel|><|tool_call>" in prompt
+        assert "An answer's thought." not in prompt
+
+
+class Forecast(pydantic.BaseModel):
+    """Tomorrow's weather."""
+
+    high: int
+    sky: Literal["clear", "cloudy"] | None = None
+
+
+@tool
+def forecast(city: str) -> Forecast:
+    """Forecast a city's weather."""
+    return Forecast(high=1)
+
+
+def test_an_object_result_is_declared_as_a_response_as_the_dialect_does() -> None:
+    prompt = assert_same_prompt(conversation(UserMessage(text="Oslo tomorrow?"), tools=(forecast,)))
+    assert ',response:{description:<|"|>Tomorrow\'s weather.<|"|>,properties:{high:{type:<|"|>INTEGER' in prompt
 
 
 # --- what vLLM or other clients may send -----------------------------------------------------

@@ -140,7 +140,7 @@ def test_declaration_with_enum_optional_nested_and_array_parameters() -> None:
         '<|tool>declaration:ship{description:"Ship a parcel.",parameters:{properties:{'
         f'address:{{description:"Where to.",{address}}},'
         'color:{description:"Box colour.",enum:["red","blue"],type:"STRING"},'
-        'counts:{description:"Items per kind.",nullable:true,type:"OBJECT"},'
+        'counts:{description:"Items per kind.",nullable:true,properties:{},type:"OBJECT"},'
         'note:{description:"A note for the driver.",nullable:true,type:"STRING"},'
         f'stops:{{description:"Extra stops.",items:{{description:"A postal address.",{address}}},type:"ARRAY"}},'
         'weight:{description:"Kilograms.",type:"NUMBER"}'
@@ -260,11 +260,18 @@ def test_prompt_after_a_call_continues_the_model_turn() -> None:
     for thinking in (False, True):
         prompt = Gemma4Dialect(thinking=thinking).render(request(*messages, tools=(get_weather,)))
         system = "<|think|>\n" if thinking else ""
-        assert prompt == f"<bos><|turn>system\n{system}{WEATHER_DECLARATION}<turn|>\n" + g(
-            "<|turn>user\nParis?<turn|>\n"
-            "<|turn>model\n<|channel>thought\nI should look it up.<channel|>"
-            '<|tool_call>call:get_weather{city:"Paris"}<tool_call|>'
-            '<|tool_response>response:get_weather{value:"18 degrees"}<tool_response|>'
+        # With thinking on, the model goes on inside a new thought (Google's July 2026 template).
+        resumed = "<|channel>thought\n" if thinking else ""
+        assert (
+            prompt
+            == f"<bos><|turn>system\n{system}{WEATHER_DECLARATION}<turn|>\n"
+            + g(
+                "<|turn>user\nParis?<turn|>\n"
+                "<|turn>model\n<|channel>thought\nI should look it up.\n<channel|>"
+                '<|tool_call>call:get_weather{city:"Paris"}<tool_call|>'
+                '<|tool_response>response:get_weather{value:"18 degrees"}<tool_response|>'
+            )
+            + resumed
         )
 
 
@@ -293,7 +300,7 @@ def test_prompt_with_parallel_calls_error_result_and_earlier_thoughts_stripped()
         '<|tool_response>response:get_weather{error:"unknown city"}<tool_response|>'
         "Paris is 18 degrees.<turn|>\n"
         "<|turn>user\nAnd Rome?<turn|>\n"
-        "<|turn>model\n<|channel>thought\nOne more.<channel|>"
+        "<|turn>model\n<|channel>thought\nOne more.\n<channel|>"
         '<|tool_call>call:get_weather{city:"Rome"}<tool_call|>'
         "<|tool_response>response:get_weather{temp:21.5}<tool_response|>"
     )
@@ -503,20 +510,25 @@ def test_calls_round_trip(calls: list[ToolCall]) -> None:
     st.text(max_size=20).filter(lambda s: "<" not in s),
     st.none() | TEXTS.filter(lambda s: "<channel|>" not in s),
     CALLS,
+    st.booleans(),
     st.data(),
 )
 def test_streaming_in_any_chunks_reads_the_same_turn(
-    text: str, thought: str | None, calls: list[ToolCall], data: st.DataObject
+    text: str, thought: str | None, calls: list[ToolCall], in_thought: bool, data: st.DataObject
 ) -> None:
-    head = f"<|channel>thought\n{thought}<channel|>" if thought is not None else ""
+    if in_thought:  # the prompt ended with `<|channel>thought\n`: the text starts inside the thought
+        head = f"{thought or ''}<channel|>"
+    else:
+        head = f"<|channel>thought\n{thought}<channel|>" if thought is not None else ""
     whole = head + text + "".join(render_call(c) for c in calls) + "<|tool_response>"
-    expected = parse_turn(whole)
+    expected = parse_turn(whole, in_thought=in_thought)
+    assert expected.thinking == ((thought or "").strip() or None)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(whole)), max_size=8)))
     for chunks in ([whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)], list(whole)):
-        parser = StreamParser()
+        parser = StreamParser(in_thought=in_thought)
         events = [e for chunk in chunks for e in parser.feed(chunk)] + parser.close()
         assert "".join(e.text for e in events if e.kind == "text").strip() == expected.text
-        assert ("".join(e.text for e in events if e.kind == "thinking") or None) == expected.thinking
+        assert ("".join(e.text for e in events if e.kind == "thinking").strip() or None) == expected.thinking
         streamed = [e.call for e in events if e.call is not None]
         assert [(c.name, typed(c.arguments)) for c in streamed] == [(c.name, typed(c.arguments)) for c in calls]
 
