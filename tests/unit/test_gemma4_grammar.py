@@ -190,6 +190,11 @@ def test_rendered_calls_are_accepted(box: tuple[list[ToolSpec], list[ToolCall]],
     assert accepts(specs, "required", text + first + last, thinking=True)
     assert accepts(specs, calls[0].name, first)
     assert accepts(specs, calls[0].name, text + first, thinking=True)
+    # Resumed inside a thought (thinking on, after tool results): the rest of it, then the calls.
+    thought = text.replace("<channel|>", "") + "\n<channel|>"
+    for choice in ("auto", "required", calls[0].name):
+        assert accepts(specs, choice, thought + first, thinking=True, in_thought=True)
+        assert not accepts(specs, choice, first, thinking=True, in_thought=True)
 
 
 # A value of another type than each simple kind accepts.
@@ -404,6 +409,9 @@ def test_vllm_accepts_the_constraint() -> None:
         ("auto", {"output_schema": FORECAST, "thinking": True}),
         ("none", {"output_schema": FORECAST}),
         ("auto", {"max_text": 100}),
+        ("auto", {"thinking": True, "in_thought": True}),
+        ("required", {"thinking": True, "in_thought": True}),
+        ("none", {"thinking": True, "in_thought": True}),
     ]
     for choice, options in variants:
         constraint = build_constraint(TOOLS, choice, **options)
