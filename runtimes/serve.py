@@ -30,12 +30,12 @@ from typing import IO, Any
 import httpx
 
 from agentkit.errors import RuntimeUnavailable
-from agentkit.runtimes.vllm import PRESETS, Preset, engine_settings, served_model_name
+from agentkit.runtimes.vllm import PRESETS, Preset, engine_settings, local_model_path, served_model_name
 
 __all__ = ["ServedModel", "engine_flags", "serve_command"]
 
 CHAT_TEMPLATE = Path(__file__).with_name("templates") / "gemma4.jinja"
-"""agentkit's Gemma 4 chat template, for models that ship none (the embedded one)."""
+"""agentkit's Gemma 4 chat template, for models that ship none (those agentkit prepares)."""
 
 
 def engine_flags(args: Mapping[str, Any]) -> list[str]:
@@ -63,12 +63,8 @@ def serve_command(
     """
     name = preset_name.removeprefix("vllm:")
     preset = PRESETS.get(name) or Preset(model=name, dialect="gemma4")
-    if preset.model == "embedded":
-        from agentkit.runtimes.vllm import _embedded_model
-
-        model = str(_embedded_model())
-    else:
-        model = preset.model
+    local = local_model_path(preset.model)
+    model = str(local) if local is not None else preset.model
     if cpu is None:
         from agentkit.runtimes.vllm import _on_cpu
 
@@ -79,7 +75,7 @@ def serve_command(
     command += engine_flags(args)
     # Chat mode reads calls with vLLM's Gemma 4 parser; usage reports prefix-cache hits.
     command += ["--enable-auto-tool-choice", "--tool-call-parser", "gemma4", "--enable-prompt-tokens-details"]
-    if preset.model == "embedded":
+    if local is not None:
         command += ["--chat-template", str(CHAT_TEMPLATE)]
     return command + list(extra)
 

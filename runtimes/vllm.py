@@ -2,6 +2,7 @@
 
     engine = VLLMEngine("default")          # the embedded model, runs on a CPU
     engine = VLLMEngine("gemma-4-26b-a4b")  # a preset (HF id + engine args)
+    engine = VLLMEngine("tiny-gemma4")      # for tests: Gemma 4's architecture, random weights
     engine = VLLMEngine("/models/my-gemma", dialect="json")  # the JSON action dialect
 
 The engine starts on first use (about a minute on a CPU) and is shared by every
@@ -28,13 +29,22 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agentkit.dialect import Dialect, get_dialect
 from agentkit.errors import ContextLengthExceeded, ModelOutputError, OutputTruncated, RuntimeUnavailable
 from agentkit.runtime import FinishReason, ModelRequest, ModelResponse, RuntimeInfo, Usage
 
-__all__ = ["PRESETS", "Preset", "VLLMEngine", "engine_settings", "preset_for_model", "served_model_name"]
+__all__ = [
+    "LOCAL_MODELS",
+    "PRESETS",
+    "Preset",
+    "VLLMEngine",
+    "engine_settings",
+    "local_model_path",
+    "preset_for_model",
+    "served_model_name",
+]
 
 log = logging.getLogger("agentkit.vllm")
 
@@ -44,13 +54,23 @@ class Preset:
     """A named model with the engine arguments it runs well with."""
 
     model: str
-    """Hugging Face id or local path; `embedded` is the packaged default model."""
+    """Hugging Face id or local path, or a model agentkit prepares itself (`LOCAL_MODELS`)."""
     dialect: str
     """The dialect used unless the runtime is given another."""
+    family: Literal["big", "small"] = "big"
+    """Which of Google's two Gemma 4 chat templates the model takes: `big` (12B,
+    26B-A4B, 31B) or `small` (E2B, E4B). The `gemma4` dialect is built with it."""
     dialect_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Options per dialect name, used whenever that dialect is chosen by name."""
     engine_args: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+
+    def options(self, dialect: str) -> dict[str, Any]:
+        """The options the dialect named `dialect` is built with under this preset."""
+        options = dict(self.dialect_options.get(dialect, {}))
+        if dialect == "gemma4":
+            options.setdefault("family", self.family)
+        return options
 
 
 # Gemma 4 presets: the native dialect, text-only by default (no image/audio
@@ -60,10 +80,11 @@ _GEMMA4_TEXT = {"limit_mm_per_prompt": {"image": 0, "audio": 0, "video": 0}}
 _JSON_GEMMA4 = {"json": {"turns": "gemma4"}}
 
 
-def _gemma4(model: str, description: str, **engine_args: Any) -> Preset:
+def _gemma4(model: str, family: Literal["big", "small"], description: str, **engine_args: Any) -> Preset:
     return Preset(
         model=model,
         dialect="gemma4",
+        family=family,
         dialect_options=_JSON_GEMMA4,
         engine_args={**engine_args, **_GEMMA4_TEXT},
         description=description,
@@ -74,6 +95,7 @@ PRESETS: dict[str, Preset] = {
     "default": Preset(
         model="embedded",
         dialect="gemma4",
+        family="big",
         # The embedded model is a tiny *base* model, never trained on tool use:
         # worked examples show it the protocol, the grammar holds it there, and
         # caps on strings, text and calls per turn keep it from writing on until max_tokens.
@@ -86,33 +108,86 @@ PRESETS: dict[str, Preset] = {
         description="Gemma 3 270M (pretrained), packaged; runs on a CPU",
     ),
     "gemma-4-e2b": _gemma4(
-        "google/gemma-4-E2B-it", "Gemma 4 E2B instruction-tuned (edge, ~2B effective)", max_model_len=32768
+        "google/gemma-4-E2B-it", "small", "Gemma 4 E2B instruction-tuned (edge, ~2B effective)", max_model_len=32768
     ),
     "gemma-4-e4b": _gemma4(
-        "google/gemma-4-E4B-it", "Gemma 4 E4B instruction-tuned (edge, ~4B effective)", max_model_len=32768
+        "google/gemma-4-E4B-it", "small", "Gemma 4 E4B instruction-tuned (edge, ~4B effective)", max_model_len=32768
+    ),
+    "gemma-4-12b": _gemma4(
+        "google/gemma-4-12B-it", "big", "Gemma 4 12B dense; one 40 GB GPU", max_model_len=32768, kv_cache_dtype="fp8"
     ),
     "gemma-4-26b-a4b": _gemma4(
         "google/gemma-4-26B-A4B-it",
+        "big",
         "Gemma 4 26B A4B mixture of experts (~4B active); one 80 GB GPU",
         max_model_len=65536,
         kv_cache_dtype="fp8",
     ),
     "gemma-4-31b": _gemma4(
-        "google/gemma-4-31B-it", "Gemma 4 31B dense; one 80 GB GPU", max_model_len=32768, kv_cache_dtype="fp8"
+        "google/gemma-4-31B-it", "big", "Gemma 4 31B dense; one 80 GB GPU", max_model_len=32768, kv_cache_dtype="fp8"
+    ),
+    "tiny-gemma4": Preset(
+        model="tiny-gemma4",
+        dialect="gemma4",
+        family="big",
+        # Random weights: worked examples teach it nothing; the grammar alone makes
+        # its turns valid, and caps on strings, arrays, text and calls per turn end
+        # them (unbounded, it writes inside a string until max_tokens). Sized for a
+        # CPU next to another engine.
+        dialect_options={
+            "gemma4": {"max_string": 20, "max_items": 3, "max_text": 40, "parallel_calls": False},
+            **_JSON_GEMMA4,
+        },
+        engine_args={"max_model_len": 2048, "max_num_seqs": 16, "gpu_memory_utilization": 0.05, "enforce_eager": True},
+        description="TEST model, not for use: Gemma 4's architecture and token ids at toy size, random weights; "
+        "runs on a CPU",
     ),
 }
 
-EMBEDDED_SERVED_NAME = "agentkit-embedded"
+
+@dataclass(frozen=True)
+class _Local:
+    module: str
+    """The module that prepares it: `prepare(quiet=...)`, `is_prepared()`, `model_dir()`."""
+    served_name: str
+    """The name `agentkit serve` gives it on its server."""
+    label: str
+    """What `RuntimeInfo.model` says."""
+
+
+LOCAL_MODELS: dict[str, _Local] = {
+    "embedded": _Local("agentkit.runtimes.embedded", "agentkit-embedded", "gemma-3-270m (embedded)"),
+    "tiny-gemma4": _Local("agentkit.runtimes.tiny_gemma4", "agentkit-tiny-gemma4", "tiny-gemma4 (random weights)"),
+}
+"""Models agentkit prepares into its cache, by the name a preset's `model` gives them."""
+
+EMBEDDED_SERVED_NAME = LOCAL_MODELS["embedded"].served_name
 """The name `agentkit serve vllm:default` gives the embedded model on its server."""
 
 
 def served_model_name(preset: Preset) -> str:
     """The model name a server started by `agentkit serve` reports for `preset`."""
-    return EMBEDDED_SERVED_NAME if preset.model == "embedded" else preset.model
+    local = LOCAL_MODELS.get(preset.model)
+    return local.served_name if local else preset.model
+
+
+def local_model_path(model: str) -> Path | None:
+    """The folder of a model agentkit prepares (preparing it now if needed), or
+    None when `model` is none of `LOCAL_MODELS` (a Hugging Face id or a path)."""
+    local = LOCAL_MODELS.get(model)
+    if local is None:
+        return None
+    import importlib
+
+    module = importlib.import_module(local.module)
+    if not module.is_prepared():
+        log.warning("preparing %s into %s (once)", model, module.model_dir())
+    path: Path = module.prepare(quiet=True)
+    return path
 
 
 def preset_for_model(model_id: str) -> Preset | None:
-    """The preset a served model is, by its served name (a preset's HF id, or the embedded model's)."""
+    """The preset a served model is, by its served name (a preset's HF id, or a local model's)."""
     for name, preset in PRESETS.items():
         if model_id in (name, served_model_name(preset)):
             return preset
@@ -159,8 +234,8 @@ def _on_cpu() -> bool:
 class _Engine:
     """One running vLLM engine on its own event loop thread; shared by variants."""
 
-    def __init__(self, model: Path | str | None, args: Mapping[str, Any]) -> None:
-        self.model = model  # None: the embedded model, prepared on start
+    def __init__(self, model: str, args: Mapping[str, Any]) -> None:
+        self.model = model  # one of LOCAL_MODELS is prepared on start
         self.args = dict(args)
         self.engine: Any = None
         self.tokenizer: Any = None
@@ -181,7 +256,7 @@ class _Engine:
             if self.start_error is not None:
                 raise RuntimeUnavailable(f"the vLLM engine failed to start earlier: {self.start_error}")
             vllm = _import_vllm()
-            model_path = self.model if self.model is not None else _embedded_model()
+            model_path = local_model_path(self.model) or self.model
             args = engine_settings(self.args, cpu=_on_cpu())
             args.setdefault("disable_log_stats", True)
             started = time.monotonic()
@@ -272,20 +347,13 @@ def _token_prompt(token_ids: list[int]) -> Any:
     return tokens_input(token_ids)
 
 
-def _embedded_model() -> Path:
-    from agentkit.runtimes import embedded
-
-    if not embedded.is_prepared():
-        log.warning("preparing the embedded model into %s (once, about a minute)", embedded.model_dir())
-    return embedded.prepare(quiet=True)
-
-
 class VLLMEngine:
     """The in-process vLLM runtime.
 
     Args:
         model: A preset name (`default`, `gemma-4-e2b`, `gemma-4-e4b`,
-            `gemma-4-26b-a4b`, `gemma-4-31b`), a Hugging Face id or a local path.
+            `gemma-4-12b`, `gemma-4-26b-a4b`, `gemma-4-31b`; `tiny-gemma4`
+            for tests), a Hugging Face id or a local path.
         dialect: Overrides the preset's dialect: a name (built with the preset's
             options for that dialect, e.g. `"json"`) or a `Dialect`.
         constrained: Enforce the dialect's constraint while decoding (default on).
@@ -304,7 +372,7 @@ class VLLMEngine:
         preset = PRESETS.get(name) or Preset(model=name, dialect="gemma4", dialect_options=_JSON_GEMMA4)
         self.preset = preset
         self.engine_args = {**preset.engine_args, **(engine_args or {})}
-        self._core = _Engine(None if preset.model == "embedded" else preset.model, self.engine_args)
+        self._core = _Engine(preset.model, self.engine_args)
         self._uri = f"vllm:{name}"
         self._configure(dialect, constrained)
 
@@ -312,13 +380,13 @@ class VLLMEngine:
         preset = self.preset
         if dialect is None or isinstance(dialect, str):
             name = dialect or preset.dialect
-            self.dialect: Dialect = get_dialect(name, **preset.dialect_options.get(name, {}))
+            self.dialect: Dialect = get_dialect(name, **preset.options(name))
         else:
             self.dialect = dialect
         self.constrained = constrained
         self._info = RuntimeInfo(
             name="vllm",
-            model=preset.model if preset.model != "embedded" else "gemma-3-270m (embedded)",
+            model=local.label if (local := LOCAL_MODELS.get(preset.model)) else preset.model,
             dialect=self.dialect.name,
             constrained=constrained,
             context_length=self.engine_args.get("max_model_len"),

@@ -106,7 +106,7 @@ class VLLMServer:
             preset = preset_for_model(self.model)
             name = self._dialect_choice if isinstance(self._dialect_choice, str) else None
             name = name or (preset.dialect if preset else "gemma4")
-            options = preset.dialect_options.get(name, {}) if preset else {}
+            options = preset.options(name) if preset else {}
             self.dialect = get_dialect(name, **options)
 
     async def generate(self, request: ModelRequest) -> ModelResponse:

@@ -38,6 +38,22 @@ def engine() -> Iterator[VLLMEngine]:
     runtime.close()
 
 
+@pytest.fixture(scope="session")
+def tiny_engine() -> Iterator[VLLMEngine]:
+    """The tiny random-weights Gemma 4 (`vllm:tiny-gemma4`) on the real vLLM engine: Gemma 4's
+    architecture and token ids, about a minute to start on a CPU."""
+    from agentkit.runtimes.vllm import VLLMEngine
+
+    runtime = VLLMEngine("tiny-gemma4")
+    started = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runtime.start()
+    FIGURES["tiny-gemma4 engine start"] = f"{time.monotonic() - started:.0f} s"
+    yield runtime
+    runtime.close()
+
+
 class ServeCommand:
     """`agentkit serve vllm:default` in a subprocess, as a user runs it in a terminal."""
 
@@ -99,7 +115,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeCommand]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"engine", "served"} & set(getattr(item, "fixturenames", ())):
+        if {"engine", "tiny_engine", "served"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.engine)
 
 

@@ -224,7 +224,9 @@ def preset_rows() -> list[str]:
         if options := preset.dialect_options.get(preset.dialect):
             dialect += f": {arguments(dict(options))}"
         engine = arguments(dict(preset.engine_args))
-        rows.append(f"| `vllm:{name}` | `{preset.model}` | {dialect} | {engine} | {preset.description} |")
+        rows.append(
+            f"| `vllm:{name}` | `{preset.model}` | {preset.family} | {dialect} | {engine} | {preset.description} |"
+        )
     return rows
 
 

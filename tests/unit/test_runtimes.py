@@ -87,6 +87,54 @@ def test_presets_name_the_gemma_4_models() -> None:
     assert engine.engine_args["limit_mm_per_prompt"] == {"image": 0, "audio": 0, "video": 0}
 
 
+def test_each_preset_names_its_gemma_4_template_family() -> None:
+    from agentkit.dialects.gemma4 import Gemma4Dialect
+    from agentkit.runtimes.vllm import PRESETS, VLLMEngine
+
+    assert {name: preset.family for name, preset in PRESETS.items()} == {
+        "default": "big",
+        "gemma-4-e2b": "small",
+        "gemma-4-e4b": "small",
+        "gemma-4-12b": "big",
+        "gemma-4-26b-a4b": "big",
+        "gemma-4-31b": "big",
+        "tiny-gemma4": "big",
+    }
+    assert PRESETS["gemma-4-12b"].model == "google/gemma-4-12B-it"
+    for name in ("gemma-4-e2b", "gemma-4-12b", "default"):
+        dialect = VLLMEngine(name).dialect
+        assert isinstance(dialect, Gemma4Dialect)
+        assert dialect.family == PRESETS[name].family
+    # The family is the gemma4 dialect's option only; an explicit option wins.
+    assert PRESETS["gemma-4-e4b"].options("gemma4") == {"family": "small"}
+    assert PRESETS["gemma-4-e4b"].options("json") == {"turns": "gemma4"}
+    assert PRESETS["default"].options("gemma4")["examples"] == 2
+
+
+def test_the_tiny_gemma4_preset_is_a_cpu_test_model() -> None:
+    from agentkit.dialects.gemma4 import Gemma4Dialect
+    from agentkit.runtimes.vllm import PRESETS, VLLMEngine, served_model_name
+
+    engine = VLLMEngine("vllm:tiny-gemma4")
+    assert engine.info.model == "tiny-gemma4 (random weights)"
+    assert engine.info.uri == "vllm:tiny-gemma4"
+    assert engine.info.context_length == 2048
+    assert engine.engine_args["enforce_eager"]
+    assert isinstance(engine.dialect, Gemma4Dialect)
+    assert engine.dialect.examples == 0  # random weights: examples teach it nothing
+    assert engine.dialect.family == "big"
+    assert "TEST model" in PRESETS["tiny-gemma4"].description
+    assert served_model_name(PRESETS["tiny-gemma4"]) == "agentkit-tiny-gemma4"
+
+
+def test_a_local_model_resolves_to_its_prepared_folder() -> None:
+    from agentkit.runtimes import tiny_gemma4
+    from agentkit.runtimes.vllm import local_model_path
+
+    assert local_model_path("tiny-gemma4") == tiny_gemma4.prepare(quiet=True)
+    assert local_model_path("google/gemma-4-12B-it") is None
+
+
 def test_model_request_checks_tool_choice() -> None:
     with pytest.raises(ValueError, match="neither auto"):
         ModelRequest(messages=[], tool_choice="nope")

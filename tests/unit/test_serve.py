@@ -56,6 +56,17 @@ def test_the_embedded_model_is_served_on_a_cpu_with_agentkits_template() -> None
     assert CHAT_TEMPLATE.is_file()
 
 
+def test_the_tiny_gemma4_is_served_from_its_prepared_folder() -> None:
+    from agentkit.runtimes import tiny_gemma4
+
+    args = vllm_parse(serve_command("vllm:tiny-gemma4", cpu=True))
+    assert args.model == str(tiny_gemma4.prepare(quiet=True))
+    assert args.served_model_name == ["agentkit-tiny-gemma4"]
+    assert args.chat_template == str(CHAT_TEMPLATE)  # the folder ships none
+    assert (args.gpu_memory_utilization, args.max_model_len) == (0.05, 2048)
+    assert args.tool_call_parser == "gemma4"
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_a_served_name_leads_back_to_its_preset(name: str) -> None:
     assert preset_for_model(served_model_name(PRESETS[name])) is PRESETS[name]
