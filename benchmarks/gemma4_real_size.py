@@ -189,8 +189,6 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 
 FULL_ATTENTION_EVERY = {"gemma-4-e2b": 5}
 """Every Nth layer is a full-attention one (6 unless listed), the last always."""
-FAMILY = {"gemma-4-e2b": "small", "gemma-4-e4b": "small"}
-"""Google's chat template family (`big` unless listed), for presets that do not name it."""
 EOS_TOKEN_IDS = [1, 106, 50]
 """`<eos>`, `<turn|>`, `<|tool_response>`: the instruction-tuned models' generation_config.json."""
 
@@ -246,13 +244,10 @@ def cuda_problem() -> str | None:
 
 
 def dialect_options(preset: str) -> dict[str, Any]:
-    """The preset's `gemma4` options (its template family), with the caps random weights need."""
+    """The preset's `gemma4` options (its template family, markers by token id), with the caps random weights need."""
     from agentkit.runtimes.vllm import PRESETS
 
-    known = PRESETS.get(preset)
-    options = dict(known.dialect_options.get("gemma4", {})) if known else {}
-    options.setdefault("family", FAMILY.get(preset, "big"))
-    return {**options, **CAPS}
+    return {**PRESETS[preset].options("gemma4"), **CAPS}
 
 
 def engine_args(preset: str, extra: Mapping[str, Any], batches: Sequence[int]) -> dict[str, Any]:

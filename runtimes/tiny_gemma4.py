@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentkit.dialects.gemma4 import MARKER_TOKENS
 from agentkit.errors import RuntimeUnavailable
 from agentkit.runtimes import embedded
 
@@ -39,20 +40,7 @@ _MARKER = "agentkit-prepared.json"
 _FORMAT = 1  # bump when the preparation changes, so caches are rebuilt
 _SEED = 0
 
-MARKERS: dict[int, str] = {
-    46: "<|tool>",
-    47: "<tool|>",
-    48: "<|tool_call>",
-    49: "<tool_call|>",
-    50: "<|tool_response>",
-    51: "<tool_response|>",
-    52: '<|"|>',
-    98: "<|think|>",
-    100: "<|channel>",
-    101: "<channel|>",
-    105: "<|turn>",
-    106: "<turn|>",
-}
+MARKERS: dict[int, str] = {token: marker for marker, token in MARKER_TOKENS.items()}
 """Gemma 4's markers at Gemma 4's ids (Gemma 3 has `<unusedN>`, or its own turn markers, there)."""
 
 EOS_TOKEN_IDS = [1, 106, 50]

@@ -78,6 +78,8 @@ class Preset:
 _GEMMA4_TEXT = {"limit_mm_per_prompt": {"image": 0, "audio": 0, "video": 0}}
 # The JSON dialect, when asked for by name, writes Gemma 4's turn markers.
 _JSON_GEMMA4 = {"json": {"turns": "gemma4"}}
+# A Gemma 4 tokenizer holds each marker as one token: the grammar names them so.
+_MARKER_TOKENS = {"marker_tokens": True}
 
 
 def _gemma4(model: str, family: Literal["big", "small"], description: str, **engine_args: Any) -> Preset:
@@ -85,7 +87,7 @@ def _gemma4(model: str, family: Literal["big", "small"], description: str, **eng
         model=model,
         dialect="gemma4",
         family=family,
-        dialect_options=_JSON_GEMMA4,
+        dialect_options={"gemma4": _MARKER_TOKENS, **_JSON_GEMMA4},
         engine_args={**engine_args, **_GEMMA4_TEXT},
         description=description,
     )
@@ -135,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         # them (unbounded, it writes inside a string until max_tokens). Sized for a
         # CPU next to another engine.
         dialect_options={
-            "gemma4": {"max_string": 20, "max_items": 3, "max_text": 40, "parallel_calls": False},
+            "gemma4": {"max_string": 20, "max_items": 3, "max_text": 40, "parallel_calls": False, **_MARKER_TOKENS},
             **_JSON_GEMMA4,
         },
         engine_args={"max_model_len": 2048, "max_num_seqs": 16, "gpu_memory_utilization": 0.05, "enforce_eager": True},

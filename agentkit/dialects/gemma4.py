@@ -54,6 +54,25 @@ CALL_OPEN, CALL_CLOSE = "<|tool_call>", "<tool_call|>"
 RESPONSE_OPEN, RESPONSE_CLOSE = "<|tool_response>", "<tool_response|>"
 CHANNEL_OPEN, CHANNEL_CLOSE = "<|channel>", "<channel|>"
 THOUGHT = "thought\n"
+THINK = "<|think|>"
+
+MARKER_TOKENS: dict[str, int] = {
+    DECLARATION_OPEN: 46,
+    DECLARATION_CLOSE: 47,
+    CALL_OPEN: 48,
+    CALL_CLOSE: 49,
+    RESPONSE_OPEN: 50,
+    RESPONSE_CLOSE: 51,
+    QUOTE: 52,
+    THINK: 98,
+    CHANNEL_OPEN: 100,
+    CHANNEL_CLOSE: 101,
+    TURN_OPEN: 105,
+    TURN_END: 106,
+}
+"""Each marker's one token in Gemma 4's 262,144-token vocabulary (Gemma 3's holds
+`<unusedN>` or its own turn markers at these ids). `Gemma4Dialect(marker_tokens=True)`
+has the grammar name the markers by these ids."""
 
 _BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -497,6 +516,11 @@ class Gemma4Dialect:
         preserve_thinking: Keep the thoughts of every earlier turn with tool
             calls, not only of the turns after the last user message (the
             template's `preserve_thinking`).
+        marker_tokens: Have the grammar name each marker by its one token
+            (`MARKER_TOKENS`), so that the model cannot spell one out in
+            ordinary tokens: for tokenizers that hold Gemma 4's markers at
+            Gemma 4's ids (every Gemma 4, `vllm:tiny-gemma4`), never for the
+            embedded Gemma 3, whose ids there are other tokens.
     """
 
     name = "gemma4"
@@ -513,10 +537,11 @@ class Gemma4Dialect:
         parallel_calls: bool = True,
         family: Literal["big", "small"] = "big",
         preserve_thinking: bool = False,
+        marker_tokens: bool = False,
     ) -> None:
         if family not in ("big", "small"):
             raise ValueError(f"family must be 'big' or 'small', not {family!r}")
-        self.family, self.preserve_thinking = family, preserve_thinking
+        self.family, self.preserve_thinking, self.marker_tokens = family, preserve_thinking, marker_tokens
         self.thinking, self.strict, self.examples = thinking, strict, examples
         self.max_string, self.max_items, self.max_text = max_string, max_items, max_text
         self.parallel_calls = parallel_calls
@@ -545,6 +570,7 @@ class Gemma4Dialect:
             max_items=self.max_items,
             max_text=self.max_text,
             parallel_calls=self.parallel_calls,
+            tokens=self.marker_tokens,
         )
 
     def opens_in_thought(self, request: ModelRequest) -> bool:
@@ -561,7 +587,7 @@ class Gemma4Dialect:
         tools = request.allowed_tools
         out = [BOS]
         if self.thinking or tools or first is not None:
-            think = "<|think|>\n" if self.thinking else ""
+            think = f"{THINK}\n" if self.thinking else ""
             declarations = "".join(render_declaration(spec) for spec in tools)
             instructions = first.text.strip() if first is not None else ""
             out.append(f"{TURN_OPEN}system\n{think}{instructions}{declarations}{TURN_END}\n")

@@ -42,6 +42,8 @@ from agentkit.dialects.gemma4 import (
     CHANNEL_OPEN,
     DECLARATION_CLOSE,
     DECLARATION_OPEN,
+    MARKER_TOKENS,
+    QUOTE,
     RESPONSE_CLOSE,
     RESPONSE_OPEN,
     TURN_END,
@@ -51,7 +53,7 @@ from agentkit.dialects.gemma4 import (
 )
 from agentkit.tool import ToolSpec
 
-__all__ = ["arguments_grammar", "build_constraint", "structural_tag", "text_excludes"]
+__all__ = ["arguments_grammar", "build_constraint", "structural_tag", "text_excludes", "token_structural_tag"]
 
 logger = logging.getLogger("agentkit.grammar")
 
@@ -78,7 +80,10 @@ _FORMATS = frozenset({"date", "time", "date-time", "uuid", "ipv4", "ipv6", "host
 # able to hold `<|tool_response>` or `<turn|>` (seen: the embedded model wrote
 # `<|tool_response>` inside an address and was cut off mid-call); every Gemma 4
 # marker, the delimiter included, has one of the two pairs. Numbers as `repr` and
-# `str` write them, with digit counts capped so a model cannot run on forever.
+# `str` write them, with digit counts capped so a model cannot run on forever,
+# and below 1e308, so that every number a model writes is a finite float: a
+# three-digit exponent (which `repr` writes after one digit) stops at 307.
+# (The renderer writes larger floats, up to 1.79e308; a model cannot.)
 _BASE_RULES = r"""
 str ::= "<|\"|>" str_n "<|\"|>"
 str_n ::= "" | [^<|] str_n | "<" str_lt | "|" str_bar
@@ -86,7 +91,10 @@ str_lt ::= "" | [^<|] str_n | "<" str_lt
 str_bar ::= "" | [^<|>] str_n | "<" str_lt | "|" str_bar
 nat ::= "0" | [1-9] [0-9]{0,24}
 int ::= "-"? nat
-num ::= "-"? nat ("." [0-9]{1,24})? ([eE] [+-]? [0-9]{1,3})?
+num ::= "-"? (nat frac? exp2? | [0-9] frac? exp3)
+frac ::= "." [0-9]{1,24}
+exp2 ::= [eE] [+-]? [0-9]{1,2}
+exp3 ::= [eE] ("-" [0-9]{3} | "+"? ([12] [0-9]{2} | "30" [0-7]))
 bool ::= "true" | "false"
 any ::= str | num | bool | "null" | "[" (any ("," any)*)? "]" | "{" (any_key ":" any ("," any_key ":" any)*)? "}"
 any_key ::= [A-Za-z_] [A-Za-z0-9_.\-]* | str
@@ -104,6 +112,7 @@ def build_constraint(
     max_items: int | None = None,
     max_text: int | None = None,
     parallel_calls: bool = True,
+    tokens: bool = False,
 ) -> Constraint | None:
     """What vLLM must enforce for `tool_choice` over `tools`, or None (nothing to enforce).
 
@@ -124,6 +133,8 @@ def build_constraint(
     `in_thought`: the prompt ends inside an open thought (thinking on, after
     tool results): the turn first finishes it with `<channel|>`, then goes on
     as a turn whose thought is behind it.
+    `tokens`: each marker must be written as its one token (`MARKER_TOKENS`),
+    for tokenizers that have them (Gemma 4's); see `token_structural_tag`.
 
     The value is the JSON string for `StructuredOutputsParams(structural_tag=...)`.
 
@@ -140,7 +151,8 @@ def build_constraint(
         raise ValueError(f"tool_choice {tool_choice!r} needs at least one tool")
     if not callable_tools and output_schema is None and max_text is None and not in_thought:
         return None
-    tag = structural_tag(
+    build = token_structural_tag if tokens else structural_tag
+    tag = build(
         callable_tools,
         required=required,
         thinking=thinking,
@@ -213,23 +225,111 @@ def structural_tag(
         return _format({"type": "sequence", "elements": [first, calls | {"at_least_one": True}]})
     if output_schema is None and max_text is None:
         return _format(calls)
-    answer: dict[str, Any]
-    if output_schema is not None:
-        # Whitespace runs capped (a small model could pad forever); strings may not
-        # hold a stop string, which would cut the answer short.
-        answer = {
-            "type": "json_schema",
-            "json_schema": dict(output_schema),
-            "max_whitespace_cnt": 1,
-            "excludes": [TURN_END, RESPONSE_OPEN],
-        }
-    else:
-        answer = {"type": "grammar", "grammar": plain_text_grammar(max_text or 0)}
+    answer = _answer(output_schema, max_text)
     body = {"type": "or", "elements": [calls | {"at_least_one": True}, answer]} if tools else answer
     if not thinking:
         return _format(body)
     thought = {"type": "tag", "begin": CHANNEL_OPEN, "content": {"type": "any_text"}, "end": CHANNEL_CLOSE}
     return _format({"type": "sequence", "elements": [{"type": "optional", "content": thought}, body]})
+
+
+def token_structural_tag(
+    tools: Sequence[ToolSpec],
+    *,
+    required: bool,
+    thinking: bool = False,
+    in_thought: bool = False,
+    output_schema: Mapping[str, Any] | None = None,
+    max_string: int | None = None,
+    max_items: int | None = None,
+    max_text: int | None = None,
+    parallel_calls: bool = True,
+) -> dict[str, Any]:
+    """The structural tag with every marker named by its token id (see `build_constraint`).
+
+    Gemma 4's tokenizer holds each marker as one special token, and a Gemma 4
+    model reads and writes them so; but a grammar that names a marker as text
+    also accepts any ordinary tokens that spell it (`<`, `|`, `tool`, ...),
+    and a model that wanders (or random weights) takes that path. Here a call
+    opens with token 48 and closes with token 49, a string sits between
+    tokens 52, a thought opens with 100 and closes with 101; free text may
+    hold no marker at all, spelled or not, but the two that end the turn.
+
+    Free text is xgrammar's `any_text` with the markers excluded as strings,
+    which also keeps out their tokens (a token is excluded by the text it
+    decodes to); the call that follows opens with its token. xgrammar's
+    `token_triggered_tags` would exclude only the tokens, so a spelled
+    `<|tool_call>` could pass as text, and the parser would read it as a call.
+    """
+
+    def token(marker: str) -> dict[str, Any]:
+        return {"type": "token", "token": MARKER_TOKENS[marker]}
+
+    def sequence(*elements: dict[str, Any]) -> dict[str, Any]:
+        return elements[0] if len(elements) == 1 else {"type": "sequence", "elements": list(elements)}
+
+    markers = [m for m in MARKER_TOKENS if m not in (TURN_END, RESPONSE_OPEN)]  # those two end the turn
+    text: dict[str, Any] = {"type": "any_text", "excludes": markers}
+    capped = text | ({"max_chars": max_text} if max_text is not None else {})
+    if in_thought:
+        # The rest of the open thought, then the turn as one whose thought is behind it.
+        rest = {"type": "tag", "begin": "", "content": capped, "end": token(CHANNEL_CLOSE)}
+        return _format(
+            sequence(
+                rest,
+                token_structural_tag(
+                    tools,
+                    required=required,
+                    output_schema=output_schema,
+                    max_string=max_string,
+                    max_items=max_items,
+                    max_text=max_text,
+                    parallel_calls=parallel_calls,
+                )["format"],
+            )
+        )
+    body: dict[str, Any]
+    if tools:
+        forms = [
+            sequence(
+                {"type": "const_string", "value": f"call:{spec.name}{{"},
+                {"type": "grammar", "grammar": arguments_grammar(spec, max_string, max_items, tokens=True)},
+                {"type": "const_string", "value": "}"},
+            )
+            for spec in tools
+        ]
+        content = forms[0] if len(forms) == 1 else {"type": "or", "elements": forms}
+        call = {"type": "tag", "begin": token(CALL_OPEN), "content": content, "end": token(CALL_CLOSE)}
+        # After a call: text and more calls, or (parallel_calls=False) nothing.
+        after = [text, {"type": "star", "content": sequence(call, text)}] if parallel_calls else []
+        calls_first = sequence(call, *after)
+        if required:
+            # A model asked to think may say something first (capped: a wandering model must reach the call).
+            body = sequence(capped | {"excludes": [*markers, TURN_END]}, calls_first) if thinking else calls_first
+        elif output_schema is None and max_text is None:
+            body = sequence(text, {"type": "optional", "content": calls_first})
+        else:
+            body = {"type": "or", "elements": [calls_first, _answer(output_schema, max_text)]}
+    else:
+        body = _answer(output_schema, max_text) if output_schema is not None or max_text is not None else text
+    if not thinking:
+        return _format(body)
+    thought = {"type": "tag", "begin": token(CHANNEL_OPEN), "content": capped, "end": token(CHANNEL_CLOSE)}
+    return _format(sequence({"type": "optional", "content": thought}, body))
+
+
+def _answer(output_schema: Mapping[str, Any] | None, max_text: int | None) -> dict[str, Any]:
+    """A turn's final answer: JSON under `output_schema`, else plain text of at most `max_text` characters."""
+    if output_schema is not None:
+        # Whitespace runs capped (a small model could pad forever); strings may not
+        # hold a stop string, which would cut the answer short.
+        return {
+            "type": "json_schema",
+            "json_schema": dict(output_schema),
+            "max_whitespace_cnt": 1,
+            "excludes": [TURN_END, RESPONSE_OPEN],
+        }
+    return {"type": "grammar", "grammar": plain_text_grammar(max_text or 0)}
 
 
 def plain_text_grammar(max_chars: int) -> str:
@@ -250,7 +350,9 @@ def _format(content: dict[str, Any]) -> dict[str, Any]:
     return {"type": "structural_tag", "format": content}
 
 
-def arguments_grammar(spec: ToolSpec, max_string: int | None = None, max_items: int | None = None) -> str:
+def arguments_grammar(
+    spec: ToolSpec, max_string: int | None = None, max_items: int | None = None, *, tokens: bool = False
+) -> str:
     """The EBNF for the inside of a call's braces: `k:v,…` under `spec.parameters`.
 
     `max_string` caps every string and `max_items` every array, for small
@@ -258,8 +360,10 @@ def arguments_grammar(spec: ToolSpec, max_string: int | None = None, max_items: 
     array's `minItems` wins over `max_items`). A capped string is a run of units: a
     character other than `<` and `|`, or one of them followed by such a
     character (so `<<`, `||` and a trailing `<` or `|` are not available).
+    `tokens`: the string delimiter is Gemma 4's one token for it (id 52), not
+    any tokens that spell it.
     """
-    builder = _Builder(spec.parameters.get("$defs", {}), max_string, max_items)
+    builder = _Builder(spec.parameters.get("$defs", {}), max_string, max_items, tokens=tokens)
     root = builder.members(spec.parameters, "args")
     if builder.relaxed:
         _log_relaxed(spec.name, tuple(sorted(builder.relaxed)))
@@ -270,6 +374,8 @@ def arguments_grammar(spec: ToolSpec, max_string: int | None = None, max_items: 
         assert free is not None
         capped = f'str ::= "<|\\"|>" str_unit{{0,{max_string}}} "<|\\"|>"\nstr_unit ::= [^<|] | "<" [^<|] | "|" [^<|>]'
         base = base.replace(free.group(0), capped)
+    if tokens:
+        base = base.replace(literal(QUOTE), f"Token({MARKER_TOKENS[QUOTE]})")
     return f"root ::= {root}\n{rules}{base}"
 
 
@@ -281,6 +387,14 @@ def _log_relaxed(tool: str, keywords: tuple[str, ...]) -> None:
         tool,
         ", ".join(keywords),
     )
+
+
+def _split_quotes(text: str) -> list[str]:
+    """`text` split around its string delimiters, each delimiter kept as an item at an odd index."""
+    out: list[str] = []
+    for i, part in enumerate(text.split(QUOTE)):
+        out += [QUOTE, part] if i else [part]
+    return out
 
 
 def literal(text: str) -> str:
@@ -299,12 +413,23 @@ def literal(text: str) -> str:
 class _Builder:
     """Turns schema nodes into EBNF rules, one grammar per tool."""
 
-    def __init__(self, defs: Mapping[str, Any], max_string: int | None = None, max_items: int | None = None) -> None:
+    def __init__(
+        self, defs: Mapping[str, Any], max_string: int | None = None, max_items: int | None = None, *, tokens: bool
+    ) -> None:
         self.defs = defs
         self.max_string, self.max_items = max_string, max_items
+        self.tokens = tokens
+        self.quote = f"Token({MARKER_TOKENS[QUOTE]})" if tokens else literal(QUOTE)
+        """The string delimiter: by token id, or as text (any tokens that spell it)."""
         self.rules: dict[str, str] = {}
         self.relaxed: set[str] = set()
         self._refs: dict[str, str] = {}
+
+    def literal(self, text: str) -> str:
+        """`text` as EBNF, each string delimiter in it as `self.quote`."""
+        if not self.tokens:
+            return literal(text)
+        return " ".join(self.quote if i % 2 else literal(part) for i, part in enumerate(_split_quotes(text)) if part)
 
     def fresh(self, hint: str) -> str:
         base = re.sub(r"[^A-Za-z0-9_]", "_", hint) or "r"
@@ -330,7 +455,7 @@ class _Builder:
             return self.ref(ref)
         if "const" in schema or "enum" in schema:
             options = [schema["const"]] if "const" in schema else list(schema["enum"])
-            return self.alternatives([literal(format_value(v)) for v in options])
+            return self.alternatives([self.literal(format_value(v)) for v in options])
         for keyword in ("anyOf", "oneOf"):
             if isinstance(schema.get(keyword), list):
                 base = {k: v for k, v in schema.items() if k not in (keyword, *_ANNOTATIONS)}
@@ -393,7 +518,7 @@ class _Builder:
         # Counted exactly: a bounded string holds no `<` or `|` (one character, one unit).
         high = max(low, high) if high is not None else None
         count = f"{{{low},{high}}}" if high is not None else f"{{{low},}}" if low else "*"
-        return f'("<|\\"|>" [^<|]{count} "<|\\"|>")'
+        return f"({self.quote} [^<|]{count} {self.quote})"
 
     def borrow(self, schema: Mapping[str, Any], hint: str) -> str | None:
         """xgrammar's own grammar for a JSON scalar (a number range, a string
@@ -413,7 +538,7 @@ class _Builder:
             inside = re.fullmatch(r'\(\("\\"" (\w+) "\\""\)\)', rules["root"])
             if inside is None:  # not the shape this code knows: stay free
                 return None
-            start, body = inside.group(1), '"<|\\"|>" {root} "<|\\"|>"'
+            start, body = inside.group(1), f"{self.quote} {{root}} {self.quote}"
         while True:  # a prefix none of whose names is taken
             name = self.fresh(f"{hint}_x")
             renamed = {rule: f"{name}_{rule}" for rule in rules}
@@ -487,7 +612,9 @@ class _Builder:
             self.relaxed.add("additionalProperties")  # only the declared keys are written
         required = set(schema.get("required", ()))
         keys = sorted(properties)
-        pairs = [f'{literal(_format_key(key))} ":" ' + self.value(properties[key], f"{hint}_{key}") for key in keys]
+        pairs = [
+            f'{self.literal(_format_key(key))} ":" ' + self.value(properties[key], f"{hint}_{key}") for key in keys
+        ]
         rest_next, first_next = "", '""'
         for index in range(len(keys) - 1, -1, -1):
             pair, key = pairs[index], keys[index]

@@ -111,11 +111,6 @@ def single_token_markers(turn: Turn) -> Counter[str]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16: the grammar names Gemma 4's markers as text, and xgrammar accepts any tokens "
-    "that spell it (`<`, `|`, `tool`, ...); it must name them by token id (xgrammar's Token(48))",
-)
 def test_every_marker_is_written_as_its_one_token(turns: list[Turn]) -> None:
     spelled = sum((single_token_markers(t) for t in turns), Counter[str]())
     written = sum(t.output.text.count(m) for t in turns for m in MARKERS.values())

@@ -106,7 +106,7 @@ def test_each_preset_names_its_gemma_4_template_family() -> None:
         assert isinstance(dialect, Gemma4Dialect)
         assert dialect.family == PRESETS[name].family
     # The family is the gemma4 dialect's option only; an explicit option wins.
-    assert PRESETS["gemma-4-e4b"].options("gemma4") == {"family": "small"}
+    assert PRESETS["gemma-4-e4b"].options("gemma4") == {"family": "small", "marker_tokens": True}
     assert PRESETS["gemma-4-e4b"].options("json") == {"turns": "gemma4"}
     assert PRESETS["default"].options("gemma4")["examples"] == 2
 
