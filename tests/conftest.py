@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from agentkit.runtimes.serve import ServedModel
     from agentkit.runtimes.vllm import VLLMEngine
 
 # Figures the integration tests measure, printed at the end of the session.
@@ -52,6 +53,14 @@ def tiny_engine() -> Iterator[VLLMEngine]:
     FIGURES["tiny-gemma4 engine start"] = f"{time.monotonic() - started:.0f} s"
     yield runtime
     runtime.close()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 class ServeCommand:
@@ -103,19 +112,31 @@ class ServeCommand:
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeCommand]:
     """A real vLLM OpenAI server for the embedded model, started with `agentkit serve`."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = ServeCommand(port, tmp_path_factory.mktemp("serve") / "serve.log")
+    command = ServeCommand(free_port(), tmp_path_factory.mktemp("serve") / "serve.log")
     command.start()
     yield command
     if command.process is not None and command.process.poll() is None:
         command.interrupt()
 
 
+@pytest.fixture(scope="session")
+def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedModel]:
+    """`agentkit serve vllm:tiny-gemma4`'s server (`ServedModel`, which the command runs) on
+    loopback: the tiny random-weights Gemma 4 with agentkit's chat template and vLLM's own
+    `gemma4` tool parser. About a minute to start on a CPU; its log is in the test's temp dir."""
+    from agentkit.runtimes.serve import ServedModel
+
+    server = ServedModel("tiny-gemma4", port=free_port(), log=tmp_path_factory.mktemp("tiny-serve") / "serve.log")
+    started = time.monotonic()
+    server.start()
+    FIGURES["tiny-gemma4 server start"] = f"{time.monotonic() - started:.0f} s"
+    yield server
+    server.stop()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"engine", "tiny_engine", "served"} & set(getattr(item, "fixturenames", ())):
+        if {"engine", "tiny_engine", "served", "tiny_server"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.engine)
 
 
