@@ -53,7 +53,7 @@ from agentkit.store import STATUSES, WORKFLOW_STATUSES, Store, StoredStep, defau
 
 __all__ = ["app", "main"]
 
-_ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "blue"}
+_ROLE_STYLE = {"system": "magenta", "developer": "magenta", "user": "cyan", "assistant": "green", "tool": "blue"}
 
 
 class CommandError(Exception):

@@ -33,7 +33,9 @@ class SystemMessage:
     """Instructions that frame the whole conversation."""
 
     text: str
-    role: Literal["system"] = "system"
+    role: Literal["system", "developer"] = "system"
+    """`developer` is OpenAI's name for the application's own instructions;
+    Gemma 4's template (and so every agentkit renderer) writes it as a system turn."""
 
 
 @dataclass(frozen=True, kw_only=True)

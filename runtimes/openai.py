@@ -163,7 +163,10 @@ def chat_messages(messages: Sequence[Message], output_schema: Mapping[str, Any] 
     wire: dict[str, str] = {}  # a call's id in the run -> its id on the wire
     for message in messages:
         if isinstance(message, SystemMessage | UserMessage):
-            out.append({"role": message.role, "content": message.text})
+            # A developer message goes as a system one: what Gemma 4's template makes of it, what all servers know.
+            out.append(
+                {"role": "system" if isinstance(message, SystemMessage) else message.role, "content": message.text}
+            )
         elif isinstance(message, AssistantMessage):
             # Some servers (Ollama) refuse a null content: calls alone leave it out.
             entry: dict[str, Any] = {"role": "assistant"}

@@ -607,7 +607,8 @@ class Gemma4Dialect:
                 if in_model_turn:  # a turn left on results, closed by the user speaking
                     out.append(f"{TURN_END}\n")
                     in_model_turn = False
-                out.append(f"{TURN_OPEN}{message.role}\n{message.text.strip()}{TURN_END}\n")
+                role = "system" if isinstance(message, SystemMessage) else message.role  # developer too
+                out.append(f"{TURN_OPEN}{role}\n{message.text.strip()}{TURN_END}\n")
                 continue
             if not in_model_turn:
                 # A worked example opens its model turns as the model's own turn

@@ -259,6 +259,25 @@ def test_a_first_system_message_frames_the_system_turn_and_each_other_is_its_own
     )
 
 
+def test_a_developer_message_is_written_as_a_system_one() -> None:
+    request = conversation(
+        SystemMessage(text="Be brief.", role="developer"),
+        UserMessage(text="Hi"),
+        AssistantMessage(text="Hello."),
+        SystemMessage(text="Now in French.", role="developer"),
+        UserMessage(text="Again"),
+    )
+    prompt = assert_same_prompt(request)
+    assert prompt.startswith("<bos><|turn>system\nBe brief.<turn|>\n")
+    assert "<|turn>system\nNow in French.<turn|>\n" in prompt
+    # As a client that keeps the role sends it, the template writes the same.
+    messages, tools = as_vllm_passes_it(request)
+    for message in (messages[0], messages[3]):
+        assert message["role"] == "system"
+        message["role"] = "developer"
+    assert render_template(messages, tools) == prompt
+
+
 def test_an_empty_system_message_still_writes_a_system_turn() -> None:
     assert_same_prompt(conversation(SystemMessage(text=""), UserMessage(text="Hi")))
 

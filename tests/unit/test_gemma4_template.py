@@ -227,3 +227,17 @@ def test_the_dialect_asks_for_the_in_thought_grammar_exactly_when_it_renders_the
         assert dialect.render(asked).endswith("<|channel>thought\n") == opened
         assert dialect.opens_in_thought(asked) == opened
     assert not Gemma4Dialect().opens_in_thought(request(ASKED, CALLED, ANSWERED, tools=(WEATHER,)))
+
+
+def test_a_developer_message_is_a_system_turn() -> None:
+    first = Gemma4Dialect().render(request(SystemMessage(text="Be brief.", role="developer"), UserMessage(text="Hi")))
+    assert first == Gemma4Dialect().render(request(SystemMessage(text="Be brief."), UserMessage(text="Hi")))
+    later = Gemma4Dialect().render(
+        request(
+            UserMessage(text="Hi"),
+            AssistantMessage(text="Hello."),
+            SystemMessage(text="Now in French.", role="developer"),
+        )
+    )
+    assert "<turn|>\n<|turn>system\nNow in French.<turn|>\n" in later
+    assert "developer" not in first + later

@@ -447,3 +447,11 @@ def test_the_schema_page_is_current() -> None:
     section = page.split("<!-- schema: generated", 1)[1].split("\n", 1)[1].split("<!-- schema: end -->", 1)[0]
     fix = "regenerate docs/store.md's schema: python -m agentkit.migrations"
     assert section.strip() == schema_markdown().strip(), fix
+
+
+def test_a_developer_message_is_stored_and_read_back_as_one(store: Store) -> None:
+    from agentkit import SystemMessage, UserMessage
+
+    prompt = [SystemMessage(text="Be brief.", role="developer"), UserMessage(text="Add.")]
+    result = Agent(tools=[add], runtime=ScriptedRuntime(TURNS), store=store).run(prompt)
+    assert store.load(result.run_id).messages[0] == SystemMessage(text="Be brief.", role="developer")
