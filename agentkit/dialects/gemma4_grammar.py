@@ -290,16 +290,7 @@ def token_structural_tag(
         )
     body: dict[str, Any]
     if tools:
-        forms = [
-            sequence(
-                {"type": "const_string", "value": f"call:{spec.name}{{"},
-                {"type": "grammar", "grammar": arguments_grammar(spec, max_string, max_items, tokens=True)},
-                {"type": "const_string", "value": "}"},
-            )
-            for spec in tools
-        ]
-        content = forms[0] if len(forms) == 1 else {"type": "or", "elements": forms}
-        call = {"type": "tag", "begin": token(CALL_OPEN), "content": content, "end": token(CALL_CLOSE)}
+        call = _token_call(tools, max_string, max_items)
         # After a call: text and more calls, or (parallel_calls=False) nothing.
         after = [text, {"type": "star", "content": sequence(call, text)}] if parallel_calls else []
         calls_first = sequence(call, *after)
@@ -316,6 +307,24 @@ def token_structural_tag(
         return _format(body)
     thought = {"type": "tag", "begin": token(CHANNEL_OPEN), "content": capped, "end": token(CHANNEL_CLOSE)}
     return _format(sequence({"type": "optional", "content": thought}, body))
+
+
+def _token_call(tools: Sequence[ToolSpec], max_string: int | None, max_items: int | None) -> dict[str, Any]:
+    """One call to any of `tools`, between the call markers' tokens."""
+    forms = [
+        {
+            "type": "sequence",
+            "elements": [
+                {"type": "const_string", "value": f"call:{spec.name}{{"},
+                {"type": "grammar", "grammar": arguments_grammar(spec, max_string, max_items, tokens=True)},
+                {"type": "const_string", "value": "}"},
+            ],
+        }
+        for spec in tools
+    ]
+    content = forms[0] if len(forms) == 1 else {"type": "or", "elements": forms}
+    opener, closer = ({"type": "token", "token": MARKER_TOKENS[m]} for m in (CALL_OPEN, CALL_CLOSE))
+    return {"type": "tag", "begin": opener, "content": content, "end": closer}
 
 
 def _answer(output_schema: Mapping[str, Any] | None, max_text: int | None) -> dict[str, Any]:
