@@ -180,4 +180,16 @@ class _Chat(OpenAICompatible):
                 body["structured_outputs"] = {constraint.kind: constraint.value}
                 # The tool parser reads Gemma 4's markers, which are special tokens.
                 body["skip_special_tokens"] = False
+                # And the turn ends where raw mode's does: a spelled-out `<turn|>` is
+                # no text of the answer (without this, chat mode wrote one and went on).
+                body["stop"] = list(dict.fromkeys([*dialect.stop(), *body.get("stop", ())]))
+        # The template must write the prompt the grammar continues: thinking on, it opens
+        # the model's turn bare (and after tool results, inside a thought).
+        kwargs = {
+            key: True
+            for key, on in (("enable_thinking", "thinking"), ("preserve_thinking", "preserve_thinking"))
+            if getattr(dialect, on, False)
+        }
+        if kwargs:
+            body["chat_template_kwargs"] = kwargs
         return body

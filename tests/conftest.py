@@ -39,7 +39,10 @@ def engine() -> Iterator[VLLMEngine]:
     runtime.close()
 
 
-@pytest.fixture(scope="session")
+# The tiny Gemma 4's engine and server live for their one test module each, not the
+# session: the embedded engine and server stay up beside them, and on a 2-core,
+# one-NUMA-node machine every engine reserves memory from the same node.
+@pytest.fixture(scope="module")
 def tiny_engine() -> Iterator[VLLMEngine]:
     """The tiny random-weights Gemma 4 (`vllm:tiny-gemma4`) on the real vLLM engine: Gemma 4's
     architecture and token ids, about a minute to start on a CPU."""
@@ -119,7 +122,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeCommand]:
         command.interrupt()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedModel]:
     """`agentkit serve vllm:tiny-gemma4`'s server (`ServedModel`, which the command runs) on
     loopback: the tiny random-weights Gemma 4 with agentkit's chat template and vLLM's own
