@@ -139,17 +139,24 @@ def _restore_bos(folder: Path) -> None:
     config.write_text(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agentkit.runtimes.embedded", description=__doc__.split("\n\n")[0])
+def command(module: Any, argv: list[str] | None = None) -> int:
+    """`python -m MODULE [--check] [--force]` for a module that prepares a model into the
+    cache (`prepare(force=)`, `is_prepared()`, `model_dir()`): prints the folder."""
+    name = module.__spec__.name if module.__spec__ else module.__name__  # run with -m, its __name__ is __main__
+    parser = argparse.ArgumentParser(prog=f"python -m {name}", description=module.__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 unless the model is prepared")
     parser.add_argument("--force", action="store_true", help="prepare again even if cached")
     args = parser.parse_args(argv)
     if args.check:
-        ok = is_prepared()
-        print(model_dir() if ok else f"not prepared: {model_dir()}")
+        ok = module.is_prepared()
+        print(module.model_dir() if ok else f"not prepared: {module.model_dir()}")
         return 0 if ok else 1
-    print(prepare(force=args.force))
+    print(module.prepare(force=args.force))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Run it from the shell (the Makefile's `install` does, after the embedded model):
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import shutil
@@ -182,18 +181,7 @@ def _build(torch: Any, transformers: Any, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m agentkit.runtimes.tiny_gemma4", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--check", action="store_true", help="exit 1 unless the model is prepared")
-    parser.add_argument("--force", action="store_true", help="prepare again even if cached")
-    args = parser.parse_args(argv)
-    if args.check:
-        ok = is_prepared()
-        print(model_dir() if ok else f"not prepared: {model_dir()}")
-        return 0 if ok else 1
-    print(prepare(force=args.force))
-    return 0
+    return embedded.command(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
