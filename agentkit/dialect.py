@@ -8,6 +8,10 @@ It does three things for a runtime that drives a raw engine:
   whatever the model writes is a valid decision.
 - `parse(text, request)`: the model's text back into an `AssistantMessage`.
 
+A dialect that can read a turn as it streams also has `stream_parser(request)`
+(a `StreamingDialect`): runtimes feed it the text as the engine decodes, and
+`read_stream` turns that into the deltas of `StreamingRuntime.stream`.
+
 A new dialect implements the `Dialect` protocol and registers a factory:
 
     register_dialect("mine", MyDialect)
@@ -16,16 +20,37 @@ A new dialect implements the `Dialect` protocol and registers a factory:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from agentkit.messages import AssistantMessage
-from agentkit.runtime import ModelRequest
+from agentkit.errors import ModelOutputError, OutputTruncated
+from agentkit.messages import AssistantMessage, ToolCall
+from agentkit.runtime import (
+    FinishReason,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    ToolCallReady,
+    Usage,
+    deltas_of,
+)
 
-__all__ = ["Constraint", "Dialect", "get_dialect", "register_dialect"]
+__all__ = [
+    "Constraint",
+    "DeltaParser",
+    "Dialect",
+    "StreamingDialect",
+    "final_response",
+    "get_dialect",
+    "read_stream",
+    "read_turn",
+    "register_dialect",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +95,126 @@ class Dialect(Protocol):
     def stop(self) -> tuple[str, ...]:
         """Strings that end the model's turn."""
         ...
+
+
+class DeltaParser(Protocol):
+    """Reads one turn's text as it arrives, into the deltas `StreamingRuntime.stream` yields.
+
+    Fed the whole text, its deltas add up to what `Dialect.parse` reads from it:
+    the `TextDelta`s to the message's text, the `ThinkingDelta`s to its thinking,
+    one `ToolCallReady` per call, in order.
+    """
+
+    def feed(self, chunk: str) -> list[ModelDelta]:
+        """The deltas `chunk` completes.
+
+        Raises:
+            ModelOutputError: the text so far is not a turn in this dialect.
+        """
+        ...
+
+    def close(self) -> list[ModelDelta]:
+        """The last deltas, once the text has ended."""
+        ...
+
+
+@runtime_checkable
+class StreamingDialect(Dialect, Protocol):
+    """A dialect that can also read a turn as it streams."""
+
+    def stream_parser(self, request: ModelRequest) -> DeltaParser:
+        """A fresh parser for the model's turn in answer to `request`."""
+        ...
+
+
+def read_turn(
+    dialect: Dialect, request: ModelRequest, text: str, *, cut: bool, constrained: bool, usage: Usage
+) -> tuple[AssistantMessage, FinishReason]:
+    """The turn an engine wrote, read from its whole `text`, and why it ended.
+
+    `cut`: decoding stopped at `max_tokens`; `constrained`: under the dialect's constraint.
+
+    Raises:
+        OutputTruncated: cut off under a constraint, the turn is incomplete (and
+            a retry would be cut off at the same place).
+        ModelOutputError: the dialect cannot read it; it carries `usage`.
+    """
+    if constrained and cut:
+        raise OutputTruncated(request.sampling.max_tokens, text)
+    try:
+        message = dialect.parse(text, request)
+    except ModelOutputError as exc:
+        exc.usage = usage
+        raise
+    return message, "tool_calls" if message.tool_calls else ("length" if cut else "stop")
+
+
+async def read_stream(
+    dialect: Dialect, request: ModelRequest, pieces: AsyncGenerator[str | ModelResponse, None]
+) -> AsyncIterator[ModelDelta | ModelResponse]:
+    """What `StreamingRuntime.stream` yields, from an engine's text as it decodes.
+
+    `pieces` is the model's text in the order it came, then the `ModelResponse`
+    the runtime made of the whole of it (what its `generate` returns); errors
+    raised while making it pass through. A `StreamingDialect` reads the text as
+    it comes; another dialect's turn is yielded whole, from the response's message,
+    once the text has ended. Text the parser finds off-format ends the deltas
+    early: the whole text's parse then raises why.
+
+    The response's calls take the ids of the calls streamed before it, so that
+    a `ToolCallReady` and the response's call are one call.
+    """
+    parser = dialect.stream_parser(request) if isinstance(dialect, StreamingDialect) else None
+    whole = parser is None
+    streamed: list[ToolCall] = []
+    async with contextlib.aclosing(pieces):  # a consumer that leaves early ends the decoding now
+        async for piece in pieces:
+            if isinstance(piece, ModelResponse):
+                deltas = deltas_of(piece.message) if whole else _closing(parser)
+                streamed += (d.call for d in deltas if isinstance(d, ToolCallReady))
+                for delta in deltas:
+                    yield delta
+                yield _with_calls(piece, streamed)
+                return
+            deltas = []
+            if parser is not None:
+                try:
+                    deltas = parser.feed(piece)
+                except ModelOutputError:
+                    parser = None
+            streamed += (d.call for d in deltas if isinstance(d, ToolCallReady))
+            for delta in deltas:
+                yield delta
+
+
+def _closing(parser: DeltaParser | None) -> list[ModelDelta]:
+    if parser is None:
+        return []
+    try:
+        return parser.close()
+    except ModelOutputError:  # the response was read from the same text: not expected
+        return []
+
+
+def _with_calls(response: ModelResponse, streamed: list[ToolCall]) -> ModelResponse:
+    """`response` with the ids of the calls streamed, when they are its calls."""
+    calls = response.message.tool_calls
+    if not calls or [(c.name, c.arguments) for c in streamed] != [(c.name, c.arguments) for c in calls]:
+        return response
+    message = dataclasses.replace(response.message, tool_calls=tuple(streamed))
+    return dataclasses.replace(response, message=message)
+
+
+async def final_response(items: AsyncIterator[object]) -> ModelResponse:
+    """The `ModelResponse` that ends `items` (a runtime's stream), what came before
+    it dropped: `generate` for a runtime that decodes as a stream either way."""
+    response = None
+    async for item in items:
+        if isinstance(item, ModelResponse):
+            response = item
+    if response is None:
+        raise RuntimeError("the stream ended without a response")
+    return response
 
 
 _FACTORIES: dict[str, Callable[..., Dialect]] = {}

@@ -18,22 +18,28 @@ Writing one is a matter of one method and one attribute:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from agentkit.messages import AssistantMessage, Message
+from agentkit.messages import AssistantMessage, Message, ToolCall
 from agentkit.tool import ToolSpec
 
 __all__ = [
     "FinishReason",
+    "ModelDelta",
     "ModelRequest",
     "ModelResponse",
     "Runtime",
     "RuntimeInfo",
     "Sampling",
+    "StreamingRuntime",
+    "TextDelta",
+    "ThinkingDelta",
+    "ToolCallReady",
     "ToolChoice",
     "Usage",
+    "stream_turn",
 ]
 
 ToolChoice: TypeAlias = str
@@ -163,3 +169,70 @@ class Runtime(Protocol):
     async def generate(self, request: ModelRequest) -> ModelResponse:
         """Produce the model's next turn for `request`."""
         ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextDelta:
+    """More of the answer's text, as the model decodes it."""
+
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThinkingDelta:
+    """More of the model's thinking, as it decodes it."""
+
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCallReady:
+    """A tool call complete in the stream, before the turn has ended.
+
+    Its id is the runtime's: the loop may still rename it to keep ids unique
+    within the run (the `ModelTurn` that follows has the final one).
+    """
+
+    call: ToolCall
+
+
+ModelDelta: TypeAlias = TextDelta | ThinkingDelta | ToolCallReady
+"""What a streaming runtime yields before the turn's `ModelResponse`."""
+
+
+@runtime_checkable
+class StreamingRuntime(Runtime, Protocol):
+    """A runtime that can also stream the turn as it is decoded."""
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
+        """Yield deltas as the model decodes, then the whole turn's `ModelResponse`, last and once.
+
+        The response is exactly what `generate` would have returned; it raises
+        what `generate` raises.
+        """
+        ...
+
+
+def deltas_of(message: AssistantMessage) -> list[ModelDelta]:
+    """A whole turn as the deltas a streaming runtime would have yielded."""
+    deltas: list[ModelDelta] = []
+    if message.thinking:
+        deltas.append(ThinkingDelta(text=message.thinking))
+    if message.text:
+        deltas.append(TextDelta(text=message.text))
+    deltas.extend(ToolCallReady(call=call) for call in message.tool_calls)
+    return deltas
+
+
+async def stream_turn(runtime: Runtime, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
+    """The turn for `request` as a stream: the runtime's own when it has one,
+    else its `generate` as one delta per part of the turn, then the response."""
+    streaming = getattr(runtime, "stream", None)
+    if streaming is not None:
+        async for item in streaming(request):
+            yield item
+        return
+    response = await runtime.generate(request)
+    for delta in deltas_of(response.message):
+        yield delta
+    yield response

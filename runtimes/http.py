@@ -1,7 +1,8 @@
 """HTTP to model servers: JSON requests with bounded, jittered retries.
 
 Every server runtime (`VLLMServer`, `OpenAICompatible`) talks through
-`post_json` / `get_json`. What is retried, and how:
+`post_json` / `get_json`, and streams through `post_events`, whose retries
+end once the server has begun to answer. What is retried, and how:
 
 - connection errors (refused, reset, the server dying mid-response) and
   timeouts, 429 and 5xx: retried with jittered exponential backoff, or after
@@ -15,13 +16,14 @@ keeps it in the step's metadata, so a trajectory shows what a step cost.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import functools
 import json
 import logging
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +33,16 @@ from tenacity.wait import wait_exponential, wait_random
 
 from agentkit.errors import ContextLengthExceeded, ServerError
 
-__all__ = ["RetryPolicy", "Transient", "check_url", "first_choice", "get_json", "post_json"]
+__all__ = [
+    "EventStream",
+    "RetryPolicy",
+    "Transient",
+    "check_url",
+    "first_choice",
+    "get_json",
+    "post_events",
+    "post_json",
+]
 
 log = logging.getLogger("agentkit.http")
 
@@ -154,33 +165,39 @@ class _Wait:
         return float(self.backoff(state))
 
 
-async def _request(
-    method: str,
-    url: str,
-    *,
-    payload: Mapping[str, Any] | None,
-    headers: Mapping[str, str],
-    policy: RetryPolicy,
-    client: httpx.AsyncClient | None,
-) -> tuple[Any, list[dict[str, Any]]]:
-    retries: list[dict[str, Any]] = []
-    started = time.monotonic()
+class _Attempts:
+    """The tries of one request under a policy: the retries they took, how an
+    answer's status is judged, and the error they end in when none is usable."""
 
-    def before_sleep(state: RetryCallState) -> None:
+    def __init__(self, method: str, url: str, policy: RetryPolicy) -> None:
+        self.method, self.url, self.policy = method, url, policy
+        self.retries: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+
+    def retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(self.policy.attempts) | stop_before_delay(self.policy.deadline),
+            wait=_Wait(self.policy),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+
+    def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         entry = {"attempt": state.attempt_number, "error": _describe(exc) if exc else "", "wait": round(wait, 3)}
         if isinstance(exc, Transient) and exc.status is not None:
             entry["status"] = exc.status
-        retries.append(entry)
+        self.retries.append(entry)
         log.warning(
             "%s %s: %s; retrying in %.1f s (attempt %d of %d)",
-            method, url, entry["error"], wait, state.attempt_number + 1, policy.attempts,
+            self.method, self.url, entry["error"], wait, state.attempt_number + 1, self.policy.attempts,
         )  # fmt: skip
 
-    async def once(http: httpx.AsyncClient) -> Any:
-        response = await http.request(method, url, json=payload, headers=dict(headers))
-        status = response.status_code
+    def check(self, response: httpx.Response) -> None:
+        """Raise what a status other than 2xx means (`response`'s body read)."""
+        url, status, policy = self.url, response.status_code, self.policy
         if status == 429 or status >= 500:
             wait = _retry_after(response.headers.get("retry-after"))
             if wait is not None and wait > policy.max_retry_after:
@@ -189,7 +206,7 @@ async def _request(
                     f"RetryPolicy.max_retry_after ({policy.max_retry_after:g} s): {_server_message(response)}",
                     url=url,
                     status=status,
-                    retries=tuple(retries),
+                    retries=tuple(self.retries),
                 )
             raise Transient(f"{status} {_server_message(response)}", status=status, retry_after=wait)
         if status >= 400:
@@ -203,47 +220,74 @@ async def _request(
                 f"{url} refused the request ({status} {response.reason_phrase}): {message}",
                 url=url,
                 status=status,
-                retries=tuple(retries),
+                retries=tuple(self.retries),
             )
         if status >= 300:  # a redirect: retrying the POST would be redirected again
             where = response.headers.get("location", "elsewhere")
             raise ServerError(f"{url} redirects to {where} ({status}): use that URL", url=url, status=status)
+
+    @contextlib.contextmanager
+    def failures(self) -> Iterator[None]:
+        """Turns what is left when the tries run out into a `ServerError` that says what happened."""
+        method, url = self.method, self.url
+        try:
+            yield
+        except (Transient, *_TRANSPORT_FAULTS) as exc:
+            retries, tries = self.retries, len(self.retries) + 1
+            elapsed = time.monotonic() - self.started
+            status = exc.status if isinstance(exc, Transient) else None
+            hint = " Is the server running? `agentkit doctor` probes it." if isinstance(exc, httpx.ConnectError) else ""
+            raise ServerError(
+                f"{method} {url} failed after {tries} attempt{'s' if tries > 1 else ''} over {elapsed:.1f} s: "
+                f"{_describe(exc)}.{hint}",
+                url=url,
+                status=status,
+                retries=(
+                    *retries,
+                    {"attempt": tries, "error": _describe(exc)} | ({"status": status} if status else {}),
+                ),
+            ) from exc
+        except httpx.HTTPError as exc:  # a bad URL, a proxy refusing: not worth another try
+            raise ServerError(f"{method} {url} failed: {type(exc).__name__}: {exc}", url=url) from exc
+
+
+@contextlib.asynccontextmanager
+async def _client(client: httpx.AsyncClient | None, policy: RetryPolicy) -> AsyncIterator[httpx.AsyncClient]:
+    """`client`, or a fresh one for this request alone."""
+    if client is not None:
+        yield client
+        return
+    timeout = httpx.Timeout(policy.timeout, connect=policy.connect_timeout)
+    async with httpx.AsyncClient(timeout=timeout, verify=_ssl_context()) as http:
+        yield http
+
+
+async def _request(
+    method: str,
+    url: str,
+    *,
+    payload: Mapping[str, Any] | None,
+    headers: Mapping[str, str],
+    policy: RetryPolicy,
+    client: httpx.AsyncClient | None,
+) -> tuple[Any, list[dict[str, Any]]]:
+    attempts = _Attempts(method, url, policy)
+
+    async def once(http: httpx.AsyncClient) -> Any:
+        response = await http.request(method, url, json=payload, headers=dict(headers))
+        attempts.check(response)
         try:
             return response.json()
         except ValueError as exc:  # an answer came; asking again would repeat the work
             raise ServerError(
-                f"{url} answered {status} with a body that is not JSON: {response.text[:200]!r}",
+                f"{url} answered {response.status_code} with a body that is not JSON: {response.text[:200]!r}",
                 url=url,
-                status=status,
+                status=response.status_code,
             ) from exc
 
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(_is_transient),
-        stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.deadline),
-        wait=_Wait(policy),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    timeout = httpx.Timeout(policy.timeout, connect=policy.connect_timeout)
-    try:
-        if client is not None:
-            return await retrying(once, client), retries
-        async with httpx.AsyncClient(timeout=timeout, verify=_ssl_context()) as http:
-            return await retrying(once, http), retries
-    except (Transient, *_TRANSPORT_FAULTS) as exc:
-        tries = len(retries) + 1
-        elapsed = time.monotonic() - started
-        status = exc.status if isinstance(exc, Transient) else None
-        hint = " Is the server running? `agentkit doctor` probes it." if isinstance(exc, httpx.ConnectError) else ""
-        raise ServerError(
-            f"{method} {url} failed after {tries} attempt{'s' if tries > 1 else ''} over {elapsed:.1f} s: "
-            f"{_describe(exc)}.{hint}",
-            url=url,
-            status=status,
-            retries=(*retries, {"attempt": tries, "error": _describe(exc)} | ({"status": status} if status else {})),
-        ) from exc
-    except httpx.HTTPError as exc:  # a bad URL, a proxy refusing: not worth another try
-        raise ServerError(f"{method} {url} failed: {type(exc).__name__}: {exc}", url=url) from exc
+    with attempts.failures():
+        async with _client(client, policy) as http:
+            return await attempts.retrying()(once, http), attempts.retries
 
 
 async def post_json(
@@ -263,6 +307,126 @@ async def post_json(
     return await _request(
         "POST", url, payload=payload, headers=headers or {}, policy=policy or RetryPolicy(), client=client
     )
+
+
+_END = object()
+
+
+class EventStream:
+    """The events of an answer streamed as server-sent events: each event's `data`,
+    decoded from JSON, as it comes, until `[DONE]` or the end of the answer. A
+    server that answers whole (JSON, not a stream) gives one event: its answer."""
+
+    def __init__(self, response: httpx.Response, url: str) -> None:
+        self.response, self.url = response, url
+        self.retries: list[dict[str, Any]] = []
+        """The retries it took to open the stream (`post_json`'s form)."""
+        self._events = self._read()
+        self._first: Any = _END
+
+    async def open(self) -> None:
+        """Read up to the first event: a failure before it may be tried again, as nothing has been used."""
+        self._first = await anext(self._events, _END)
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        if self._first is _END:
+            return
+        yield self._first
+        count = 1
+        try:
+            async for event in self._events:
+                count += 1
+                yield event
+        except httpx.HTTPError as exc:
+            raise ServerError(
+                f"the stream from {self.url} broke after {count} event{'s' if count > 1 else ''}: {_describe(exc)}",
+                url=self.url,
+            ) from exc
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+        await self.response.aclose()
+
+    async def _read(self) -> AsyncGenerator[Any, None]:
+        if not self.response.headers.get("content-type", "").startswith("text/event-stream"):
+            yield self._decode(await self.response.aread(), whole=True)
+            return
+        data: list[str] = []
+        async for line in self.response.aiter_lines():
+            if line.startswith("data:"):
+                data.append(line.removeprefix("data:").removeprefix(" "))
+            elif not line and data:  # a blank line ends an event
+                if (event := "\n".join(data)) == "[DONE]":
+                    return
+                data = []
+                yield self._decode(event)
+            # Other fields (`event:`, `id:`) and comments (`:`) mean nothing here.
+        if data and (event := "\n".join(data)) != "[DONE]":  # the last event, left without its blank line
+            yield self._decode(event)
+
+    def _decode(self, event: str | bytes, *, whole: bool = False) -> Any:
+        try:
+            value = json.loads(event)
+        except ValueError as exc:
+            what = "a body that is neither a stream of events nor JSON" if whole else "an event that is not JSON"
+            raise ServerError(f"{self.url} answered with {what}: {event[:200]!r}", url=self.url) from exc
+        error = value.get("error") if isinstance(value, Mapping) and not whole else None
+        if error:  # vLLM reports a failure after the answer has begun as an event
+            message = error.get("message") if isinstance(error, Mapping) else error
+            raise ServerError(f"{self.url} failed while streaming: {message}", url=self.url)
+        return value
+
+
+@contextlib.asynccontextmanager
+async def post_events(
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str] | None = None,
+    policy: RetryPolicy | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> AsyncIterator[EventStream]:
+    """POST `payload` as JSON and read the answer as server-sent events, as they come.
+
+        async with post_events(url, {**payload, "stream": True}) as events:
+            async for event in events:  # each event's JSON
+                ...
+
+    Until its first event has come, the stream is tried as `post_json` tries a
+    request, with the same retries and errors. After it, nothing is tried
+    again: what the stream brought may be in use already, so a stream that
+    breaks is a `ServerError`.
+
+    Raises:
+        ServerError: as `post_json`; also a stream that breaks after its first
+            event, or reports an error.
+        ContextLengthExceeded: the server says the prompt is too long.
+    """
+    policy = policy or RetryPolicy()
+    attempts = _Attempts("POST", url, policy)
+
+    async def once(http: httpx.AsyncClient) -> EventStream:
+        request = http.build_request("POST", url, json=payload, headers=dict(headers or {}))
+        response = await http.send(request, stream=True)
+        stream = EventStream(response, url)
+        try:
+            if response.status_code >= 300:
+                await response.aread()
+                attempts.check(response)
+            await stream.open()
+        except BaseException:
+            await stream.aclose()
+            raise
+        return stream
+
+    async with _client(client, policy) as http:
+        with attempts.failures():
+            stream: EventStream = await attempts.retrying()(once, http)
+        stream.retries = attempts.retries
+        try:
+            yield stream
+        finally:
+            await stream.aclose()
 
 
 async def get_json(

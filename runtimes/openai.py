@@ -14,6 +14,10 @@ shown to the model, which answers again) before it fails with a
 `ModelOutputError`. A final answer that must fit an `output_schema` is asked
 for with `response_format` where the server supports it.
 
+`stream(request)` asks for the answer as a stream of chunks and yields its
+text, thinking and calls as they come, then the response `generate` returns
+(see `OpenAICompatible.stream` for repairs and retries).
+
 What each kind of server supports is in `SERVERS`; `agentkit doctor URI`
 probes a live one.
 """
@@ -23,20 +27,34 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import jsonschema
 
+from agentkit.dialect import final_response
 from agentkit.errors import ModelOutputError, OutputTruncated, RuntimeUnavailable, ServerError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage, new_call_id
-from agentkit.runtime import FinishReason, ModelRequest, ModelResponse, RuntimeInfo, Usage
-from agentkit.runtimes.http import RetryPolicy, check_url, first_choice, get_json, post_json
+from agentkit.runtime import (
+    FinishReason,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    RuntimeInfo,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallReady,
+    Usage,
+)
+from agentkit.runtimes.http import RetryPolicy, check_url, first_choice, get_json, post_events, post_json
 from agentkit.tool import ToolSpec
 
-__all__ = ["SERVERS", "Capabilities", "OpenAICompatible", "ServerKind", "parse_server_uri"]
+__all__ = ["SERVERS", "STREAMING", "Capabilities", "OpenAICompatible", "ServerKind", "parse_server_uri"]
+
+STREAMING: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
+"""What a request adds to be answered as a stream of chunks, the last with the usage."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -285,6 +303,101 @@ def bearer(api_key: str | None, url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
+class _StreamedReply:
+    """A chat answer streamed in chunks, put together as the whole answer comes,
+    with the deltas each chunk brings (a whole answer is read as one chunk).
+
+    A call's parts arrive by `index`: its name and arguments in pieces (joined
+    as OpenAI's own client joins them), its id once. A call is complete when the
+    next one begins or the answer ends; it is yielded then, if it is valid on
+    its own (`check_calls`).
+    """
+
+    def __init__(self, request: ModelRequest) -> None:
+        self.request = request
+        self.content: list[str] = []
+        self.thinking: list[str] = []
+        self.thinking_field = ""  # the name the server gives it: `reasoning_content` or `reasoning`
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.complete: set[int] = set()
+        self.choice: dict[str, Any] | None = None  # None until a chunk brings a choice
+        self.usage: Any = None
+
+    def add(self, chunk: Any) -> list[ModelDelta]:
+        """The deltas one chunk brings."""
+        if not isinstance(chunk, Mapping):
+            return []
+        self.usage = chunk.get("usage") or self.usage
+        choices = chunk.get("choices")
+        if not (isinstance(choices, list) and choices and isinstance(choices[0], Mapping)):
+            return []  # the last chunk, with the usage alone
+        if self.choice is None:
+            self.choice = {}
+        if reason := choices[0].get("finish_reason"):
+            self.choice["finish_reason"] = reason
+        # A chunk brings a `delta`; a server that answers whole despite `stream`, its `message`.
+        delta = choices[0].get("delta") or choices[0].get("message")
+        delta = delta if isinstance(delta, Mapping) else {}
+        deltas: list[ModelDelta] = []
+        if text := delta.get("content"):
+            self.content.append(str(text))
+            deltas.append(TextDelta(text=str(text)))
+        # A server may send the thought in both of the names it has had: read one.
+        field = "reasoning_content" if delta.get("reasoning_content") else "reasoning"
+        if thought := delta.get(field):
+            self.thinking_field = self.thinking_field or field
+            self.thinking.append(str(thought))
+            deltas.append(ThinkingDelta(text=str(thought)))
+        parts = delta.get("tool_calls")
+        for part in parts if isinstance(parts, list) else []:
+            if not isinstance(part, Mapping):
+                continue
+            index = part.get("index")
+            index = index if isinstance(index, int) else max(self.calls, default=-1) + 1
+            if index not in self.calls:
+                deltas += self._ready(before=index)
+                self.calls[index] = {"id": None, "type": "function", "function": {"name": "", "arguments": None}}
+            call = self.calls[index]
+            call["id"] = call["id"] or part.get("id")
+            function = part.get("function")
+            function = function if isinstance(function, Mapping) else {}
+            call["function"]["name"] += str(function.get("name") or "")
+            pieces, more = call["function"]["arguments"], function.get("arguments")
+            if isinstance(pieces, str) and isinstance(more, str):
+                call["function"]["arguments"] = pieces + more
+            elif more is not None:
+                call["function"]["arguments"] = more
+        return deltas
+
+    def close(self) -> list[ModelDelta]:
+        """The deltas left once the answer has ended: its last calls."""
+        return self._ready()
+
+    def _ready(self, *, before: int | None = None) -> list[ModelDelta]:
+        """The calls now complete (all, or those before `before`) that are valid on their own."""
+        deltas: list[ModelDelta] = []
+        for index in sorted(self.calls):
+            if index in self.complete or (before is not None and index >= before):
+                continue
+            self.complete.add(index)
+            raw = self.calls[index]
+            raw["id"] = raw["id"] or new_call_id()  # the id the whole answer's check gives it too
+            calls, problems = check_calls({"tool_calls": [raw]}, self.request)
+            if calls and not problems:
+                deltas.append(ToolCallReady(call=calls[0]))
+        return deltas
+
+    def body(self) -> dict[str, Any]:
+        """The answer as a whole chat completion."""
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content) or None}
+        if self.thinking:
+            message[self.thinking_field] = "".join(self.thinking)
+        if self.calls:
+            message["tool_calls"] = [self.calls[index] for index in sorted(self.calls)]
+        choices = [] if self.choice is None else [{**self.choice, "message": message}]
+        return {"choices": choices, "usage": self.usage}
+
+
 class OpenAICompatible:
     """A chat-completions server: vLLM, Ollama, LM Studio, llama.cpp, or OpenAI's API.
 
@@ -396,6 +509,24 @@ class OpenAICompatible:
         return {**body, **self.extra_body}
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
+        return await final_response(self._turn(request, live=False))
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
+        """The turn as the server streams it, then what `generate` returns.
+
+        Text and thinking come as the server sends them; a call comes once it
+        is complete (the next call begins, or the answer ends) and valid on its
+        own. Only the first request streams: when the answer needs a repair
+        turn or a typed retry, those are asked for whole, and the response is
+        theirs (its metadata lists the repairs), not what was streamed.
+
+        Retries happen only before the first delta: once the server has begun
+        to answer, a stream that breaks is a `ServerError`.
+        """
+        return self._turn(request, live=True)
+
+    async def _turn(self, request: ModelRequest, *, live: bool) -> AsyncIterator[ModelDelta | ModelResponse]:
+        """The turn's response, after the deltas of its first answer when `live` (streamed)."""
         started = time.monotonic()
         if self.model is None:
             self.choose_model(await self.models())
@@ -403,16 +534,26 @@ class OpenAICompatible:
         usage, retries, repairs = Usage(), [], list[dict[str, Any]]()
         final = not request.allowed_tools  # no call possible: the answer alone, under the schema
         typed_retry = True
+        url = f"{self.base_url}/chat/completions"
         while True:
-            body, tried = await post_json(
-                f"{self.base_url}/chat/completions",
-                self.payload(request, messages, final=final),
-                headers=self.headers,
-                policy=self.retry,
-            )
+            payload = self.payload(request, messages, final=final)
+            if live:  # the first answer only: what follows replaces it
+                live, streamed = False, _StreamedReply(request)
+                streaming = {"stream": True, "stream_options": {"include_usage": True}}
+                async with post_events(
+                    url, {**payload, **streaming}, headers=self.headers, policy=self.retry
+                ) as events:
+                    async for event in events:
+                        for delta in streamed.add(event):
+                            yield delta
+                for delta in streamed.close():
+                    yield delta
+                body, tried = streamed.body(), events.retries
+            else:
+                body, tried = await post_json(url, payload, headers=self.headers, policy=self.retry)
             retries += tried
             usage = usage + usage_of(body)
-            choice = first_choice(body, f"{self.base_url}/chat/completions")
+            choice = first_choice(body, url)
             message = choice.get("message")
             reply: dict[str, Any] = dict(message) if isinstance(message, Mapping) else {}
             text = str(reply.get("content") or "")
@@ -462,7 +603,7 @@ class OpenAICompatible:
         metadata: dict[str, Any] = {"retries": retries} if retries else {}
         if repairs:
             metadata["repairs"] = repairs
-        return ModelResponse(
+        yield ModelResponse(
             message=AssistantMessage(
                 text=text, tool_calls=tuple(calls), thinking=reply.get("reasoning_content") or reply.get("reasoning")
             ),

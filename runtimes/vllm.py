@@ -11,6 +11,10 @@ on a private event loop in a background thread, so it serves `Agent.run()`
 (which makes a fresh loop per call), `await agent.arun()` and several threads
 alike. Call `close()` (or use it as a context manager) to stop it.
 
+`stream(request)` yields the turn as the engine decodes it (text and thinking
+as they come, each call once complete, read by the dialect's `stream_parser`),
+then the response `generate` returns: both read the same decoding.
+
 vLLM scripts start the engine core in a subprocess: keep the code that builds
 an agent under `if __name__ == "__main__":` in scripts.
 """
@@ -19,21 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import copy
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
-from concurrent.futures import Future
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agentkit.dialect import Dialect, get_dialect
-from agentkit.errors import ContextLengthExceeded, ModelOutputError, OutputTruncated, RuntimeUnavailable
-from agentkit.runtime import FinishReason, ModelRequest, ModelResponse, RuntimeInfo, Usage
+from agentkit.dialect import Dialect, final_response, get_dialect, read_stream, read_turn
+from agentkit.errors import ContextLengthExceeded, RuntimeUnavailable
+from agentkit.runtime import ModelDelta, ModelRequest, ModelResponse, RuntimeInfo, Usage
 
 __all__ = [
     "LOCAL_MODELS",
@@ -314,28 +318,42 @@ class _Engine:
             if not thread.is_alive():
                 loop.close()
 
-    async def submit(self, prompt: Any, params: Any) -> tuple[Any, float | None, float | None]:
-        """Run one request on the engine's loop; awaitable from any loop.
+    async def outputs(self, prompt: Any, params: Any) -> AsyncIterator[tuple[Any, float]]:
+        """Run one request on the engine's loop, from any loop: each output vLLM yields
+        (the cumulative one, after every engine step) and the `time.monotonic()` it came at.
 
-        Returns the final output and the `time.monotonic()` at which the first
-        and the last token arrived (None if none did).
+        Leaving the iteration early aborts the request.
         """
         engine, loop = self.engine, self.loop
         if engine is None or loop is None:
             raise RuntimeUnavailable("the vLLM engine is closed")
+        caller = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[Any, float] | BaseException | None] = asyncio.Queue()
 
-        async def run() -> tuple[Any, float | None, float | None]:
-            final, first, last = None, None, None
-            # vLLM yields the cumulative output after every engine step.
-            async for out in engine.generate(prompt, params, request_id=uuid.uuid4().hex):
-                final = out
-                if out.outputs and out.outputs[0].token_ids:
-                    last = time.monotonic()
-                    first = first or last
-            return final, first, last
+        def put(item: tuple[Any, float] | BaseException | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the caller's loop has closed: nobody is listening
+                caller.call_soon_threadsafe(queue.put_nowait, item)
 
-        future: Future[tuple[Any, float | None, float | None]] = asyncio.run_coroutine_threadsafe(run(), loop)
-        return await asyncio.wrap_future(future)
+        async def run() -> None:
+            try:
+                async for out in engine.generate(prompt, params, request_id=uuid.uuid4().hex):
+                    put((out, time.monotonic()))
+            except asyncio.CancelledError:  # left early (no one listens), or the engine is closing
+                put(RuntimeUnavailable("the vLLM engine was closed while it answered"))
+                raise
+            except Exception as exc:
+                put(exc)
+            else:
+                put(None)
+
+        future = asyncio.run_coroutine_threadsafe(run(), loop)
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            future.cancel()  # vLLM aborts a request whose generator is cancelled
 
 
 def _token_prompt(token_ids: list[int]) -> Any:
@@ -416,6 +434,10 @@ class VLLMEngine:
         self.start()
         return self._core.tokenizer
 
+    def count_tokens(self, request: ModelRequest) -> int:
+        """The prompt's tokens for `request`, as the engine would read it (the loop's context policy asks)."""
+        return len(self.tokenizer.encode(self.dialect.render(request), add_special_tokens=False))
+
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
@@ -436,6 +458,14 @@ class VLLMEngine:
     # --- generation ------------------------------------------------------------------
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
+        return await final_response(self._decode(request))
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
+        """The turn as the engine decodes it, read by the dialect, then what `generate` returns."""
+        return read_stream(self.dialect, request, self._decode(request))
+
+    async def _decode(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
+        """The model's text as the engine decodes it, then the turn's response."""
         if self._core.engine is None:
             await asyncio.to_thread(self.start)
         from vllm import SamplingParams
@@ -469,7 +499,20 @@ class VLLMEngine:
             # the dialect must see them in the text it parses.
             skip_special_tokens=False,
         )
-        output, first_token, last_token = await self._core.submit(_token_prompt(token_ids), params)
+        output: Any = None
+        first_token: float | None = None
+        last_token: float | None = None
+        text = ""
+        async for output, arrived in self._core.outputs(_token_prompt(token_ids), params):
+            completion = output.outputs[0]
+            if completion.token_ids:
+                last_token = arrived
+                first_token = first_token or arrived
+            # Each output holds all the text so far; vLLM holds back what may begin a
+            # stop string until it knows, so the text only grows.
+            if len(completion.text) > len(text):
+                yield completion.text[len(text) :]
+                text = completion.text
         completion = output.outputs[0]
         timings = {"total": time.monotonic() - started}
         if first_token is not None and last_token is not None:
@@ -482,19 +525,11 @@ class VLLMEngine:
             cached_tokens=int(output.num_cached_tokens or 0),
             requests=1,
         )
-        if structured is not None and completion.finish_reason == "length":
-            # Under a constraint the reply ends when the grammar does; cut off
-            # here it is incomplete, and a retry would be cut at the same place.
-            raise OutputTruncated(sampling.max_tokens, text)
-        try:
-            message = self.dialect.parse(text, request)
-        except ModelOutputError as exc:
-            exc.usage = usage
-            raise
-        finish: FinishReason = (
-            "tool_calls" if message.tool_calls else ("length" if completion.finish_reason == "length" else "stop")
+        cut = completion.finish_reason == "length"
+        message, finish = read_turn(
+            self.dialect, request, text, cut=cut, constrained=structured is not None, usage=usage
         )
-        return ModelResponse(
+        yield ModelResponse(
             message=message,
             usage=usage,
             finish_reason=finish,

@@ -18,6 +18,9 @@ does), and still checks every call against its schema and repairs once, as
 `OpenAICompatible` does for any server. `constrained=False` leaves the grammar
 out.
 
+Both modes stream (`stream`): raw mode reads the streamed text with the
+dialect, as `VLLMEngine` does; chat mode streams as `OpenAICompatible`.
+
 The served model's name picks the dialect options: a server started by
 `agentkit serve vllm:PRESET` (or any server naming its model by a preset's
 Hugging Face id) gets that preset's; another model gets the plain Gemma 4
@@ -27,13 +30,14 @@ dialect.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Literal
 
-from agentkit.dialect import Dialect, get_dialect
-from agentkit.errors import ModelOutputError, OutputTruncated, RuntimeUnavailable
-from agentkit.runtime import FinishReason, ModelRequest, ModelResponse, RuntimeInfo
-from agentkit.runtimes.http import RetryPolicy, check_url, first_choice, post_json
-from agentkit.runtimes.openai import OpenAICompatible, bearer, usage_of
+from agentkit.dialect import Dialect, final_response, get_dialect, read_stream, read_turn
+from agentkit.errors import RuntimeUnavailable
+from agentkit.runtime import ModelDelta, ModelRequest, ModelResponse, RuntimeInfo
+from agentkit.runtimes.http import RetryPolicy, check_url, first_choice, post_events, post_json
+from agentkit.runtimes.openai import STREAMING, OpenAICompatible, bearer, usage_of
 from agentkit.runtimes.vllm import preset_for_model
 
 __all__ = ["VLLMServer"]
@@ -113,9 +117,30 @@ class VLLMServer:
         await self.connect()
         if self.mode == "chat":
             return await self._chat.generate(request)
+        return await final_response(self._raw(request, live=False))
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
+        """The turn as the server decodes it, then what `generate` returns.
+
+        Raw mode reads the text with the dialect as it streams; chat mode is
+        `OpenAICompatible.stream`. Retries happen only before the first delta.
+        """
+        await self.connect()
+        assert self.dialect is not None  # set by connect()
+        turn = (
+            self._chat.stream(request)
+            if self.mode == "chat"
+            else read_stream(self.dialect, request, self._raw(request, live=True))
+        )
+        async for item in turn:
+            yield item
+
+    async def _raw(self, request: ModelRequest, *, live: bool) -> AsyncGenerator[str | ModelResponse, None]:
+        """Raw mode's turn: the text as it streams when `live`, then its response."""
         assert self.dialect is not None  # set by connect()
         started = time.monotonic()
         sampling = request.sampling
+        url = f"{self.base_url}/completions"
         payload: dict[str, Any] = {
             "model": self.model,
             "prompt": self.dialect.render(request),
@@ -133,25 +158,34 @@ class VLLMServer:
         if self.constrained and (constraint := self.dialect.constraint(request)) is not None:
             grammar_hash = constraint.digest
             payload["structured_outputs"] = {constraint.kind: constraint.value}
-        body, retries = await post_json(
-            f"{self.base_url}/completions", payload, headers=self.headers, policy=self.retry
-        )
-        choice = first_choice(body, f"{self.base_url}/completions")
-        text = str(choice.get("text") or "")
-        usage = usage_of(body)
-        if grammar_hash is not None and choice.get("finish_reason") == "length":
-            raise OutputTruncated(sampling.max_tokens, text)
-        try:
-            message = self.dialect.parse(text, request)
-        except ModelOutputError as exc:
-            exc.usage = usage
-            raise
+        if live:
+            parts: list[str] = []
+            last: dict[str, Any] | None = None
+            usage_seen: Any = None
+            async with post_events(url, {**payload, **STREAMING}, headers=self.headers, policy=self.retry) as events:
+                async for event in events:
+                    usage_seen = (event.get("usage") if isinstance(event, Mapping) else None) or usage_seen
+                    if isinstance(event, Mapping) and not event.get("choices"):
+                        continue  # the last event: the usage alone
+                    last = first_choice(event, url)
+                    if piece := str(last.get("text") or ""):
+                        parts.append(piece)
+                        yield piece
+            retries = events.retries
+            # The answer as one completion: the text whole, the last chunk's finish reason.
+            body = {"choices": [{**last, "text": "".join(parts)}] if last else [], "usage": usage_seen}
+        else:
+            body, retries = await post_json(url, payload, headers=self.headers, policy=self.retry)
+        choice = first_choice(body, url)
+        text, usage = str(choice.get("text") or ""), usage_of(body)
         cut = choice.get("finish_reason") == "length"
-        finish: FinishReason = "tool_calls" if message.tool_calls else ("length" if cut else "stop")
+        message, finish = read_turn(
+            self.dialect, request, text, cut=cut, constrained=grammar_hash is not None, usage=usage
+        )
         metadata: dict[str, Any] = {"grammar_hash": grammar_hash} if grammar_hash else {}
         if retries:
             metadata["retries"] = retries
-        return ModelResponse(
+        yield ModelResponse(
             message=message,
             usage=usage,
             finish_reason=finish,

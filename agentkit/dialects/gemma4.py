@@ -5,7 +5,8 @@
 Values use Gemma 4's argument syntax (`format_value`): strings between `<|"|>`
 delimiters, never escaped; object keys bare and sorted. Tools are declared in
 the system turn, calls and their results stay in the model's turn, and the
-model's text is read back whole (`parse_turn`) or as it streams (`StreamParser`).
+model's text is read back whole (`parse_turn`) or as it streams (`StreamParser`;
+`TurnDeltas` gives a streaming runtime's deltas).
 
 Choices the reference template leaves open:
 
@@ -31,13 +32,14 @@ from agentkit.dialect import Constraint, register_dialect
 from agentkit.dialects.examples import worked_examples
 from agentkit.errors import ModelOutputError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
-from agentkit.runtime import ModelRequest
+from agentkit.runtime import ModelDelta, ModelRequest, TextDelta, ThinkingDelta, ToolCallReady
 from agentkit.tool import ToolSpec
 
 __all__ = [
     "Gemma4Dialect",
     "StreamEvent",
     "StreamParser",
+    "TurnDeltas",
     "format_value",
     "parse_calls",
     "parse_turn",
@@ -486,6 +488,51 @@ def parse_turn(text: str, *, strict: bool = True, in_thought: bool = False) -> A
     )
 
 
+class _Trimmed:
+    """One kind of text as `parse_turn` trims it, in pieces: no leading
+    whitespace, and trailing whitespace held back until more text follows."""
+
+    def __init__(self) -> None:
+        self.started, self.held = False, ""
+
+    def add(self, text: str) -> str:
+        if not self.started:
+            text = text.lstrip()
+            self.started = bool(text)
+        text = self.held + text
+        kept = text.rstrip()
+        self.held = text[len(kept) :]
+        return kept
+
+
+class TurnDeltas:
+    """A `StreamParser` whose events are the deltas of a streamed turn, trimmed as
+    `parse_turn` trims: together they are the turn `parse_turn` reads (a
+    `DeltaParser`, what `Gemma4Dialect.stream_parser` returns)."""
+
+    def __init__(self, *, strict: bool = True, in_thought: bool = False) -> None:
+        self._parser = StreamParser(strict=strict, in_thought=in_thought)
+        self._text, self._thinking = _Trimmed(), _Trimmed()
+
+    def feed(self, chunk: str) -> list[ModelDelta]:
+        return self._deltas(self._parser.feed(chunk))
+
+    def close(self) -> list[ModelDelta]:
+        return self._deltas(self._parser.close())
+
+    def _deltas(self, events: list[StreamEvent]) -> list[ModelDelta]:
+        deltas: list[ModelDelta] = []
+        for event in events:
+            if event.call is not None:
+                deltas.append(ToolCallReady(call=event.call))
+            elif event.kind == "thinking":
+                if text := self._thinking.add(event.text):
+                    deltas.append(ThinkingDelta(text=text))
+            elif text := self._text.add(event.text):
+                deltas.append(TextDelta(text=text))
+        return deltas
+
+
 def parse_calls(text: str, *, strict: bool = True) -> list[ToolCall]:
     """The tool calls in the model's text, in order."""
     return list(parse_turn(text, strict=strict).tool_calls)
@@ -572,6 +619,11 @@ class Gemma4Dialect:
             parallel_calls=self.parallel_calls,
             tokens=self.marker_tokens,
         )
+
+    def stream_parser(self, request: ModelRequest) -> TurnDeltas:
+        """Reads the turn for `request` as it streams, as `parse` reads it whole
+        (but for the checks of the whole turn against `tool_choice`)."""
+        return TurnDeltas(strict=self.strict, in_thought=self.opens_in_thought(request))
 
     def opens_in_thought(self, request: ModelRequest) -> bool:
         """Whether the prompt leaves the model inside a thought: with thinking on,

@@ -14,6 +14,9 @@ Prompts are written with a model family's turn markers (`TurnFormat`).
 Small models that were never trained on tool use get worked examples: short
 conversations, generated from the offered tools' schemas, placed before the
 real one (`examples=2`).
+
+It has no `stream_parser`: a streaming runtime gives its turn whole, once the
+text has ended (the answer is one JSON string, its escapes read at its end).
 """
 
 from __future__ import annotations

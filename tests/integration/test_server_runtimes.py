@@ -21,7 +21,7 @@ import jsonschema
 import pydantic
 import pytest
 
-from agentkit import Agent, MaxStepsExceeded, RunResult, Sampling, ServerError, Step, tool
+from agentkit import Agent, MaxStepsExceeded, ModelRequest, RunResult, Sampling, ServerError, Step, UserMessage, tool
 from agentkit.runtimes import OpenAICompatible, RetryPolicy, VLLMServer
 from agentkit.store import Store
 from tests.support.fault_proxy import Fault, FaultProxy
@@ -211,6 +211,20 @@ def test_a_dropped_connection_is_retried(proxy: FaultProxy) -> None:
     proxy.inject(Fault.drop())
     outcome = asyncio.run(attempt(WeatherAgent(runtime=runtime).arun("Weather in Perth?")))
     assert steps_of(outcome)[0].response.message.tool_calls
+
+
+def test_a_stream_dropped_after_it_began_is_a_clear_error(proxy: FaultProxy) -> None:
+    # Half the answer has come, and may be shown already: it is not asked for again.
+    runtime = proxied(proxy)
+    proxy.inject(Fault.drop())
+    request = ModelRequest(messages=[UserMessage(text="Weather in Perth?")], tools=[get_weather.spec])
+
+    async def stream() -> list[Any]:
+        return [item async for item in runtime.stream(request)]
+
+    with pytest.raises(ServerError, match=r"the stream from .*/v1/completions broke after \d+ events"):
+        asyncio.run(stream())
+    assert [e.status for e in proxy.requests[1:]] == [200]  # after the connect's GET /models: one try
 
 
 def test_a_refused_connection_is_a_clear_error_naming_the_url(proxy: FaultProxy) -> None:

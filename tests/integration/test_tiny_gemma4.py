@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,12 +122,12 @@ def turns(tiny_engine: VLLMEngine) -> list[Turn]:
     seen: dict[int, tuple[Any, Any]] = {}
     which: contextvars.ContextVar[int] = contextvars.ContextVar("which")
     core = tiny_engine._core
-    submit = core.submit
+    outputs = core.outputs
 
-    async def recording(prompt: Any, params: Any) -> Any:
-        result = await submit(prompt, params)
-        seen[which.get()] = (params, result[0].outputs[0])
-        return result
+    async def recording(prompt: Any, params: Any) -> AsyncIterator[tuple[Any, float]]:
+        async for output, arrived in outputs(prompt, params):
+            seen[which.get()] = (params, output.outputs[0])  # the last one stays: the whole turn
+            yield output, arrived
 
     async def ask(index: int, runtime: VLLMEngine, request: ModelRequest) -> ModelResponse:
         which.set(index)  # each gathered task runs in a context of its own
@@ -137,7 +138,7 @@ def turns(tiny_engine: VLLMEngine) -> list[Turn]:
         return await asyncio.gather(*asked, return_exceptions=True)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(core, "submit", recording)
+        patch.setattr(core, "outputs", recording)
         responses = asyncio.run(ask_all())
     return [
         Turn(request, thinking, constrained, response, *seen.get(i, (None, None)))

@@ -7,6 +7,10 @@ is real (sockets, HTTP/1.1), only its answers are written by the test.
         server.replies = [(503, {}, {"error": {"message": "busy"}}), (200, {}, {"ok": True})]
         ...  # requests to server.base + "/anything"
         server.seen  # [(monotonic time, path, JSON body), ...]
+
+A body of `Events` is streamed as server-sent events, one event at a time:
+
+    server.replies = [(200, {}, Events([{"choices": [...]}, ...], pause=0.05))]
 """
 
 from __future__ import annotations
@@ -14,10 +18,31 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["ScriptedServer"]
+__all__ = ["Events", "ScriptedServer"]
+
+
+@dataclass
+class Events:
+    """A body sent as server-sent events: each of `events` as one `data:` line of
+    JSON (a string as it is), then `data: [DONE]`, `pause` seconds apart.
+    `cut_after`: the connection closes after that many events, in the middle of
+    a body whose length was announced (a server dying mid-answer). `verbatim`:
+    the whole stream as written, instead of `events`."""
+
+    events: list[Any]
+    pause: float = 0.0
+    cut_after: int | None = None
+    verbatim: str | None = None
+
+    def lines(self) -> list[bytes]:
+        if self.verbatim is not None:
+            return [self.verbatim.encode()]
+        data = [e if isinstance(e, str) else json.dumps(e) for e in self.events] + ["[DONE]"]
+        return [f"data: {d}\n\n".encode() for d in data]
 
 
 class ScriptedServer:
@@ -45,6 +70,9 @@ class ScriptedServer:
                 if callable(reply):
                     reply = reply(body)
                 status, headers, payload = reply
+                if isinstance(payload, Events):
+                    self._stream(status, headers, payload)
+                    return
                 data, script.raw_body = (
                     (script.raw_body, None) if script.raw_body else (json.dumps(payload).encode(), None)
                 )
@@ -55,6 +83,21 @@ class ScriptedServer:
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _stream(self, status: int, headers: dict[str, str], events: Events) -> None:
+                lines = events.lines()
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-type", "text/event-stream")
+                if events.cut_after is not None:
+                    self.send_header("content-length", str(sum(map(len, lines))))
+                    lines = lines[: events.cut_after]
+                self.end_headers()
+                for line in lines:
+                    time.sleep(events.pause)
+                    self.wfile.write(line)
+                    self.wfile.flush()
 
             do_GET = do_POST = _answer
 

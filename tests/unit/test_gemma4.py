@@ -9,6 +9,7 @@ agentkit.
 from __future__ import annotations
 
 import enum
+import itertools
 import warnings
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -31,7 +32,7 @@ from agentkit.dialects.gemma4 import (
 )
 from agentkit.errors import ModelOutputError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
-from agentkit.runtime import ModelRequest
+from agentkit.runtime import ModelRequest, TextDelta, ThinkingDelta, ToolCallReady
 from agentkit.tool import tool
 
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, max_examples=150)
@@ -531,6 +532,47 @@ def test_streaming_in_any_chunks_reads_the_same_turn(
         assert ("".join(e.text for e in events if e.kind == "thinking").strip() or None) == expected.thinking
         streamed = [e.call for e in events if e.call is not None]
         assert [(c.name, typed(c.arguments)) for c in streamed] == [(c.name, typed(c.arguments)) for c in calls]
+
+
+@DETERMINISTIC
+@given(
+    st.lists(st.sampled_from([" ", "\n", "Hi", " there ", "ok\n\n"]), max_size=4).map("".join),
+    st.none() | st.lists(st.sampled_from([" ", "\n", "hmm", " so "]), max_size=4).map("".join),
+    st.lists(st.tuples(st.booleans(), st.sampled_from([" ", "\n", " more text "])), max_size=2),
+    st.booleans(),
+    st.data(),
+)
+def test_the_dialects_stream_parser_adds_up_to_its_parse(
+    text: str, thought: str | None, after: list[tuple[bool, str]], thinking: bool, data: st.DataObject
+) -> None:
+    """In any chunks, the deltas are the turn `parse` reads: trimmed text and thinking, its calls in order."""
+    dialect = Gemma4Dialect(thinking=thinking)
+    asked = request(UserMessage(text="Paris?"), tools=(get_weather,))
+    call = render_call(ToolCall(name="get_weather", arguments={"city": "Paris"}))
+    whole = (f"<|channel>thought\n{thought}<channel|>" if thought is not None else "") + text
+    whole += "".join((call if with_call else "") + words for with_call, words in after)
+    try:
+        expected = dialect.parse(whole, asked)
+    except ModelOutputError:  # neither text nor a call: nothing to compare
+        return
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(whole)), max_size=8)))
+    for chunks in ([whole[a:b] for a, b in itertools.pairwise([0, *cuts, len(whole)])], list(whole)):
+        parser = dialect.stream_parser(asked)
+        deltas = [d for chunk in chunks for d in parser.feed(chunk)] + parser.close()
+        assert "".join(d.text for d in deltas if isinstance(d, TextDelta)) == expected.text
+        assert ("".join(d.text for d in deltas if isinstance(d, ThinkingDelta)) or None) == expected.thinking
+        streamed = [d.call for d in deltas if isinstance(d, ToolCallReady)]
+        assert [(c.name, c.arguments) for c in streamed] == [(c.name, c.arguments) for c in expected.tool_calls]
+        assert all(d.text for d in deltas if isinstance(d, TextDelta | ThinkingDelta))
+
+
+def test_the_stream_parser_holds_back_trailing_space_until_more_text_follows() -> None:
+    parser = Gemma4Dialect().stream_parser(request(UserMessage(text="Hi")))
+    assert parser.feed("  Hello ") == [TextDelta(text="Hello")]
+    assert parser.feed(" \n") == []
+    assert parser.feed("world\n") == [TextDelta(text="  \nworld")]
+    assert parser.feed("<turn|>") == []
+    assert parser.close() == []
 
 
 def test_streaming_holds_back_only_what_may_begin_a_marker() -> None:

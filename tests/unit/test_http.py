@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from agentkit.errors import ContextLengthExceeded, ServerError
-from agentkit.runtimes.http import RetryPolicy, _retry_after, post_json
-from tests.support.scripted_server import ScriptedServer
+from agentkit.runtimes.http import RetryPolicy, _retry_after, post_events, post_json
+from tests.support.scripted_server import Events, ScriptedServer
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05, timeout=2.0, connect_timeout=1.0)
 
@@ -20,6 +20,15 @@ FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05, timeout=2.0, conn
 class Scripted(ScriptedServer):
     def post(self, policy: RetryPolicy = FAST) -> tuple[Any, list[dict[str, Any]]]:
         return asyncio.run(post_json(self.base + "/v1/completions", {"prompt": "hi"}, policy=policy))
+
+    def events(self, policy: RetryPolicy = FAST) -> tuple[list[tuple[float, Any]], list[dict[str, Any]]]:
+        """The events of a streamed answer, each with the time it came, and the retries it took."""
+
+        async def read() -> tuple[list[tuple[float, Any]], list[dict[str, Any]]]:
+            async with post_events(self.base + "/v1/completions", {"stream": True}, policy=policy) as events:
+                return [(time.monotonic(), event) async for event in events], events.retries
+
+        return asyncio.run(read())
 
 
 @pytest.fixture
@@ -139,3 +148,64 @@ def test_an_answer_that_is_not_json_is_not_asked_for_again(server: Scripted) -> 
 def test_a_malformed_url_fails_at_once() -> None:
     with pytest.raises(ServerError, match="failed: UnsupportedProtocol"):
         asyncio.run(post_json("localhost:8000/v1/completions", {}, policy=FAST))
+
+
+# --- streams: server-sent events ------------------------------------------------------------
+
+
+def test_events_come_as_the_server_sends_them(server: Scripted) -> None:
+    server.replies = [(200, {}, Events([{"n": 1}, {"n": 2}, {"n": 3}], pause=0.3))]
+    events, retries = server.events()
+    assert [event for _, event in events] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert retries == []
+    assert events[2][0] - events[0][0] >= 0.45  # the first was read before the last was sent
+
+
+def test_event_fields_comments_and_lines_of_data(server: Scripted) -> None:
+    stream = ': a comment\r\n\r\nevent: chunk\nid: 7\ndata: {"a":\ndata: 1}\n\ndata:{"b":2}\n\ndata: [DONE]\n\n'
+    server.replies = [(200, {}, Events([], verbatim=stream + 'data: {"after": "done"}\n\n'))]
+    events, _ = server.events()
+    assert [event for _, event in events] == [{"a": 1}, {"b": 2}]
+
+
+def test_a_503_before_the_stream_opens_is_retried(server: Scripted) -> None:
+    server.replies = [(503, {}, {"error": {"message": "busy"}}), (200, {}, Events([{"n": 1}]))]
+    events, retries = server.events()
+    assert [event for _, event in events] == [{"n": 1}]
+    assert [r["status"] for r in retries] == [503]
+
+
+def test_a_stream_that_breaks_is_an_error_and_not_asked_for_again(server: Scripted) -> None:
+    server.replies = [(200, {}, Events([{"n": 1}, {"n": 2}, {"n": 3}], cut_after=2)), (200, {}, Events([]))]
+    with pytest.raises(ServerError, match=r"the stream from .* broke after 2 events"):
+        server.events()
+    assert len(server.seen) == 1
+
+
+def test_an_error_in_the_stream_is_a_server_error(server: Scripted) -> None:
+    server.replies = [(200, {}, Events([{"n": 1}, {"error": {"message": "the engine died", "code": 500}}]))]
+    with pytest.raises(ServerError, match="failed while streaming: the engine died"):
+        server.events()
+
+
+def test_a_stream_that_breaks_before_its_first_event_is_asked_for_again(server: Scripted) -> None:
+    server.replies = [(200, {}, Events([{"n": 1}], cut_after=0)), (200, {}, Events([{"n": 2}]))]
+    events, retries = server.events()
+    assert [event for _, event in events] == [{"n": 2}]
+    assert "RemoteProtocolError" in retries[0]["error"]
+
+
+def test_a_whole_answer_is_one_event(server: Scripted) -> None:
+    server.replies = [(200, {}, {"choices": [{"text": "whole"}]})]
+    events, _ = server.events()
+    assert [event for _, event in events] == [{"choices": [{"text": "whole"}]}]
+    server.replies = [(200, {"content-type": "text/html"}, None)]
+    server.raw_body = b"<html>not json</html>"
+    with pytest.raises(ServerError, match="neither a stream of events nor JSON"):
+        server.events()
+
+
+def test_a_context_overflow_before_the_stream_is_its_own_error(server: Scripted) -> None:
+    server.replies = [(400, {}, {"error": {"message": "maximum context length is 4096 tokens"}})]
+    with pytest.raises(ContextLengthExceeded, match="maximum context length"):
+        server.events()

@@ -7,7 +7,9 @@ runtime against real vLLM is in tests/integration/test_server_runtimes.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,15 @@ from agentkit import (
     UserMessage,
     tool,
 )
+from agentkit.dialect import get_dialect
 from agentkit.errors import ModelOutputError, OutputTruncated, RuntimeUnavailable, ServerError
+from agentkit.runtime import TextDelta, ThinkingDelta, ToolCallReady
 from agentkit.runtimes import OpenAICompatible, VLLMServer, resolve
 from agentkit.runtimes.http import RetryPolicy
 from agentkit.runtimes.openai import chat_messages, parse_server_uri
 from agentkit.store import Store
 from agentkit.tool import ToolSpec
-from tests.support.scripted_server import ScriptedServer
+from tests.support.scripted_server import Events, ScriptedServer
 
 ADD = ToolSpec(
     name="add",
@@ -68,7 +72,8 @@ def server() -> Iterator[ScriptedServer]:
 
 def runtime(scripted: ScriptedServer, **kwargs: Any) -> OpenAICompatible:
     kwargs.setdefault("model", "m")
-    return OpenAICompatible(scripted.base + "/v1", retry=RetryPolicy(attempts=1), **kwargs)
+    kwargs.setdefault("retry", RetryPolicy(attempts=1))
+    return OpenAICompatible(scripted.base + "/v1", **kwargs)
 
 
 def ask(runtime: Any, **request: Any) -> ModelResponse:
@@ -344,3 +349,167 @@ def test_a_named_model_the_server_does_not_serve_is_refused(server: ScriptedServ
     built = VLLMServer(server.base + "/v1", model="other", retry=RetryPolicy(attempts=1))
     with pytest.raises(RuntimeUnavailable, match=r"does not serve 'other'; it serves: gemma"):
         asyncio.run(built.connect())
+
+
+# --- streaming ---------------------------------------------------------------------------------
+
+
+def chunk(delta: dict[str, Any] | None = None, finish: str | None = None) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]}
+
+
+def call_part(index: int, arguments: str, name: str | None = None, id: str | None = None) -> dict[str, Any]:
+    function = {"arguments": arguments} | ({"name": name} if name else {})
+    return {"tool_calls": [{"index": index, "function": function} | ({"id": id, "type": "function"} if id else {})]}
+
+
+USAGE = {
+    "choices": [],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 4}},
+}
+
+
+def streamed(runtime: Any, **request: Any) -> list[tuple[float, Any]]:
+    """Each item `runtime.stream` yields, with the time it came."""
+    request.setdefault("messages", (UserMessage(text="2+3?"),))
+    request.setdefault("tools", (ADD,))
+
+    async def read() -> list[tuple[float, Any]]:
+        return [(time.monotonic(), item) async for item in runtime.stream(ModelRequest(**request))]
+
+    return asyncio.run(read())
+
+
+def test_a_streamed_answer_is_the_answer_generate_reads(server: ScriptedServer) -> None:
+    pieces = ["The sum", " of 2 and 3", " is 5."]
+    server.replies = [
+        (
+            200,
+            {},
+            Events(
+                [chunk({"role": "assistant", "reasoning_content": "2+3"}), chunk({"reasoning_content": "=5"})]
+                + [chunk({"content": p}) for p in pieces]
+                + [chunk(finish="stop"), USAGE]
+            ),
+        ),
+        reply("The sum of 2 and 3 is 5."),
+    ]
+    items = [item for _, item in streamed(runtime(server))]
+    whole = ask(runtime(server))
+    *deltas, response = items
+    assert deltas == [ThinkingDelta(text="2+3"), ThinkingDelta(text="=5"), *(TextDelta(text=p) for p in pieces)]
+    assert isinstance(response, ModelResponse)
+    assert response.message == AssistantMessage(text="The sum of 2 and 3 is 5.", thinking="2+3=5")
+    assert (response.message.text, response.usage, response.finish_reason) == (
+        whole.message.text,
+        whole.usage,
+        whole.finish_reason,
+    )
+    sent = server.seen[0][2]
+    assert (sent["stream"], sent["stream_options"]) == (True, {"include_usage": True})
+    assert "stream" not in server.seen[1][2]
+
+
+def test_streamed_calls_are_put_together_and_ready_when_the_next_begins(server: ScriptedServer) -> None:
+    server.replies = [
+        (
+            200,
+            {},
+            Events(
+                [
+                    chunk(call_part(0, '{"a": 2', name="add", id="call_x")),
+                    chunk(call_part(0, ', "b": 3}')),
+                    chunk(call_part(1, '{"a": ', name="add")),  # no id: one is given, the same in the response
+                    chunk(call_part(1, "4, ")),
+                    chunk(call_part(1, '"b": 5}')),
+                    chunk(finish="tool_calls"),
+                    USAGE,
+                ],
+                pause=0.2,
+            ),
+        ),
+    ]
+    items = streamed(runtime(server))
+    (first_at, first), (_, second), (response_at, response) = items
+    assert first == ToolCallReady(call=ToolCall(name="add", arguments={"a": 2, "b": 3}, id="call_x"))
+    assert isinstance(second, ToolCallReady)
+    assert isinstance(response, ModelResponse)
+    assert response.message.tool_calls == (first.call, second.call)
+    assert response.finish_reason == "tool_calls"
+    assert response_at - first_at >= 0.5  # the first call came when the second began, not at the end
+
+
+def test_an_invalid_streamed_call_is_not_ready_and_the_repair_is_asked_for_whole(server: ScriptedServer) -> None:
+    server.replies = [
+        (200, {}, Events([chunk(call_part(0, '{"a": 2}', name="add", id="bad")), chunk(finish="tool_calls"), USAGE])),
+        reply(calls=[("add", '{"a": 2, "b": 3}')]),
+    ]
+    items = [item for _, item in streamed(runtime(server))]
+    assert len(items) == 1
+    (response,) = items
+    assert response.message.tool_calls == (ToolCall(name="add", arguments={"a": 2, "b": 3}, id="call_0"),)
+    assert response.metadata["repairs"][0]["problems"] == ["add: arguments: 'b' is a required property"]
+    assert response.usage.requests == 2
+    assert "stream" not in server.seen[1][2]
+
+
+def test_a_stream_is_retried_only_before_it_opens(server: ScriptedServer) -> None:
+    server.replies = [(503, {}, {"error": {"message": "busy"}}), (200, {}, Events([chunk({"content": "5"}), USAGE]))]
+    *_, (_, response) = streamed(runtime(server, retry=RetryPolicy(attempts=3, backoff=0.01)))
+    assert response.metadata["retries"][0]["status"] == 503
+    server.replies = [
+        (200, {}, Events([chunk({"content": "The sum"}), chunk({"content": " is"}), USAGE], cut_after=2)),
+        reply("The sum is 5."),
+    ]
+    seen: list[Any] = []
+
+    async def read() -> None:
+        stream = runtime(server, retry=RetryPolicy(attempts=3, backoff=0.01)).stream(
+            ModelRequest(messages=(UserMessage(text="2+3?"),), tools=(ADD,))
+        )
+        async for item in stream:
+            seen.append(item)
+
+    with pytest.raises(ServerError, match="broke after 2 events"):
+        asyncio.run(read())
+    assert seen == [TextDelta(text="The sum"), TextDelta(text=" is")]
+    assert len(server.seen) == 3  # a 503 and the stream; then the broken stream, not asked for again
+
+
+def test_vllm_server_raw_mode_streams_text_the_dialect_reads(server: ScriptedServer) -> None:
+    text = "Let me look.<|tool_call>call:add{a:2,b:3}<tool_call|>"
+    cuts = [0, 5, 14, 20, 30, len(text)]  # inside the text and across the markers
+    pieces = [text[a:b] for a, b in itertools.pairwise(cuts)]
+    events = [{"choices": [{"index": 0, "text": p, "finish_reason": None}]} for p in pieces]
+    events[-1]["choices"][0]["finish_reason"] = "stop"
+    usage = {"prompt_tokens": 50, "completion_tokens": 12}
+    server.replies = [
+        (200, {}, Events([*events, {"choices": [], "usage": usage}])),
+        (200, {}, {"choices": [{"text": text, "finish_reason": "stop"}], "usage": usage}),
+    ]
+    built = VLLMServer(
+        server.base + "/v1", model="m", dialect=get_dialect("gemma4"), constrained=False, retry=RetryPolicy(attempts=1)
+    )
+    *deltas, response = [item for _, item in streamed(built)]
+    whole = ask(built)
+    assert "".join(d.text for d in deltas if isinstance(d, TextDelta)) == response.message.text == "Let me look."
+    assert [d.call for d in deltas if isinstance(d, ToolCallReady)] == list(response.message.tool_calls)
+    assert (response.raw_text, response.usage, response.finish_reason) == (
+        whole.raw_text,
+        whole.usage,
+        whole.finish_reason,
+    )
+    assert [(c.name, c.arguments) for c in response.message.tool_calls] == [("add", {"a": 2, "b": 3})]
+    assert server.seen[0][2]["stream"] is True
+    assert server.seen[0][1] == "/v1/completions"
+
+
+def test_a_server_that_answers_whole_despite_stream_gives_the_turn_in_one_go(server: ScriptedServer) -> None:
+    server.replies = [reply("Adding.", calls=[("add", '{"a": 2, "b": 3}')])]
+    *deltas, (_, response) = streamed(runtime(server))
+    assert [item for _, item in deltas] == [
+        TextDelta(text="Adding."),
+        ToolCallReady(call=response.message.tool_calls[0]),
+    ]
+    assert response.message.tool_calls[0] == ToolCall(name="add", arguments={"a": 2, "b": 3}, id="call_0")
+    assert (response.usage.prompt_tokens, response.usage.cached_tokens) == (10, 4)
