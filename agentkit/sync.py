@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -21,6 +20,8 @@ def run_sync(start: Callable[[], Coroutine[Any, Any, T]], refusal: str) -> T:
     Raises:
         RuntimeError: an event loop is already running in this thread; `refusal` says what to await instead.
     """
+    import asyncio  # here: asyncio is a sixth of `import agentkit` otherwise (its first run imports it anyway)
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

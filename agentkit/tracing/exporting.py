@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from opentelemetry import metrics, trace
-
 from agentkit.errors import TracingError
 
 if TYPE_CHECKING:
@@ -170,6 +168,8 @@ def configure(
     Raises:
         TracingError: an unknown exporter or an unsupported OTLP protocol.
     """
+    from opentelemetry import metrics, trace
+
     traces_to, traces_protocol = _choice(
         exporter, "OTEL_TRACES_EXPORTER", "otlp" if any(map(os.environ.get, ENDPOINTS)) else "console"
     )

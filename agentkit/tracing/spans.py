@@ -1,27 +1,37 @@
-"""The spans and metrics of runs, and the attributes both live and re-emitted spans carry."""
+"""The spans and metrics of runs, and the attributes both live and re-emitted spans carry.
+
+Until a tracer or meter provider is set, every OpenTelemetry span and
+instrument is a no-op; agentkit then makes none at all (`tracing_on`,
+`metrics_on`), and does not even import OpenTelemetry: an untraced step costs
+a check, not a quarter of the loop's time.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from opentelemetry import metrics, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import Histogram
+    from opentelemetry.trace import Span, Tracer
+
     from agentkit.runtime import ModelRequest, ModelResponse, Runtime, RuntimeInfo, Usage
     from agentkit.tool import ToolSpec
+
+    tracer: Tracer
+    """agentkit's tracer (`get_tracer()`), for `from agentkit.tracing.spans import tracer`."""
 
 __all__ = [
     "CAPTURE_CONTENT",
@@ -32,7 +42,10 @@ __all__ = [
     "chat_span",
     "describe_error",
     "error_type",
+    "get_tracer",
+    "metrics_on",
     "tool_span",
+    "tracing_on",
     "workflow_span",
 ]
 
@@ -79,28 +92,89 @@ _TOKEN_BUCKETS = [4.0**n for n in range(14)]  # 1, 4, 16, ... 67108864
 _DURATION_BUCKETS = [0.01 * 2.0**n for n in range(14)]  # 0.01, 0.02, ... 81.92 s
 
 
-def _version() -> str:
+# --- whether anything listens, and the tracer and instruments when something does ---------------
+
+_TRACER_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER"
+_METER_PROVIDER = "OTEL_PYTHON_METER_PROVIDER"
+"""The variables that make OpenTelemetry load a provider without any code setting one."""
+
+
+def tracing_on() -> bool:
+    """Whether a tracer provider is set: by the application, `configure()` or `OTEL_PYTHON_TRACER_PROVIDER`.
+
+    Without one every span is a no-op, so agentkit makes none. Asked at each
+    run's start and each tool call (about a microsecond), so a provider set
+    later is used from the next run on.
+    """
+    if "opentelemetry.trace" not in sys.modules and _TRACER_PROVIDER not in os.environ:
+        return False  # a provider is set through that module: nobody has imported it yet
+    from opentelemetry import trace
+
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def metrics_on() -> bool:
+    """Whether a meter provider is set (see `tracing_on`): without one the histograms record nothing."""
+    if "opentelemetry.metrics" not in sys.modules and _METER_PROVIDER not in os.environ:
+        return False
+    from opentelemetry import metrics
+
+    # The API's stand-in until a provider is set; OpenTelemetry does not export its class.
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+    return not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider | metrics.NoOpMeterProvider)
+
+
+@dataclass(frozen=True)
+class _Instruments:
+    tracer: Tracer
+    token_usage: Histogram
+    duration: Histogram
+
+
+@functools.cache
+def _instruments() -> _Instruments:
+    """agentkit's tracer and histograms, made on first use (so OpenTelemetry is imported then).
+
+    They are the API's proxies: they send to the application's provider
+    whenever one is set, before or after they were made.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from opentelemetry import metrics, trace
+
     try:
-        return version("agentkit")
+        release = version("agentkit")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
-        return "0"
+        release = "0"
+    meter = metrics.get_meter("agentkit", release)
+    return _Instruments(
+        tracer=trace.get_tracer("agentkit", release),
+        token_usage=meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+        ),
+        duration=meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        ),
+    )
 
 
-# Proxies: they start sending to the application's provider whenever it is set.
-tracer = trace.get_tracer("agentkit", _version())
-_meter = metrics.get_meter("agentkit", _version())
-_token_usage = _meter.create_histogram(
-    "gen_ai.client.token.usage",
-    unit="{token}",
-    description="Number of input and output tokens used.",
-    explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
-)
-_duration = _meter.create_histogram(
-    "gen_ai.client.operation.duration",
-    unit="s",
-    description="GenAI operation duration.",
-    explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-)
+def get_tracer() -> Tracer:
+    """agentkit's tracer (imports OpenTelemetry on first use)."""
+    return _instruments().tracer
+
+
+def __getattr__(name: str) -> Any:
+    # `tracer` was a module attribute made at import; it is made on first use now.
+    if name == "tracer":
+        return get_tracer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- content opt-in -----------------------------------------------------------------------------
@@ -187,6 +261,8 @@ def describe_error(exc: BaseException) -> str:
 
 
 def fail(span: Span, text: str) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
     span.set_attribute(ERROR_TYPE, error_type(text))
     span.set_status(Status(StatusCode.ERROR, text[:1000]))
 
@@ -285,24 +361,31 @@ def record_metrics(runtime: Mapping[str, Any], usage: Usage | None, seconds: flo
     common = {**runtime, OPERATION: "chat"}
     if error is None:
         common[RESPONSE_MODEL] = runtime[REQUEST_MODEL]
-    _duration.record(seconds, {**common, ERROR_TYPE: error_type(error)} if error else common)
+    instruments = _instruments()
+    instruments.duration.record(seconds, {**common, ERROR_TYPE: error_type(error)} if error else common)
     if usage is not None and usage.total_tokens:
-        _token_usage.record(usage.prompt_tokens, {**common, "gen_ai.token.type": "input"})
-        _token_usage.record(usage.completion_tokens, {**common, "gen_ai.token.type": "output"})
+        instruments.token_usage.record(usage.prompt_tokens, {**common, "gen_ai.token.type": "input"})
+        instruments.token_usage.record(usage.completion_tokens, {**common, "gen_ai.token.type": "output"})
 
 
 # --- live spans ---------------------------------------------------------------------------------
+
+_NOTHING = nullcontext()
 
 
 @dataclass
 class AgentSpan:
     """The `invoke_agent` span of one run (the loop holds it across its steps)."""
 
-    span: Span
+    span: Span | None
+    """None when nothing listens (no tracer or meter provider was set when the run
+    started): no span is made for the run, its model calls or its tools."""
     runtime: Runtime
     run_id: str
     content: bool
     ended: bool = False
+    _untraced_chat: AbstractContextManager[ChatSpan] | None = field(default=None, init=False, repr=False)
+    """What `chat_span` gives each model call of a run with no span (it holds no state: one serves them all)."""
 
     @classmethod
     def start(
@@ -320,30 +403,36 @@ class AgentSpan:
         A resumed run is a new trace of the same conversation (`gen_ai.conversation.id`),
         marked `agentkit.resumed`; its `messages` are the conversation it goes on from.
         """
+        if not (tracing_on() or metrics_on()):
+            return cls(span=None, runtime=runtime, run_id=run_id, content=False)
+        from opentelemetry.trace import SpanKind
+
         content, info = capture_content(), runtime.info
         attributes = agent_attributes(name, run_id, info.provider or info.name, info.model, info.server)
         attributes[OUTPUT_TYPE] = "json" if typed else "text"
         if resumed:
             attributes[RESUMED] = True
-        span = tracer.start_span(f"invoke_agent {name}", kind=SpanKind.INTERNAL, attributes=attributes)
+        span = get_tracer().start_span(f"invoke_agent {name}", kind=SpanKind.INTERNAL, attributes=attributes)
         if content and span.is_recording():
             span.set_attributes(input_attributes(messages))
         return cls(span=span, runtime=runtime, run_id=run_id, content=content)
 
-    @contextmanager
-    def current(self) -> Iterator[None]:
+    def current(self) -> AbstractContextManager[object]:
         """Make the run's span current (for the tools, whose spans nest under it).
 
         Only around code that does not yield to the loop's caller: the loop is
         an async generator, and a context attached across a yield leaks into it.
         """
-        with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            yield
+        if self.span is None:
+            return _NOTHING
+        from opentelemetry import trace
+
+        return trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
 
     def end(self, usage: Usage, *, answer: ModelResponse | None = None, error: BaseException | None = None) -> None:
         """End the run's span (once; later calls do nothing): the tokens this run
         spent, its answer (opt-in) or its error."""
-        if self.ended:
+        if self.ended or self.span is None:
             return
         self.ended = True
         self.span.set_attributes({**usage_attributes(usage), REQUEST_MODEL: self.runtime.info.model})
@@ -360,12 +449,15 @@ class AgentSpan:
 class ChatSpan:
     """The `chat` span of one model call; `record` its response before the block ends."""
 
-    span: Span
+    span: Span | None
+    """None when the run is not traced: `record` does nothing."""
     runtime: Runtime
     content: bool
     response: ModelResponse | None = None
 
     def record(self, response: ModelResponse) -> None:
+        if self.span is None:
+            return
         self.response = response
         # A server runtime learns its model's name from the server on its first call.
         model = self.runtime.info.model
@@ -373,19 +465,30 @@ class ChatSpan:
         self.span.set_attributes({REQUEST_MODEL: model, **response_attributes(response, model, self.content)})
 
 
-@contextmanager
-def chat_span(agent: AgentSpan, request: ModelRequest, step: int) -> Iterator[ChatSpan]:
+def chat_span(agent: AgentSpan, request: ModelRequest, step: int) -> AbstractContextManager[ChatSpan]:
     """Trace one model call of `agent`'s run; an exception is recorded and re-raised.
 
     The span is current inside the block, so an instrumented HTTP client's
     spans nest under it.
     """
+    if agent.span is None:
+        if agent._untraced_chat is None:
+            agent._untraced_chat = nullcontext(ChatSpan(span=None, runtime=agent.runtime, content=False))
+        return agent._untraced_chat
+    return _chat_span(agent, agent.span, request, step)
+
+
+@contextmanager
+def _chat_span(agent: AgentSpan, parent: Span, request: ModelRequest, step: int) -> Iterator[ChatSpan]:
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+
     info = agent.runtime.info
     attributes = {**_of(info), **request_attributes(request, agent.content), CONVERSATION: agent.run_id, STEP: step}
     started = time.monotonic()
-    with tracer.start_as_current_span(
+    with get_tracer().start_as_current_span(
         f"chat {info.model}",
-        context=trace.set_span_in_context(agent.span),
+        context=trace.set_span_in_context(parent),
         kind=SpanKind.CLIENT,
         attributes=attributes,
         record_exception=False,
@@ -407,18 +510,34 @@ def chat_span(agent: AgentSpan, request: ModelRequest, step: int) -> Iterator[Ch
 
 @dataclass
 class ToolSpan:
-    span: Span
+    span: Span | None
+    """None when no tracer provider is set: `record` does nothing."""
     content: bool
 
     def record(self, result: ToolResult) -> None:
-        record_tool_result(self.span, result, self.content)
+        if self.span is not None:
+            record_tool_result(self.span, result, self.content)
+
+
+_UNTRACED_TOOL = nullcontext(ToolSpan(span=None, content=False))
+"""What `tool_span` gives while no tracer provider is set (it holds no state: one serves every call)."""
+
+
+def tool_span(call: ToolCall, description: str | None) -> AbstractContextManager[ToolSpan]:
+    """Trace one tool call under the current span; `record` its result before the block ends."""
+    # Without the API imported no provider is set: a run's start (or a workflow's
+    # span) has already imported it if OTEL_PYTHON_TRACER_PROVIDER names one.
+    if "opentelemetry.trace" not in sys.modules or not tracing_on():
+        return _UNTRACED_TOOL
+    return _tool_span(call, description)
 
 
 @contextmanager
-def tool_span(call: ToolCall, description: str | None) -> Iterator[ToolSpan]:
-    """Trace one tool call under the current span; `record` its result before the block ends."""
+def _tool_span(call: ToolCall, description: str | None) -> Iterator[ToolSpan]:
+    from opentelemetry.trace import SpanKind
+
     content = capture_content()
-    with tracer.start_as_current_span(
+    with get_tracer().start_as_current_span(
         f"execute_tool {call.name}",
         kind=SpanKind.INTERNAL,
         attributes=tool_attributes(call, description, content),
@@ -435,10 +554,12 @@ def tool_span(call: ToolCall, description: str | None) -> Iterator[ToolSpan]:
 @contextmanager
 def workflow_span(name: str, *, run_id: str | None = None) -> Iterator[Span]:
     """Trace a workflow run: the agents run inside the block nest under it."""
+    from opentelemetry.trace import SpanKind
+
     attributes: dict[str, Any] = {OPERATION: "invoke_workflow", WORKFLOW_NAME: name}
     if run_id is not None:
         attributes[CONVERSATION] = run_id
-    with tracer.start_as_current_span(
+    with get_tracer().start_as_current_span(
         f"invoke_workflow {name}", kind=SpanKind.INTERNAL, attributes=attributes, set_status_on_exception=False
     ) as span:
         try:

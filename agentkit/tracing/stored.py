@@ -19,10 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
-
 from agentkit.messages import Message
 from agentkit.runtime import ModelRequest
 from agentkit.tracing.spans import (
@@ -33,6 +29,7 @@ from agentkit.tracing.spans import (
     agent_attributes,
     capture_content,
     fail,
+    get_tracer,
     input_attributes,
     output_messages,
     record_tool_result,
@@ -40,11 +37,12 @@ from agentkit.tracing.spans import (
     response_attributes,
     runtime_attributes,
     tool_attributes,
-    tracer,
     usage_attributes,
 )
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
     from agentkit.store import StoredRun, StoredStep
 
 __all__ = ["EmittedTrace", "emit_run"]
@@ -66,6 +64,9 @@ def emit_run(run: StoredRun) -> EmittedTrace:
 
     Call `configure()` first (or set up a provider): without one, this is a no-op.
     """
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+
     record, content = run.record, capture_content()
     first = run.steps[0] if run.steps else None
     provider, server = _served_by(first)
@@ -73,7 +74,7 @@ def emit_run(run: StoredRun) -> EmittedTrace:
     name = record.name
     attributes = agent_attributes(name, record.id, provider, model, server)
     attributes[OUTPUT_TYPE] = "json" if record.output_schema is not None else "text"
-    root = tracer.start_span(
+    root = get_tracer().start_span(
         f"invoke_agent {name}", kind=SpanKind.INTERNAL, attributes=attributes, start_time=_ns(record.created)
     )
     if content and root.is_recording():
@@ -96,6 +97,9 @@ def emit_run(run: StoredRun) -> EmittedTrace:
 
 def _emit_step(run: StoredRun, n: int, context: Context, boundary: float, content: bool) -> float:
     """Step `n`'s chat span and tool spans; returns when the step ended."""
+    from opentelemetry.trace import SpanKind
+
+    tracer = get_tracer()
     step = run.steps[n]
     response = step.response
     total = response.timings.get("total")
