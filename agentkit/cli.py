@@ -8,6 +8,8 @@
     agentkit runs list --status failed
     agentkit runs show 01JD...
     agentkit runs resume 01JD... --runtime vllm:default
+    agentkit runs approve 01JD...
+    agentkit runs deny 01JD... call_1_0 --reason "not on a Friday"
     agentkit runs replay 01JD... --runtime vllm:gemma-4-e4b
     agentkit runs export 01JD... --format jsonl > run.jsonl
     agentkit runs trace 01JD...
@@ -15,21 +17,22 @@
 Every command takes `--db PATH` (default: `$AGENTKIT_DB`, else `runs.db` in
 the user data directory). Every failure is printed as one `error: ...` line on
 stderr, with exit code 1; an unexpected one (a bug, here or in the agent's
-code) also gets a hint, and `agentkit -v ...` prints its traceback. Runs are traced (OpenTelemetry) when an OTLP
-endpoint or `OTEL_TRACES_EXPORTER` is set, or `--trace` is given.
+code) also gets a hint, and `agentkit -v ...` prints its traceback. A run that
+pauses for approval exits 3 (`cli_run.PAUSED`) after saying how to decide. Runs
+are traced (OpenTelemetry) when an OTLP endpoint or `OTEL_TRACES_EXPORTER` is
+set, or `--trace` is given.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +47,9 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from agentkit import terminal
-from agentkit.agent import Agent
+from agentkit.budget import Budget
+from agentkit.cli_run import CommandError, agent_class, build, decide, finish, print_error, resume
 from agentkit.errors import AgentkitError
-from agentkit.loop import RunResult
 from agentkit.replay import replay
 from agentkit.runtimes import resolve
 from agentkit.store import STATUSES, WORKFLOW_STATUSES, Store, StoredStep, default_path
@@ -54,10 +57,6 @@ from agentkit.store import STATUSES, WORKFLOW_STATUSES, Store, StoredStep, defau
 __all__ = ["app", "main"]
 
 _ROLE_STYLE = {"system": "magenta", "developer": "magenta", "user": "cyan", "assistant": "green", "tool": "blue"}
-
-
-class CommandError(Exception):
-    """A problem with what the command was asked to do (a bad import path, a missing file)."""
 
 
 _VERBOSE = "agentkit.verbose"
@@ -73,11 +72,11 @@ class _Commands(TyperGroup):
         except (typer.Exit, typer.Abort, TyperException):
             raise  # typer's own: usage errors, --help, an exit code already chosen
         except (AgentkitError, CommandError) as exc:
-            _error(exc, traceback=ctx.meta.get(_VERBOSE, False))
+            print_error(exc, traceback=ctx.meta.get(_VERBOSE, False))
             raise typer.Exit(1) from None
         except Exception as exc:
             verbose = ctx.meta.get(_VERBOSE, False)
-            _error(exc, traceback=verbose, unexpected=True)
+            print_error(exc, traceback=verbose, unexpected=True)
             if not verbose:
                 typer.echo(
                     "hint: this looks like a bug (in agentkit, or in the agent's own code); "
@@ -94,7 +93,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-runs = typer.Typer(name="runs", help="List, show, search, resume, replay and export stored runs.", no_args_is_help=True)
+runs = typer.Typer(
+    name="runs",
+    help="List, show, search, resume, approve, deny, replay and export stored runs.",
+    no_args_is_help=True,
+)
 app.add_typer(runs)
 workflow = typer.Typer(
     name="workflow",
@@ -129,6 +132,26 @@ Trace = Annotated[
         help="Trace the run: OTLP to $OTEL_EXPORTER_OTLP_ENDPOINT, else to the console "
         "(on without this flag when that variable is set).",
     ),
+]
+RerunStarted = Annotated[
+    bool,
+    typer.Option(
+        "--rerun-started",
+        help="Run again the non-idempotent calls that had started when the run stopped (they may have acted).",
+    ),
+]
+DecidedBy = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        metavar="NAME",
+        help="Who decides, stored with the decision (default: your user name).",
+        show_default=False,
+    ),
+]
+NoResume = Annotated[
+    bool,
+    typer.Option("--no-resume", help="Only record the decisions; continue the run later (agentkit runs resume)."),
 ]
 
 
@@ -188,14 +211,41 @@ def run_agent(
         typer.Option("--inputs", metavar="FILE", help="A workflow's inputs as a JSON object.", show_default=False),
     ] = None,
     allow_module: AllowModule = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="Most model turns (default: the agent's max_steps).", show_default=False),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1, metavar="N", help="Most tokens, prompt plus completion over every turn.", show_default=False
+        ),
+    ] = None,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(metavar="S", help="Most seconds of wall time (more than 0).", show_default=False),
+    ] = None,
+    max_tool_calls: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Most tool calls.", show_default=False)
+    ] = None,
     runtime: RuntimeURI = None,
     db: Db = None,
     trace: Trace = False,
 ) -> None:
-    """Run an agent on a prompt, or a workflow on its inputs, and store the run; prints the output (ids: stderr)."""
+    """Run an agent on a prompt, or a workflow on its inputs, and store the run; prints the output (ids: stderr).
+
+    On a terminal, a text answer is printed as the model writes it, and calls of tools that need approval are
+    asked about (y, n or p). Exit code 1: the run failed or spent a --max-* budget (budget_exhausted);
+    3: it paused for approval (see agentkit runs approve and deny).
+    """
+    if max_seconds is not None and not max_seconds > 0:
+        raise CommandError(f"--max-seconds must be more than 0, got {max_seconds:g}")
+    budget = Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds, max_tool_calls=max_tool_calls)
     if _is_workflow(target):
         if prompt is not None:
             raise CommandError(f"a workflow takes inputs, not a prompt: agentkit run {target} -i KEY=VALUE")
+        if budget != Budget():
+            raise CommandError("--max-steps, --max-tokens, --max-seconds and --max-tool-calls are for agents")
         verbose = ctx.meta.get(_VERBOSE, False)
         _run_workflow(Path(target), given or [], inputs_file, allow_module or [], runtime, db, trace, verbose=verbose)
         return
@@ -203,10 +253,16 @@ def run_agent(
         raise CommandError("--input, --inputs and --allow-module are for workflows (a .yaml file), not agents")
     if prompt is None:
         raise CommandError(f'what should {target} do? give a prompt: agentkit run {target} "QUESTION"')
-    cls = _agent_class(target)
+    cls = agent_class(target)
     with closing(_open(db, create=True)) as store, _tracing(trace):
-        built = _build(cls, target, store, runtime)
-        _finish(store, lambda: built.run(prompt), verbose=ctx.meta.get(_VERBOSE, False))
+        agent = build(cls, target, store, runtime)
+        finish(
+            agent,
+            lambda deltas: agent.stream(prompt, budget=budget, deltas=deltas),
+            store,
+            verbose=ctx.meta.get(_VERBOSE, False),
+            again=_again(runtime, db),
+        )
 
 
 @workflow.command("validate")
@@ -386,11 +442,19 @@ def list_runs(
 
 @runs.command("show")
 def show_run(run_id: RunId, db: Db = None) -> None:
-    """Show a run: its record, then its conversation with each step's runtime, model and tokens."""
+    """Show a run: its record, then its conversation with each step's runtime, model and tokens.
+
+    The record names the budget a budget_exhausted run spent. Calls that needed approval are listed with their
+    decisions (who, when, why), or as waiting.
+    """
     with closing(_open(db)) as store:
         stored = store.load(run_id)
     console = terminal.console()
     console.print(terminal.record_grid(stored.record, stored.usage.prompt_tokens, stored.usage.completion_tokens))
+    decisions = terminal.approvals_table(stored)
+    if decisions is not None:
+        console.print()
+        console.print(decisions)
     console.print()
     before = _steps_by_position(stored.steps, stored.positions)
     conversation = Table.grid(padding=(0, 1))
@@ -399,13 +463,13 @@ def show_run(run_id: RunId, db: Db = None) -> None:
     conversation.add_column()
     for position, message in zip(stored.positions, stored.messages, strict=True):
         for step in before.pop(position, []):
-            conversation.add_row("", Text("step", style="bold"), terminal.step_line(step))
+            conversation.add_row("", Text("step", style="bold"), terminal.step_line(step, stored.approvals))
         conversation.add_row(
             str(position), Text(message.role, style=_ROLE_STYLE[message.role]), terminal.message_line(message)
         )
     for steps in before.values():  # steps whose messages were never written (the run stopped)
         for step in steps:
-            conversation.add_row("", Text("step", style="bold"), terminal.step_line(step))
+            conversation.add_row("", Text("step", style="bold"), terminal.step_line(step, stored.approvals))
     console.print(conversation)
 
 
@@ -436,32 +500,61 @@ def resume_run(
     ctx: typer.Context,
     run_id: RunId,
     runtime: RuntimeURI = None,
-    rerun_started: Annotated[
-        bool,
-        typer.Option(
-            "--rerun-started",
-            help="Run again the non-idempotent calls that had started when the run stopped (they may have acted).",
-        ),
-    ] = False,
+    rerun_started: RerunStarted = False,
     db: Db = None,
     trace: Trace = False,
 ) -> None:
-    """Continue a stored run that stopped, with the agent class that recorded it."""
+    """Continue a stored run that stopped, with the agent class that recorded it.
+
+    Calls still waiting for approval are asked about on a terminal; otherwise the run pauses again (exit code 3).
+    """
     with closing(_open(db)) as store, _tracing(trace):
-        record = store.run(run_id)
-        if record.agent.startswith("__main__:"):
-            raise CommandError(
-                f"run {run_id} was recorded by {record.agent.partition(':')[2]}, defined in a script run as "
-                "__main__; resume it from that script with agent.resume(run_id)"
-            )
-        built = _build(_agent_class(record.agent), record.agent, store, runtime)
-        missing = sorted({t.name for t in record.tools} - {t.name for t in built.bound_tools})
-        if missing:
-            raise CommandError(
-                f"run {run_id} offered the tools {missing}, which {record.agent} does not have; "
-                "resume it in code with an agent that has them"
-            )
-        _finish(store, lambda: built.resume(run_id, rerun_started=rerun_started), verbose=ctx.meta.get(_VERBOSE, False))
+        verbose = ctx.meta.get(_VERBOSE, False)
+        resume(store, run_id, runtime, verbose=verbose, rerun_started=rerun_started, again=_again(runtime, db))
+
+
+WaitingCalls = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="[CALL]...", help="Call ids (default: every call the run waits on).", show_default=False),
+]
+
+
+@runs.command("approve")
+def approve_calls(
+    ctx: typer.Context,
+    run_id: RunId,
+    calls: WaitingCalls = None,
+    by: DecidedBy = None,
+    runtime: RuntimeURI = None,
+    rerun_started: RerunStarted = False,
+    no_resume: NoResume = False,
+    db: Db = None,
+    trace: Trace = False,
+) -> None:
+    """Approve calls a paused run waits on, then continue it as runs resume does (exit code 3: it paused again)."""
+    _decide(ctx, run_id, calls or [], True, by, runtime, rerun_started, no_resume, db, trace)
+
+
+@runs.command("deny")
+def deny_calls(
+    ctx: typer.Context,
+    run_id: RunId,
+    calls: Annotated[list[str], typer.Argument(metavar="CALL...", help="The ids of the calls to refuse.")],
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TEXT", help="Why; the model reads it (default: that the call was denied).", show_default=False
+        ),
+    ] = None,
+    by: DecidedBy = None,
+    runtime: RuntimeURI = None,
+    rerun_started: RerunStarted = False,
+    no_resume: NoResume = False,
+    db: Db = None,
+    trace: Trace = False,
+) -> None:
+    """Refuse calls a paused run waits on, then continue it as runs resume does (exit code 3: it paused again)."""
+    _decide(ctx, run_id, calls, reason or False, by, runtime, rerun_started, no_resume, db, trace)
 
 
 @runs.command("replay")
@@ -542,63 +635,39 @@ def export_run(
     typer.echo(f"wrote {len(lines)} lines to {output}", err=True)
 
 
-# --- running agents ---------------------------------------------------------------------------
+# --- running agents and workflows -------------------------------------------------------------
 
 
-def _agent_class(path: str) -> type[Agent[Any]]:
-    """The Agent subclass at `module:Class`."""
-    module_name, sep, qualname = path.partition(":")
-    if not (sep and module_name and qualname):
-        raise CommandError(f"{path!r} is not an agent's import path; write MODULE:CLASS, e.g. myagents:WeatherAgent")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
-            raise CommandError(
-                f"no module {module_name!r} (looked in the current directory and on PYTHONPATH)"
-            ) from None
-        raise CommandError(f"importing {module_name} failed: {exc}") from None
-    except Exception as exc:  # the user's module raised while it was imported
-        raise CommandError(f"importing {module_name} failed: {type(exc).__name__}: {exc}") from None
-    found: Any = module
-    for name in qualname.split("."):
-        if not hasattr(found, name):
-            raise CommandError(f"module {module_name} has no {qualname!r}")
-        found = getattr(found, name)
-    if not (isinstance(found, type) and issubclass(found, Agent)):
-        raise CommandError(f"{path} is a {type(found).__name__}, not an Agent subclass")
-    return found
+def _decide(
+    ctx: typer.Context,
+    run_id: str,
+    calls: list[str],
+    decision: bool | str,
+    by: str | None,
+    runtime: str | None,
+    rerun_started: bool,
+    no_resume: bool,
+    db: Path | None,
+    trace: bool,
+) -> None:
+    with closing(_open(db)) as store, _tracing(trace and not no_resume):
+        decide(
+            store,
+            run_id,
+            calls,
+            decision,
+            by=by,
+            runtime=runtime,
+            verbose=ctx.meta.get(_VERBOSE, False),
+            rerun_started=rerun_started,
+            no_resume=no_resume,
+            again=_again(runtime, db),
+        )
 
 
-def _build(cls: type[Agent[Any]], path: str, store: Store, runtime: str | None) -> Agent[Any]:
-    try:
-        return cls(store=store, runtime=runtime) if runtime is not None else cls(store=store)
-    except AgentkitError:
-        raise
-    except Exception as exc:  # the user's constructor
-        raise CommandError(f"cannot build {path}: {type(exc).__name__}: {exc}") from None
-
-
-def _finish(store: Store, go: Callable[[], RunResult[Any]], *, verbose: bool) -> None:
-    """Run, then print the output (stdout) and the run's id (stderr); a failed run exits 1."""
-    try:
-        result = go()
-    except AgentkitError as exc:
-        if exc.partial is None:  # nothing was stored: the run did not start
-            raise
-        run_id = exc.partial.run_id
-        _error(exc, traceback=verbose)
-        try:
-            status = store.run(run_id).status
-        except AgentkitError:  # the store itself is what failed
-            status = "stopped (its status could not be read back)"
-        typer.echo(f"run {run_id} {status}", err=True)
-        raise typer.Exit(1) from None
-    output = result.output
-    typer.echo(
-        output if isinstance(output, str) else terminal.as_json(pydantic_core.to_jsonable_python(output), indent=2)
-    )
-    typer.echo(f"run {result.run_id} done", err=True)
+def _again(runtime: str | None, db: Path | None) -> list[str]:
+    """The options a run was given that the commands deciding on it or resuming it need too."""
+    return [*(["--runtime", runtime] if runtime else []), *(["--db", str(db)] if db is not None else [])]
 
 
 def _is_workflow(target: str) -> bool:
@@ -650,7 +719,7 @@ def _run_workflow(
         try:
             result = flow.run(inputs, runtime=runtime, store=store, on_event=progress.show)
         except WorkflowFailed as exc:
-            _error(exc, traceback=verbose)
+            print_error(exc, traceback=verbose)
             typer.echo(f"workflow run {exc.workflow_run} failed (agentkit workflow show {exc.workflow_run})", err=True)
             raise typer.Exit(1) from None
     output = result.output
@@ -805,21 +874,6 @@ def reference_markdown() -> str:
             lines.append("")
         parts.append("\n".join(lines))
     return "\n".join(parts)
-
-
-def _error(exc: BaseException, *, traceback: bool = False, unexpected: bool = False) -> None:
-    """`error: ...` on stderr; an unexpected exception is named by its type, `traceback` adds the traceback."""
-    from agentkit.errors import WorkflowSpecError
-
-    if traceback:
-        import traceback as tb
-
-        typer.echo("".join(tb.format_exception(exc)).rstrip(), err=True)
-    # A workflow's problems are one per line, each with its file:line:column.
-    text = str(exc) if isinstance(exc, WorkflowSpecError) else terminal.one_line(str(exc))
-    if unexpected:
-        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    typer.echo(f"error: {text}", err=True)
 
 
 if __name__ == "__main__":

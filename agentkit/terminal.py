@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from agentkit.budget import Budget
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
-from agentkit.store import RunRecord, StoredStep
+from agentkit.store import Approval, RunRecord, StoredRun, StoredStep
 
-STATUS_STYLE = {"done": "green", "running": "yellow", "failed": "red", "cancelled": "red", "budget_exhausted": "red"}
+STATUS_STYLE = {
+    "done": "green",
+    "running": "yellow",
+    "awaiting_approval": "yellow",
+    "failed": "red",
+    "cancelled": "red",
+    "budget_exhausted": "red",
+}
 
 
 def console() -> Console:
@@ -72,8 +82,11 @@ def message_line(message: Message) -> Text:
     return line
 
 
-def step_line(step: StoredStep) -> Text:
-    """A stored model step: runtime, model, dialect, finish reason, tokens, and what it still waits for."""
+def step_line(step: StoredStep, approvals: Mapping[str, Approval] | None = None) -> Text:
+    """A stored model step: runtime, model, dialect, finish reason, tokens, and what it still waits for.
+
+    `approvals` (the run's, by call id) say which of the calls with no result wait for a decision.
+    """
     response, usage = step.response, step.response.usage
     parts = [
         f"{step.index}",
@@ -89,9 +102,55 @@ def step_line(step: StoredStep) -> Text:
         line.append(f" · unreadable reply: {as_json(one_line(response.raw_text))}", "red")
     if step.pending:
         started = {c.id for c in step.started}
-        waiting = ", ".join(f"{c.name} #{c.id}{' (started)' if c.id in started else ''}" for c in step.pending)
+        waiting = ", ".join(f"{c.name} #{c.id}{_why_pending(c, started, approvals or {})}" for c in step.pending)
         line.append(f" · no result yet: {waiting}", "yellow")
     return line
+
+
+def _why_pending(call: ToolCall, started: set[str], approvals: Mapping[str, Approval]) -> str:
+    approval = approvals.get(call.id)
+    if approval is not None:
+        return {None: " (awaiting approval)", True: " (approved)", False: " (denied)"}[approval.approved]
+    return " (started)" if call.id in started else ""
+
+
+def approvals_table(stored: StoredRun) -> Table | None:
+    """The calls that needed approval, in the order the model made them; None when none did.
+
+    Each row: the call, its decision (or `waiting`), who decided, when, and why.
+    """
+    if not stored.approvals:
+        return None
+    calls = [c for m in stored.messages if isinstance(m, AssistantMessage) for c in m.tool_calls]
+    table = Table("call", "tool call", "decision", "by", "when", "reason", box=None)
+    for column in table.columns[:5]:
+        column.no_wrap = True
+    for call in calls:
+        approval = stored.approvals.get(call.id)
+        if approval is None:
+            continue
+        decision = (
+            Text("waiting", "yellow")
+            if approval.approved is None
+            else Text("approved", "green")
+            if approval.approved
+            else Text("denied", "red")
+        )
+        table.add_row(
+            call.id,
+            f"{call.name} {as_json(dict(call.arguments))}",
+            decision,
+            approval.decided_by or "",
+            local_time(approval.created),
+            approval.reason or "",
+        )
+    return table
+
+
+def budget_text(budget: Budget) -> str:
+    """A budget's limits other than steps (a record shows those with the steps taken): `tokens 2000, tool calls 5`."""
+    limits = [(f.name, getattr(budget, f.name)) for f in fields(budget) if f.name != "max_steps"]
+    return ", ".join(f"{name[4:].replace('_', ' ')} {value:g}" for name, value in limits if value is not None)
 
 
 def record_grid(record: RunRecord, prompt_tokens: int, completion_tokens: int) -> Table:
@@ -107,6 +166,13 @@ def record_grid(record: RunRecord, prompt_tokens: int, completion_tokens: int) -
     grid.add_row("created", local_time(record.created))
     grid.add_row("updated", local_time(record.updated))
     grid.add_row("steps", f"{record.steps} of at most {record.max_steps}")
+    limits = budget_text(record.budget) if record.budget is not None else ""
+    if limits:
+        grid.add_row("budget", limits)
+    if record.exhausted:
+        limit = getattr(record.budget, f"max_{record.exhausted}", None) if record.budget is not None else None
+        spent = record.exhausted.replace("_", " ") + (f" (at most {limit:g})" if limit is not None else "")
+        grid.add_row("exhausted", Text(spent, style="red"))
     grid.add_row("tools", ", ".join(t.name for t in record.tools) or "none")
     grid.add_row("tokens", f"{prompt_tokens} in, {completion_tokens} out")
     if record.output is not None:

@@ -292,6 +292,53 @@ def test_v_adds_the_traceback_to_an_agentkit_error(cli: Cli, agents: ModuleType,
     assert re.fullmatch(r"run [0-9A-Z]{26} failed", told[-1])
 
 
+# --- budgets --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "exhausted", "shown", "calls"),
+    [
+        # The second turn is the last the budget affords: asked to answer, the scripted model calls anyway.
+        (["--max-tool-calls", "1"], "tool_calls", "tool calls (at most 1)", ["add 1 2"]),
+        (["--max-steps", "1"], "steps", "steps (at most 1)", []),
+        # Not even the first turn's reply fits.
+        (["--max-tokens", "10"], "tokens", "tokens (at most 10)", []),
+    ],
+)
+def test_a_run_that_spends_a_budget_exits_1_as_budget_exhausted(
+    cli: Cli, agents: ModuleType, tmp_path: Path, flags: list[str], exhausted: str, shown: str, calls: list[str]
+) -> None:
+    ran = cli("run", f"{agents.__name__}:Adder", "Add.", *flags, "--runtime", script(tmp_path, [ADD, ADD, "3."]))
+    assert (ran.exit_code, ran.stdout) == (1, "")
+    error, stopped = ran.stderr.splitlines()
+    assert error.startswith(f"error: the run {'took 1 model steps' if exhausted == 'steps' else 'spent its'}")
+    run_id = re.fullmatch(r"run ([0-9A-Z]{26}) budget_exhausted", stopped)
+    assert run_id, stopped
+    record = Store(tmp_path / "runs.db").run(run_id[1])
+    assert (record.status, record.exhausted) == ("budget_exhausted", exhausted)
+    assert calls == agents.CALLS
+    out = lines(cli("runs", "show", run_id[1]).stdout)
+    assert any(re.fullmatch(f"exhausted +{re.escape(shown)}", line) for line in out), out
+    if exhausted != "steps":
+        assert any(re.fullmatch(rf"budget +{re.escape(shown.split(' (')[0])} \d+", line) for line in out), out
+
+
+def test_a_budget_the_run_keeps_to_changes_nothing(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
+    flags = ["--max-tool-calls", "3", "--max-tokens", "100000", "--max-seconds", "60", "--max-steps", "3"]
+    ran = cli("run", f"{agents.__name__}:Adder", "Add.", *flags, "--runtime", script(tmp_path, TURNS))
+    assert (ran.exit_code, ran.stdout) == (0, "The sum is 3 apricots.\n"), ran.stderr
+    [record] = Store(tmp_path / "runs.db").runs()
+    assert record.budget is not None
+    assert (record.budget.max_tool_calls, record.budget.max_tokens, record.budget.max_seconds) == (3, 100000, 60)
+    assert (record.max_steps, record.exhausted) == (3, None)
+
+
+def test_budget_flags_are_checked_before_the_run(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
+    assert_fails(cli("run", f"{agents.__name__}:Adder", "Add.", "--max-seconds", "0"), "--max-seconds must be more")
+    assert cli("run", f"{agents.__name__}:Adder", "Add.", "--max-steps", "0").exit_code == 2  # a usage error
+    assert not Store(tmp_path / "runs.db").runs()
+
+
 # --- resume ---------------------------------------------------------------------------------------
 
 
