@@ -6,8 +6,11 @@ OpenTelemetry exporter is loaded until a runtime needs it.
 """
 
 from agentkit.agent import Agent
+from agentkit.budget import Budget
 from agentkit.errors import (
     AgentkitError,
+    AwaitingApproval,
+    BudgetExceeded,
     ContextLengthExceeded,
     MaxStepsExceeded,
     ModelOutputError,
@@ -26,9 +29,19 @@ from agentkit.errors import (
     WorkflowFailed,
     WorkflowSpecError,
 )
-from agentkit.loop import ModelTurn, RunEvent, RunFinished, RunResult, Step, ToolResults
+from agentkit.loop import ModelTurn, RunEvent, RunFinished, RunParent, RunPaused, RunResult, Step, ToolResults
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
-from agentkit.runtime import ModelRequest, ModelResponse, Runtime, RuntimeInfo, Sampling, Usage
+from agentkit.runtime import (
+    ModelRequest,
+    ModelResponse,
+    Runtime,
+    RuntimeInfo,
+    Sampling,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallReady,
+    Usage,
+)
 from agentkit.tool import Tool, ToolOptions, ToolSpec, tool
 
 __version__ = "0.1.0"
@@ -37,6 +50,9 @@ __all__ = [
     "Agent",
     "AgentkitError",
     "AssistantMessage",
+    "AwaitingApproval",
+    "Budget",
+    "BudgetExceeded",
     "ContextLengthExceeded",
     "MaxStepsExceeded",
     "Message",
@@ -49,6 +65,8 @@ __all__ = [
     "RunEvent",
     "RunFailed",
     "RunFinished",
+    "RunParent",
+    "RunPaused",
     "RunResult",
     "Runtime",
     "RuntimeInfo",
@@ -58,9 +76,12 @@ __all__ = [
     "ServerError",
     "Step",
     "SystemMessage",
+    "TextDelta",
+    "ThinkingDelta",
     "Tool",
     "ToolArgumentsError",
     "ToolCall",
+    "ToolCallReady",
     "ToolDefinitionError",
     "ToolExecutionError",
     "ToolOptions",

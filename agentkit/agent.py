@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from agentkit.budget import Budget
+from agentkit.context import ContextPolicy
 from agentkit.errors import StoreError, ToolDefinitionError
 from agentkit.executor import Approver, Executor
-from agentkit.loop import LoopConfig, RunEvent, RunFinished, RunResult, run_loop
+from agentkit.loop import LoopConfig, RunEvent, RunParent, RunResult, final_result, run_loop
 from agentkit.messages import Message
+from agentkit.observers import RunObserver
 from agentkit.runtime import Runtime, Sampling
 from agentkit.sync import run_sync
 from agentkit.tool import BoundTool, FunctionTool, as_tool
@@ -59,12 +61,19 @@ class Agent(Generic[OutputT]):
         instructions: The system prompt.
         tools: Tools to offer, in addition to the `@tool` methods.
         output_type: `str` or a type for the final answer (a Pydantic model, say).
-        max_steps: Most model turns in one run.
+        max_steps: Most model turns in one run (`budget.max_steps` wins).
+        budget: Limits on each run: steps, tokens, seconds, tool calls (`Budget`).
         sampling: Decoding settings for every model turn.
-        approve: Decides on calls of tools marked `requires_approval`.
+        approve: Decides on calls of tools marked `requires_approval`: True,
+            False or a reason (a refusal), or None to defer. Without it (or
+            when it defers) a stored run pauses until someone decides.
+        context: What to do when the conversation outgrows the model's
+            context: `"elide"` (default: the oldest tool results first),
+            `"fail"`, or a callable (see `agentkit.context`).
         name: The agent's name in messages and `repr` (default: the class name).
         store: Record every run here as it happens (a `Store` or a database
             path), so runs can be listed and resumed; default: not recorded.
+        observers: Told every phase of each run (`agentkit.observers.RunObserver`).
     """
 
     instructions: str = ""
@@ -74,6 +83,8 @@ class Agent(Generic[OutputT]):
     runtime: Runtime | str | None = None
     sampling: Sampling = Sampling()
     store: Store | None = None
+    budget: Budget | None = None
+    context: ContextPolicy = "elide"
 
     def __init__(
         self,
@@ -87,6 +98,9 @@ class Agent(Generic[OutputT]):
         approve: Approver | None = None,
         name: str | None = None,
         store: Store | str | Path | None = None,
+        budget: Budget | None = None,
+        context: ContextPolicy | None = None,
+        observers: Sequence[RunObserver] = (),
     ) -> None:
         cls = type(self)
         self.name = name or cls.__name__
@@ -97,6 +111,14 @@ class Agent(Generic[OutputT]):
             self.max_steps = max_steps
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
+        if budget is not None:
+            self.budget = budget
+        if context is not None:
+            self.context = context
+        if self.context not in ("elide", "fail") and not callable(self.context):
+            raise ValueError(f"context must be 'elide', 'fail' or a callable, got {self.context!r}")
+        self.approve = approve
+        self.observers = tuple(observers)
         if sampling is not None:
             self.sampling = sampling
         if tools is not None:
@@ -111,7 +133,7 @@ class Agent(Generic[OutputT]):
             self.store = store
         self.bound_tools = self._collect_tools(list(self.tools))
         self._resolved: Runtime | None = None
-        self.executor = Executor({t.name: t for t in self.bound_tools}, approve=approve)
+        self.executor = Executor({t.name: t for t in self.bound_tools})
 
     def _collect_tools(self, declared: list[Any]) -> list[BoundTool]:
         bound = [as_tool(t) for t in declared]
@@ -138,83 +160,155 @@ class Agent(Generic[OutputT]):
                 self._resolved = choice
         return self._resolved
 
-    def _config(self) -> LoopConfig:
+    def _config(
+        self, *, budget: Budget | None = None, parent: RunParent | None = None, deltas: bool = True
+    ) -> LoopConfig:
+        over = budget.over(self.budget) if budget is not None else self.budget or Budget()
         return LoopConfig(
             name=self.name,
             runtime=self.resolved_runtime,
             tools=self.bound_tools,
             instructions=self.instructions,
             output_type=self.output_type,
-            max_steps=self.max_steps,
+            budget=over.over(Budget(max_steps=self.max_steps)),
             sampling=self.sampling,
             executor=self.executor,
             store=self.store,
             agent_path=f"{type(self).__module__}:{type(self).__qualname__}",
+            parent=parent,
+            context=self.context,
+            approve=self.approve,
+            observers=self.observers,
+            deltas=deltas,
         )
 
-    def stream(self, prompt: str | Sequence[Message]) -> AsyncGenerator[RunEvent, None]:
-        """Run on `prompt`, yielding each model turn and tool result as it happens.
+    def stream(
+        self,
+        prompt: str | Sequence[Message],
+        *,
+        budget: Budget | None = None,
+        parent: RunParent | None = None,
+        deltas: bool = True,
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Run on `prompt`, yielding what happens as it happens.
 
-        The last event is `RunFinished` with the `RunResult`.
+        The model's text and thinking come as `TextDelta` and `ThinkingDelta`
+        while it decodes (one delta per turn on runtimes that cannot stream),
+        each complete call as `ToolCallReady`, then `ModelTurn` and
+        `ToolResults` per step. The last event is `RunFinished` with the
+        `RunResult`, or `RunPaused` when calls wait for approval.
+
+        Args:
+            budget: Limits for this run, over the agent's `budget`.
+            parent: What the run is part of (a workflow step, ...), stored with it.
+            deltas: False asks the runtime for whole turns (no `TextDelta`,
+                `ThinkingDelta` or `ToolCallReady` events): what `arun` does.
 
         Raises:
-            MaxStepsExceeded: no final answer within `max_steps`.
+            BudgetExceeded: a budget ran out without a final answer
+                (`MaxStepsExceeded` for `max_steps`); the trajectory is on `.partial`.
         """
-        return run_loop(self._config(), prompt)
+        return run_loop(self._config(budget=budget, parent=parent, deltas=deltas), prompt)
 
-    async def arun(self, prompt: str | Sequence[Message]) -> RunResult[OutputT]:
+    async def arun(self, prompt: str | Sequence[Message], *, budget: Budget | None = None) -> RunResult[OutputT]:
         """Run on `prompt` until a final answer.
 
         Raises:
-            MaxStepsExceeded: no final answer within `max_steps`; the partial
-                trajectory is on the exception.
+            BudgetExceeded: a budget ran out first (`MaxStepsExceeded` for
+                `max_steps`); the partial trajectory is on the exception.
+            AwaitingApproval: the run paused for decisions on calls (see `resume`).
         """
-        async with aclosing(self.stream(prompt)) as events:  # the run is closed (and recorded) before it returns
-            async for event in events:
-                if isinstance(event, RunFinished):
-                    return cast(RunResult[OutputT], event.result)
-        raise AssertionError("the loop ended without a result")  # pragma: no cover - run_loop raises instead
+        return cast(RunResult[OutputT], await final_result(self.stream(prompt, budget=budget, deltas=False)))
 
-    def run(self, prompt: str | Sequence[Message]) -> RunResult[OutputT]:
+    def run(self, prompt: str | Sequence[Message], *, budget: Budget | None = None) -> RunResult[OutputT]:
         """`arun` for code that is not async (it runs its own event loop).
 
         Raises:
             RuntimeError: called from inside a running event loop; use `await arun()`.
         """
         return run_sync(
-            lambda: self.arun(prompt), f"{self.name}.run() was called inside an event loop; use `await agent.arun(...)`"
+            lambda: self.arun(prompt, budget=budget),
+            f"{self.name}.run() was called inside an event loop; use `await agent.arun(...)`",
         )
 
-    def stream_resume(self, run_id: str, *, rerun_started: bool = False) -> AsyncGenerator[RunEvent, None]:
+    def stream_resume(
+        self,
+        run_id: str,
+        *,
+        approvals: Mapping[str, bool | str] | None = None,
+        decided_by: str | None = None,
+        rerun_started: bool = False,
+        budget: Budget | None = None,
+        deltas: bool = True,
+    ) -> AsyncGenerator[RunEvent, None]:
         """Continue a stored run from its last commit, yielding events as `stream` does.
 
         Finished tools are not run again; the unfinished calls of the last
         decision run first. A non-idempotent call that had started when the
         run stopped runs again only with `rerun_started=True`.
 
+        Args:
+            approvals: Decisions on calls waiting for approval, by call id:
+                True runs the call, False or a reason refuses it (the model
+                reads the reason). Stored (with `decided_by` and the time)
+                before anything runs; calls left undecided keep waiting.
+            budget: Limits over the stored run's own budget.
+
         Raises:
-            StoreError: no store, no such run, the run is already done, or it
-                would re-run a started non-idempotent call without `rerun_started`.
+            StoreError: no store, no such run, the run is already done, a
+                decision names no waiting call, or it would re-run a started
+                non-idempotent call without `rerun_started`.
         """
         if self.store is None:
             raise StoreError(f"{self.name} has no store to resume from; pass store=... to the agent")
         stored = self.store.load(run_id)
         if stored.record.status == "done":
             raise StoreError(f"run {run_id} is done (its output: {stored.record.output!r}); nothing to resume")
-        return run_loop(self._config(), (), resume=stored, rerun_started=rerun_started)
+        for call_id, decision in (approvals or {}).items():
+            approved = decision is True
+            reason = None if approved else decision if isinstance(decision, str) else None
+            self.store.decide(run_id, call_id, approved, reason=reason, by=decided_by)
+        if approvals:
+            stored = self.store.load(run_id)
+        # The budget given here wins, then the run's own (stored when it began), then the agent's.
+        if stored.record.budget is not None:
+            budget = budget.over(stored.record.budget) if budget is not None else stored.record.budget
+        config = self._config(budget=budget, parent=stored.record.parent, deltas=deltas)
+        return run_loop(config, (), resume=stored, rerun_started=rerun_started)
 
-    async def aresume(self, run_id: str, *, rerun_started: bool = False) -> RunResult[OutputT]:
-        """`stream_resume` to the end: the finished run's `RunResult`."""
-        async with aclosing(self.stream_resume(run_id, rerun_started=rerun_started)) as events:
-            async for event in events:
-                if isinstance(event, RunFinished):
-                    return cast(RunResult[OutputT], event.result)
-        raise AssertionError("the loop ended without a result")  # pragma: no cover - run_loop raises instead
+    async def aresume(
+        self,
+        run_id: str,
+        *,
+        approvals: Mapping[str, bool | str] | None = None,
+        decided_by: str | None = None,
+        rerun_started: bool = False,
+        budget: Budget | None = None,
+    ) -> RunResult[OutputT]:
+        """`stream_resume` to the end: the finished run's `RunResult`.
 
-    def resume(self, run_id: str, *, rerun_started: bool = False) -> RunResult[OutputT]:
+        Raises:
+            AwaitingApproval: calls still wait for a decision.
+        """
+        events = self.stream_resume(
+            run_id, approvals=approvals, decided_by=decided_by, rerun_started=rerun_started, budget=budget, deltas=False
+        )
+        return cast(RunResult[OutputT], await final_result(events))
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        approvals: Mapping[str, bool | str] | None = None,
+        decided_by: str | None = None,
+        rerun_started: bool = False,
+        budget: Budget | None = None,
+    ) -> RunResult[OutputT]:
         """`aresume` for code that is not async."""
         return run_sync(
-            lambda: self.aresume(run_id, rerun_started=rerun_started),
+            lambda: self.aresume(
+                run_id, approvals=approvals, decided_by=decided_by, rerun_started=rerun_started, budget=budget
+            ),
             f"{self.name}.resume() was called inside an event loop; use `await agent.aresume(...)`",
         )
 

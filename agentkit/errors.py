@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentkit.loop import RunResult
+    from agentkit.messages import ToolCall
     from agentkit.runtime import Usage
     from agentkit.workflow.source import Problem
 
 __all__ = [
     "AgentkitError",
+    "AwaitingApproval",
+    "BudgetExceeded",
     "ContextLengthExceeded",
     "MaxStepsExceeded",
     "ModelOutputError",
@@ -106,20 +109,65 @@ class OutputValidationError(AgentkitError, ValueError):
         self.raw = raw
 
 
-class MaxStepsExceeded(AgentkitError):
-    """A run used all of its `max_steps` without a final answer.
+class BudgetExceeded(AgentkitError):
+    """A run spent one of its budgets (`Budget`) without a final answer.
+
+    `budget` names which: `steps`, `tokens`, `seconds` or `tool_calls`;
+    `limit` is its value. The loop asks the last turn it can afford for an
+    answer (`tool_choice="none"`); this is raised when even that was not
+    possible. `partial` carries the trajectory so far, so nothing is lost.
+    """
+
+    def __init__(self, budget: str, limit: float, partial: RunResult[Any] | None, detail: str = "") -> None:
+        super().__init__(
+            detail
+            or (
+                f"the run spent its {budget} budget ({limit:g}) without a final answer; raise it "
+                "(Budget on the agent or the run) or simplify the task (the partial trajectory is on `.partial`)"
+            )
+        )
+        self.budget = budget
+        self.limit = limit
+        self.partial = partial
+
+
+class MaxStepsExceeded(BudgetExceeded):
+    """A run used all of its `max_steps` without a final answer (the `steps` budget).
 
     `partial` carries the trajectory so far (messages, steps, usage), so nothing
     the run did is lost.
     """
 
-    def __init__(self, max_steps: int, partial: RunResult[Any]) -> None:
+    def __init__(self, max_steps: int, partial: RunResult[Any] | None) -> None:
         super().__init__(
+            "steps",
+            max_steps,
+            partial,
             f"the run took {max_steps} model steps without a final answer; raise "
             "`max_steps` on the agent or simplify the task (the partial trajectory "
-            "is on this exception's `.partial`)"
+            "is on this exception's `.partial`)",
         )
         self.max_steps = max_steps
+
+
+class AwaitingApproval(AgentkitError):
+    """A run paused: calls of `requires_approval` tools wait for someone's decision.
+
+    The run is stored with status `awaiting_approval`; nothing is lost when the
+    process exits. Decide and go on, in any process, with
+    `agent.resume(run_id, approvals={call_id: True | False | "reason"})` or
+    `agentkit runs approve RUN` / `agentkit runs deny RUN CALL --reason ...`.
+    `calls` are the waiting calls (name, arguments, id).
+    """
+
+    def __init__(self, run_id: str, calls: Sequence[ToolCall], partial: RunResult[Any] | None) -> None:
+        listed = ", ".join(f"{c.name} ({c.id})" for c in calls)
+        super().__init__(
+            f"run {run_id} is awaiting approval of {listed}; decide with agent.resume({run_id!r}, "
+            f"approvals={{call_id: True | False | 'reason'}}) or `agentkit runs approve {run_id}`"
+        )
+        self.run_id = run_id
+        self.calls = tuple(calls)
         self.partial = partial
 
 

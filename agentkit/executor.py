@@ -8,28 +8,34 @@ text says what happened, and the exception type is kept in the result.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import tenacity
+from typing import TYPE_CHECKING, Any
 
 from agentkit.errors import ToolArgumentsError, ToolExecutionError, ToolTimeoutError, UnknownToolError
 from agentkit.messages import ToolCall, ToolResult
-from agentkit.tool import BoundTool, to_json_value
+from agentkit.tool import PACE_SLOW, BoundTool, Pace, to_json_value
 from agentkit.tracing.spans import tool_span
+
+if TYPE_CHECKING:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["Approver", "Executor"]
 
 log = logging.getLogger("agentkit.executor")
 
-Approver = Callable[[ToolCall], bool | Awaitable[bool]]
-"""Decides whether a call to a `requires_approval` tool may run."""
+Approver = Callable[[ToolCall], "bool | str | Awaitable[bool | str | None] | None"]
+"""Decides on a call of a `requires_approval` tool: True runs it; False, or a
+reason, refuses it (the model reads the reason); None defers the decision (an
+agent with a store then pauses the run until someone decides). Its decisions
+are stored as made by its `decided_by` attribute when it has one (a person's
+name, say), else by `callback`."""
 
 
 @functools.cache
@@ -41,6 +47,8 @@ def _tool_threads() -> ThreadPoolExecutor:
     running would hold the run open. A thread cannot be killed; the process
     still waits for it when it exits.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     return ThreadPoolExecutor(max_workers=32, thread_name_prefix="agentkit-tool")
 
 
@@ -61,35 +69,55 @@ class Executor:
         self,
         calls: Sequence[ToolCall],
         *,
+        decisions: Mapping[str, bool | str] | None = None,
         on_start: Callable[[ToolCall, BoundTool], None] | None = None,
         on_result: Callable[[ToolResult], None] | None = None,
     ) -> list[ToolResult]:
         """Run `calls` concurrently; results come back in the calls' order.
 
-        `on_start` is called right before a tool runs (after its arguments
-        validated and it was approved), `on_result` as each call finishes.
+        `decisions` are decisions already made on calls of `requires_approval`
+        tools, by call id (True, or a refusal's reason); the approver is asked
+        about the others. `on_start` is called right before a tool runs (after
+        its arguments validated and it was approved), `on_result` as each call
+        finishes.
         """
 
         async def one(call: ToolCall) -> ToolResult:
-            result = await self.run(call, on_start=on_start)
+            decision = decisions.get(call.id) if decisions is not None else None
+            result = await self.run(call, decision=decision, on_start=on_start)
             if on_result is not None:
                 on_result(result)
             return result
 
         if len(calls) == 1:
             return [await one(calls[0])]
+        import asyncio
+
         return list(await asyncio.gather(*(one(call) for call in calls)))
 
-    async def run(self, call: ToolCall, *, on_start: Callable[[ToolCall, BoundTool], None] | None = None) -> ToolResult:
-        """Run one call, traced as `execute_tool`. Never raises for the tool's (or the approver's) failures."""
+    async def run(
+        self,
+        call: ToolCall,
+        *,
+        decision: bool | str | None = None,
+        on_start: Callable[[ToolCall, BoundTool], None] | None = None,
+    ) -> ToolResult:
+        """Run one call, traced as `execute_tool`. Never raises for the tool's (or the approver's) failures.
+
+        `decision`: a decision already made when the tool requires approval.
+        """
         tool = self.tools.get(call.name)
         with tool_span(call, tool.spec.description if tool is not None else None) as span:
-            result = await self._run(call, tool, on_start)
+            result = await self._run(call, tool, decision, on_start)
             span.record(result)
         return result
 
     async def _run(
-        self, call: ToolCall, tool: BoundTool | None, on_start: Callable[[ToolCall, BoundTool], None] | None
+        self,
+        call: ToolCall,
+        tool: BoundTool | None,
+        decision: bool | str | None,
+        on_start: Callable[[ToolCall, BoundTool], None] | None,
     ) -> ToolResult:
         if tool is None:
             return _error(call, UnknownToolError(call.name, list(self.tools)))
@@ -99,7 +127,7 @@ class Executor:
             return _error(call, exc)
         if tool.options.requires_approval:
             try:
-                refusal = await self._ask(tool, call)
+                refusal = await self._ask(tool, call) if decision is None else _refusal(tool, decision)
             except Exception as exc:
                 return _error(call, ToolExecutionError(call.name, exc), f"the approver of {call.name!r} raised")
             if refusal is not None:
@@ -125,54 +153,20 @@ class Executor:
         decision = self.approve(call)
         if inspect.isawaitable(decision):
             decision = await decision
-        return None if decision else f"the call to {tool.name!r} was not approved"
+        return _refusal(tool, decision)
 
     async def _invoke(self, tool: BoundTool, thunk: Callable[[], Any]) -> Any:
-        options = tool.options
-
-        async def bounded(job: Awaitable[Any]) -> Any:
-            if options.timeout is None:
-                return await job
-            try:
-                return await asyncio.wait_for(job, options.timeout)
-            except TimeoutError:
-                # Only the timeout agentkit imposed; a tool's own TimeoutError
-                # (a socket's, say) is an ordinary failure below.
-                raise ToolTimeoutError(tool.name, options.timeout) from None
-
-        async def once() -> Any:
-            if tool.is_async:
-                value = await bounded(thunk())
-            elif options.inline:
-                value = thunk()
-            else:
-                # Sync tools run in a thread so that other calls (and other
-                # agents on this loop) go on; on timeout the call fails and the
-                # thread finishes in the background.
-                loop = asyncio.get_running_loop()
-                context = contextvars.copy_context()
-                value = await bounded(loop.run_in_executor(_tool_threads(), context.run, thunk))
-            if inspect.isawaitable(value):  # an async tool behind a sync wrapper
-                value = await bounded(value)
-            return value
-
-        async def guarded() -> Any:
-            try:
-                return await once()
-            except (asyncio.CancelledError, ToolTimeoutError):
-                raise
-            except Exception as exc:
-                raise ToolExecutionError(tool.name, exc) from exc
+        if tool.options.retries == 0:
+            return await _attempt(tool, thunk)
+        import tenacity  # only tools with retries need it
 
         def worth_retrying(exc: BaseException) -> bool:
             # A sync tool that timed out is still running in its thread: a
             # second attempt would run beside it.
             return isinstance(exc, ToolExecutionError) and not (isinstance(exc, ToolTimeoutError) and not tool.is_async)
 
-        if options.retries == 0:
-            return await guarded()
         retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(options.retries + 1),
+            stop=tenacity.stop_after_attempt(tool.options.retries + 1),
             wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0),
             retry=tenacity.retry_if_exception(worth_retrying),
             before_sleep=lambda state: log.warning(
@@ -183,7 +177,101 @@ class Executor:
             ),
             reraise=True,
         )
-        return await retrying(guarded)
+        return await retrying(_attempt, tool, thunk)
+
+
+async def _attempt(tool: BoundTool, thunk: Callable[[], Any]) -> Any:
+    """One run of the tool; what it raises becomes a `ToolExecutionError` (a timeout stays `ToolTimeoutError`)."""
+    try:
+        if tool.is_async:
+            value = await _bounded(tool, thunk())
+        elif _inline(tool):
+            started = time.perf_counter()
+            try:
+                value = thunk()
+            finally:
+                tool.pace.record(time.perf_counter() - started, inline=True)
+        else:
+            # Sync tools run in a thread so that other calls (and other agents on
+            # this loop) go on; on timeout the call fails and the thread finishes
+            # in the background.
+            value = await _bounded(tool, _in_thread(thunk, tool.pace))
+        if inspect.isawaitable(value):  # an async tool behind a sync wrapper
+            value = await _bounded(tool, value)
+        return value
+    except ToolTimeoutError:
+        raise
+    except Exception as exc:
+        raise ToolExecutionError(tool.name, exc) from exc
+
+
+def _bounded(tool: BoundTool, job: Awaitable[Any]) -> Awaitable[Any]:
+    """`job`, failing with `ToolTimeoutError` after the tool's `timeout`."""
+    return job if tool.options.timeout is None else _timed(tool, job)
+
+
+async def _timed(tool: BoundTool, job: Awaitable[Any]) -> Any:
+    import asyncio
+
+    timeout = tool.options.timeout
+    assert timeout is not None
+    try:
+        return await asyncio.wait_for(job, timeout)
+    except TimeoutError:
+        # Only the timeout agentkit imposed; a tool's own TimeoutError (a
+        # socket's, say) is an ordinary failure.
+        raise ToolTimeoutError(tool.name, timeout) from None
+
+
+def _inline(tool: BoundTool) -> bool:
+    """Whether a sync tool runs on the event loop: when it says so, or, left to
+    agentkit (`inline=None`, no timeout), once its calls proved fast."""
+    inline = tool.options.inline
+    if inline is None:
+        return tool.options.timeout is None and tool.pace.inline()
+    return inline
+
+
+def _in_thread(thunk: Callable[[], Any], pace: Pace) -> asyncio.Future[Any]:
+    """`thunk()` in a worker thread, as a future of this loop; its time goes into `pace`.
+
+    Settled with `call_soon_threadsafe`, without `run_in_executor`'s chaining
+    of a second future (a sizeable share of a fast tool's step).
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        started = time.perf_counter()
+        try:
+            outcome: tuple[Any, BaseException | None] = (context.run(thunk), None)
+        except BaseException as exc:
+            outcome = (None, exc)
+        pace.record(time.perf_counter() - started if outcome[1] is None else PACE_SLOW, inline=False)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits for the call
+            loop.call_soon_threadsafe(_settle, future, *outcome)
+
+    _tool_threads().submit(work)
+    return future
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.cancelled():  # timed out or cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+def _refusal(tool: BoundTool, decision: bool | str | None) -> str | None:
+    """None when `decision` lets the call run, else the text the model reads."""
+    if decision is True:
+        return None
+    return decision if isinstance(decision, str) and decision else f"the call to {tool.name!r} was not approved"
 
 
 def _error(call: ToolCall, exc: Exception, context: str | None = None) -> ToolResult:

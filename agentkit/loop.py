@@ -1,34 +1,45 @@
 """The planner-executor loop, and the values it produces.
 
-Each step asks the runtime for the model's next turn. A turn with tool calls
-is executed (concurrently) and its results appended to the conversation; a
-turn without calls is the final answer, parsed into the agent's output type.
-The loop yields an event for each thing that happens, so callers can show
-progress live; `Agent.arun` collects them into a `RunResult`.
+A run goes through its phases in order, each a method of `Run`, the one
+object that holds the run's state (messages, steps, usage, budget meter,
+observers):
+
+1. `start` a new run, or `resume` a stored one;
+2. `ask` the model for its next turn (streamed: text arrives as it decodes),
+   under the budget and with a view of the conversation that fits the context;
+3. `act`: run the turn's tool calls (concurrently), after the approvals
+   they need; a call that waits for a person's decision pauses the run;
+4. `finish` with the typed answer, `pause` for approval, or `fail`.
+
+`run_loop` drives the phases and yields an event for each thing that
+happens, so callers can show progress live; `Agent.arun` keeps the last.
+The store and the tracer are observers of the phases (`agentkit.observers`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import inspect
 import json
 import time
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pydantic
-import pydantic_core
-from ulid import ULID
-
+from agentkit.budget import MIN_REPLY_TOKENS, Budget, Meter
+from agentkit.context import ContextPolicy, ContextView, count_tokens, estimate
 from agentkit.errors import (
     AgentkitError,
+    AwaitingApproval,
+    BudgetExceeded,
     MaxStepsExceeded,
     ModelOutputError,
     OutputValidationError,
     RunFailed,
     StoreError,
+    ToolArgumentsError,
 )
-from agentkit.executor import Executor
+from agentkit.executor import Approver, Executor
 from agentkit.messages import (
     AssistantMessage,
     Message,
@@ -38,74 +49,51 @@ from agentkit.messages import (
     UserMessage,
     with_unique_call_ids,
 )
-from agentkit.runtime import ModelRequest, ModelResponse, Runtime, Sampling, Usage
-from agentkit.schema import strip_titles
+from agentkit.observers import Observers, Recording, RunObserver
+from agentkit.runtime import (
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    Runtime,
+    Sampling,
+    Usage,
+    stream_turn,
+)
 from agentkit.tool import BoundTool
-from agentkit.tracing.spans import AgentSpan, chat_span, describe_error
+from agentkit.tracing.spans import metrics_on, tracing_on
 
 if TYPE_CHECKING:  # the store (sqlite-utils) is imported only by agents that record
-    from agentkit.store import RunRecorder, Store, StoredRun
+    from agentkit.store import Approval, Store, StoredRun
 
-__all__ = ["ModelTurn", "RunEvent", "RunFinished", "RunResult", "Step", "ToolResults", "run_loop"]
+from agentkit.events import (
+    ModelTurn,
+    RunEvent,
+    RunFinished,
+    RunParent,
+    RunPaused,
+    RunResult,
+    Step,
+    ToolResults,
+    output_schema,
+    parse_output,
+)
+
+__all__ = [
+    "LoopConfig",
+    "ModelTurn",
+    "Run",
+    "RunEvent",
+    "RunFinished",
+    "RunParent",
+    "RunPaused",
+    "RunResult",
+    "Step",
+    "ToolResults",
+    "final_result",
+    "run_loop",
+]
 
 OutputT = TypeVar("OutputT")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Step:
-    """One model turn and what its tool calls returned."""
-
-    index: int
-    response: ModelResponse
-    tool_results: tuple[ToolResult, ...] = ()
-    seconds: float = 0.0
-    """Wall time of the step: the model's turn plus its tools."""
-
-    @property
-    def message(self) -> AssistantMessage:
-        return self.response.message
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunResult(Generic[OutputT]):
-    """What a run produced: the typed output and the whole trajectory."""
-
-    output: OutputT
-    run_id: str
-    messages: tuple[Message, ...]
-    steps: tuple[Step, ...]
-    usage: Usage = field(default_factory=Usage)
-
-    @property
-    def tool_calls(self) -> tuple[ToolCall, ...]:
-        """Every tool call the model made in this run, in order."""
-        return tuple(call for step in self.steps for call in step.message.tool_calls)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelTurn:
-    """The model answered (before any of its tools ran)."""
-
-    step: int
-    response: ModelResponse
-
-
-@dataclass(frozen=True, kw_only=True)
-class ToolResults:
-    """A turn's tool calls finished."""
-
-    step: int
-    results: tuple[ToolResult, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunFinished(Generic[OutputT]):
-    """The run ended with a final answer."""
-
-    result: RunResult[OutputT]
-
-
-RunEvent = ModelTurn | ToolResults | RunFinished[Any]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,39 +105,462 @@ class LoopConfig:
     tools: Sequence[BoundTool]
     instructions: str
     output_type: Any
-    max_steps: int
+    budget: Budget
+    """`max_steps` always set."""
     sampling: Sampling
     executor: Executor
     store: Store | None = None
     """Where the run is recorded as it happens (None: not recorded)."""
     agent_path: str = ""
     """The agent's import path (`module:Class`), stored with the run."""
-    workflow_run: str | None = None
-    """The stored workflow run this run is a step of, and which step (`agentkit.workflow`)."""
-    workflow_step: str | None = None
+    parent: RunParent | None = None
+    context: ContextPolicy = "elide"
+    approve: Approver | None = None
+    """Decides on calls of `requires_approval` tools; None (or a None answer): the run pauses."""
+    observers: Sequence[RunObserver] = ()
+    """Told every phase, after the store and the tracer."""
+    deltas: bool = True
+    """Stream each turn (text as it decodes); False asks for whole turns (`generate`)."""
+
+    @property
+    def max_steps(self) -> int:
+        assert self.budget.max_steps is not None
+        return self.budget.max_steps
 
 
-def output_schema(output_type: Any) -> dict[str, Any] | None:
-    """The JSON Schema the final answer must satisfy; None for plain text."""
-    if output_type is str:
-        return None
-    schema: dict[str, Any] = strip_titles(pydantic.TypeAdapter(output_type).json_schema())
-    return schema
+class _Ended(Exception):
+    """Internal: the run reached its end (finished or paused); the driver yields `event` and stops."""
+
+    def __init__(self, event: RunEvent) -> None:
+        self.event = event
 
 
-def parse_output(output_type: Any, text: str) -> Any:
-    """The final answer's text as `output_type`.
+class Run:
+    """One run's state, and its phases as methods in the order a run goes through them."""
 
-    Raises:
-        OutputValidationError: the text does not fit.
-    """
-    if output_type is str:
-        return text
-    try:
-        return pydantic.TypeAdapter(output_type).validate_json(text)
-    except pydantic.ValidationError as exc:
-        name = getattr(output_type, "__name__", repr(output_type))
-        raise OutputValidationError(f"the final answer is not a valid {name}: {exc}", text) from exc
+    def __init__(self, config: LoopConfig) -> None:
+        self.config = config
+        self.run_id = ""
+        self.messages: list[Message] = []
+        self.steps: list[Step] = []
+        self.usage = Usage()
+        self.spent = Usage()
+        """By this invocation (a resumed run's earlier attempts were traced with them)."""
+        self.meter = Meter(budget=config.budget)
+        self.specs = tuple(t.spec for t in config.tools)
+        self.schema = output_schema(config.output_type)
+        self.idempotent = {t.name: t.options.idempotent for t in config.tools}
+        self.view = ContextView(
+            runtime=config.runtime,
+            policy=config.context,
+            max_chars={t.name: n for t in config.tools if (n := t.options.max_result_chars) is not None},
+        )
+        self.approvals: dict[str, Approval] = {}
+        self.status = "running"
+        self._turn: ModelResponse | None = None
+        self._taken: set[str] = set()
+        self._began: dict[str, float] = {}
+        self._context: Mapping[str, Any] = {}
+        """What the context policy did to the last request (kept with its step)."""
+        self._last_turn: str | None = None
+        """The budget that made the last request the last turn, if one did."""
+        self._timed_out = False
+        observers: list[RunObserver] = [Recording(config.store)] if config.store is not None else []
+        if tracing_on() or metrics_on():  # else every span would be a no-op: none is made
+            from agentkit.tracing.observer import Tracing
+
+            observers.append(Tracing())
+        self.observers = Observers([*observers, *config.observers])
+
+    @property
+    def turn(self) -> ModelResponse:
+        """The model's last turn (after `ask`)."""
+        assert self._turn is not None, "no turn was asked yet"
+        return self._turn
+
+    # --- 1. start or resume ------------------------------------------------------------------
+
+    def start(self, prompt: str | Sequence[Message]) -> None:
+        """A new run on `prompt`, recorded before anything else happens."""
+        if self.config.instructions:
+            self.messages.append(SystemMessage(text=self.config.instructions))
+        if isinstance(prompt, str):
+            self.messages.append(UserMessage(text=prompt))
+        else:
+            self.messages.extend(prompt)
+        from ulid import ULID
+
+        self.run_id = str(ULID())
+        self.observers.started(self, resumed=False)
+
+    def resume(self, stored: StoredRun, *, rerun_started: bool) -> None:
+        """Pick a stored run up where it stopped (its budget's spending carries over).
+
+        Raises:
+            StoreError: the last decision's non-idempotent calls had started;
+                they may have had effects (allowed with `rerun_started`).
+        """
+        self.run_id = stored.record.id
+        last = stored.steps[-1] if stored.steps else None
+        if last is not None and last.started and not rerun_started:
+            # Refused before anything is written: the run stays as it was, resumable.
+            names = ", ".join(f"{c.name} ({c.id})" for c in last.started)
+            raise StoreError(
+                f"run {self.run_id} stopped while non-idempotent tool calls were running: {names}; they may "
+                "have had effects. Resume with rerun_started=True (--rerun-started) to run them again"
+            )
+        self.steps = [Step(index=s.index, response=s.response, tool_results=s.results) for s in stored.steps]
+        self.messages = list(stored.messages)
+        self.usage = stored.usage
+        self.approvals = dict(stored.approvals)
+        self._taken = {c.id for m in self.messages if isinstance(m, AssistantMessage) for c in m.tool_calls}
+        self.meter.steps = len(self.steps)
+        self.meter.tokens = self.usage.total_tokens
+        self.meter.tool_calls = sum(len(s.tool_results) for s in self.steps)
+        self.observers.started(self, resumed=True)
+
+    async def go_on(self, stored: StoredRun) -> AsyncIterator[RunEvent]:
+        """The first thing a resumed run does: finish its last decision's calls, or conclude its answer."""
+        last = stored.steps[-1] if stored.steps else None
+        if last is None:
+            return
+        calls = last.response.message.tool_calls
+        if last.pending:
+            async for event in self.act(last.index, last.pending, time.monotonic(), done=last.results):
+                yield event
+        elif not calls and last.response.finish_reason != "error":
+            # Killed after the final answer was recorded, before the run was marked done.
+            with contextlib.suppress(OutputValidationError):
+                self.finish(parse_output(self.config.output_type, last.response.message.text), last.response)
+
+    # --- 2. ask the model --------------------------------------------------------------------
+
+    def request(self, index: int) -> ModelRequest:
+        """The request for turn `index`: the last a budget affords must answer, and the view must fit."""
+        if (spent := self.meter.spent()) is not None:
+            raise self._exhausted(spent)
+        sampling = self.config.sampling
+        base = ModelRequest(
+            messages=(),
+            tools=self.specs,
+            tool_choice="auto" if self.specs else "none",
+            output_schema=self.schema,
+            sampling=sampling,
+        )
+        request, report = self.view.request(self.messages, base)
+        prompt = self._prompt_tokens(request)
+        if (last := self.meter.last_turn(prompt + sampling.max_tokens)) is not None and self.specs:
+            request = replace(request, tool_choice="none")
+            self._last_turn = last
+        reply = self.meter.reply_tokens(prompt, sampling.max_tokens)
+        if reply < min(MIN_REPLY_TOKENS, sampling.max_tokens):
+            raise self._exhausted("tokens")
+        if reply < sampling.max_tokens:
+            request = replace(request, sampling=replace(sampling, max_tokens=reply))
+        self._context = report
+        return request
+
+    def _prompt_tokens(self, request: ModelRequest) -> int:
+        """The prompt's size for the token budget: the last turn's, plus what came after it."""
+        if self.meter.budget.max_tokens is None:
+            return 0
+        last = next((s for s in reversed(self.steps) if s.response.usage.prompt_tokens), None)
+        if last is None:
+            return count_tokens(self.config.runtime, request)
+        added = self.messages[self.messages.index(last.message) + 1 :] if last.message in self.messages else []
+        return last.response.usage.total_tokens + estimate(replace(request, messages=tuple(added), tools=()))
+
+    async def ask(self, index: int, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        """Turn `index` from the model, streamed; `self.turn` is the whole turn after the last delta.
+
+        A turn an unconstrained model garbled is kept (finish reason `error`)
+        with feedback for the model, and the run goes on.
+        """
+        self.observers.asking(self, index, request)
+        runtime = self.config.runtime
+        stream = stream_turn(runtime, request) if self.config.deltas else _whole(runtime, request)
+        started = time.monotonic()
+        try:
+            while True:
+                with self.observers.scope():
+                    async with self._deadline():
+                        item = await anext(stream)
+                if isinstance(item, ModelResponse):
+                    response = item
+                    break
+                yield item
+        except ModelOutputError as exc:
+            self.observers.ask_failed(self, index, exc)
+            self._garbled(index, exc)
+            return
+        except BaseException as exc:
+            self.observers.ask_failed(self, index, exc)
+            if isinstance(exc, TimeoutError) and self._over_time():
+                raise self._exhausted("seconds") from None
+            import asyncio  # the loop is running: asyncio is imported; not at agentkit's import
+
+            if isinstance(exc, AgentkitError | asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
+                raise
+            raise RunFailed(f"the runtime failed at step {index}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]  # an async generator
+        self.meter.longest_turn = max(self.meter.longest_turn, time.monotonic() - started)
+        unique = with_unique_call_ids(response.message, self._taken, index)
+        if unique is not response.message:
+            response = replace(response, message=unique)
+        if self._context:
+            response = replace(response, metadata={**response.metadata, "context": self._context})
+        self._count(response.usage)
+        # Write-ahead: the decision is stored before any tool runs.
+        self.observers.answered(self, index, response, len(self.messages))
+        self.messages.append(response.message)
+        self._turn = response
+
+    def _garbled(self, index: int, exc: ModelOutputError) -> None:
+        garbled = ModelResponse(
+            message=AssistantMessage(),
+            usage=exc.usage or Usage(requests=1),
+            finish_reason="error",
+            raw_text=exc.raw_text,
+        )
+        self._count(garbled.usage)
+        self.observers.answered(self, index, garbled, None)
+        self.steps.append(Step(index=index, response=garbled))
+        self.feedback(index, f"Your last reply could not be read ({exc}). Reply with one valid action.")
+        self._turn = garbled
+
+    def _count(self, usage: Usage) -> None:
+        self.usage, self.spent = self.usage + usage, self.spent + usage
+        self.meter.steps += 1
+        self.meter.tokens += usage.total_tokens
+
+    def feedback(self, step: int, text: str) -> None:
+        """Tell the model something after `step` (its reply could not be used)."""
+        message = UserMessage(text=text)
+        self.observers.message_added(self, len(self.messages), message, step)
+        self.messages.append(message)
+
+    # --- 3. run the tools --------------------------------------------------------------------
+
+    async def act(
+        self, index: int, calls: Sequence[ToolCall], started: float, *, done: Sequence[ToolResult] = ()
+    ) -> AsyncIterator[RunEvent]:
+        """Run turn `index`'s `calls` (those a person decided or need no decision), then record the step.
+
+        Calls waiting for approval pause the run once the others have run.
+        `done`: results the step already had (a resumed step).
+        """
+        decisions, waiting = await self.decide(calls)
+        runnable = [c for c in calls if c not in waiting]
+        allowed = runnable
+        if (most := self.meter.budget.max_tool_calls) is not None:
+            allowed = runnable[: max(0, most - self.meter.tool_calls)]
+        fresh = await self._run_tools(index, allowed, decisions)
+        fresh += tuple(
+            self._refused(c, f"not run: the run's budget of {most} tool calls is spent")
+            for c in runnable[len(allowed) :]
+        )
+        by_id = {r.call_id: r for r in (*done, *fresh)}
+        message = next((s.message for s in self.steps if s.index == index), None) or self.turn.message
+        results = tuple(by_id[c.id] for c in message.tool_calls if c.id in by_id)
+        ids = {c.id for c in message.tool_calls}
+        self.messages = [m for m in self.messages if not (isinstance(m, ToolResult) and m.call_id in ids)]
+        self.messages.extend(results)
+        step = Step(
+            index=index, response=self._response(index), tool_results=results, seconds=time.monotonic() - started
+        )
+        if self.steps and self.steps[-1].index == index:
+            self.steps[-1] = step
+        else:
+            self.steps.append(step)
+        yield ToolResults(step=index, results=results)
+        if self._timed_out:
+            raise self._exhausted("seconds")
+        if waiting:
+            self.pause(waiting)
+
+    def _response(self, index: int) -> ModelResponse:
+        earlier = next((s.response for s in self.steps if s.index == index), None)
+        return earlier if earlier is not None else self.turn
+
+    async def decide(self, calls: Sequence[ToolCall]) -> tuple[dict[str, bool | str], list[ToolCall]]:
+        """Decisions on the calls that need approval, and the calls that must wait for one.
+
+        A decision comes from the store (given on resume), else the `approve`
+        callback; None from it, or no callback, makes the call wait when the
+        run is stored, and refuses it otherwise (nothing could resume it).
+        """
+        decisions: dict[str, bool | str] = {}
+        waiting: list[ToolCall] = []
+        tools = self.config.executor.tools
+        for call in calls:
+            tool = tools.get(call.name)
+            if tool is None or not tool.options.requires_approval:
+                continue
+            try:
+                tool.validate(call.arguments)
+            except ToolArgumentsError:
+                continue  # no decision needed: the executor reports the arguments
+            stored = self.approvals.get(call.id)
+            if stored is not None and stored.approved is not None:
+                denied = stored.reason or f"the call to {call.name!r} was denied"
+                decisions[call.id] = True if stored.approved else denied
+                self.observers.decided(self, call, stored.approved, stored.reason, stored.decided_by, stored=True)
+                continue
+            asked = time.monotonic()
+            answer = await self._ask_approver(call)
+            self.meter.started += time.monotonic() - asked  # a person's time to decide is not the run's
+            if answer is None and self.config.store is not None:
+                waiting.append(call)
+                continue
+            if answer is None:
+                answer = (
+                    f"tool {call.name!r} requires approval and this agent has neither an approver nor a store to "
+                    "pause the run in; pass approve=... or store=... to the agent"
+                )
+            decisions[call.id] = answer
+            by = getattr(self.config.approve, "decided_by", None) or "callback"
+            reason = None if answer is True else str(answer)
+            self.observers.decided(self, call, answer is True, reason, by, stored=False)
+        return decisions, waiting
+
+    async def _ask_approver(self, call: ToolCall) -> bool | str | None:
+        approve = self.config.approve
+        if approve is None:
+            return None
+        try:
+            answer = approve(call)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except Exception as exc:
+            return f"the approver of {call.name!r} raised {type(exc).__name__}: {exc}"
+        if answer is None or answer is True:
+            return answer
+        return answer if isinstance(answer, str) and answer else f"the call to {call.name!r} was not approved"
+
+    async def _run_tools(
+        self, index: int, calls: Sequence[ToolCall], decisions: Mapping[str, bool | str]
+    ) -> tuple[ToolResult, ...]:
+        self._timed_out = False
+        if not calls:
+            return ()
+        finished: dict[str, ToolResult] = {}
+
+        def on_start(call: ToolCall, tool: BoundTool) -> None:
+            self._began[call.id] = time.time()
+            self.observers.tool_started(self, call, tool)
+
+        def on_result(result: ToolResult) -> None:
+            finished[result.call_id] = result
+            self.meter.tool_calls += 1
+            self.observers.tool_finished(self, result, self._began.pop(result.call_id, None))
+
+        try:
+            with self.observers.scope():  # each tool's span nests under the run's
+                async with self._deadline():
+                    return tuple(
+                        await self.config.executor.run_all(
+                            calls, decisions=decisions, on_start=on_start, on_result=on_result
+                        )
+                    )
+        except TimeoutError:
+            if not self._over_time():
+                raise
+            # The time budget ran out: the calls still running are cancelled, and recorded so.
+            self._timed_out = True
+            limit = self.meter.budget.max_seconds
+            return tuple(
+                finished.get(c.id) or self._refused(c, f"cancelled: the run's time budget ({limit:g} s) ran out")
+                for c in calls
+            )
+        except StoreError:
+            raise
+        except Exception as exc:  # the executor turns tool failures into results; this is a bug
+            raise RunFailed(f"running the tools of step {index} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _refused(self, call: ToolCall, text: str) -> ToolResult:
+        """An error result for a call that did not run, recorded like any other."""
+        result = ToolResult(call_id=call.id, name=call.name, content=text, is_error=True)
+        self.observers.tool_finished(self, result, None)
+        return result
+
+    def _deadline(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        left = self.meter.seconds_left()
+        if left is None:
+            return contextlib.nullcontext()
+        import asyncio
+
+        return asyncio.timeout(max(left, 0))
+
+    def _over_time(self) -> bool:
+        left = self.meter.seconds_left()
+        return left is not None and left <= 0
+
+    # --- 4. finish, pause or fail --------------------------------------------------------------
+
+    def answer(self, index: int, response: ModelResponse, started: float) -> None:
+        """A turn without calls: the final answer, or feedback when it does not fit the output type."""
+        self.steps.append(Step(index=index, response=response, seconds=time.monotonic() - started))
+        try:
+            output = parse_output(self.config.output_type, response.message.text)
+        except OutputValidationError as exc:
+            # An unconstrained runtime can miss the schema: tell the model and go on.
+            self.feedback(index, f"{exc}. Answer again with JSON that fits the schema.")
+            return
+        self.finish(output, response)
+
+    def overspent(self, index: int, started: float) -> None:
+        """The last turn a budget allowed called tools anyway (an unconstrained model): they do not run."""
+        self.steps.append(Step(index=index, response=self.turn, seconds=time.monotonic() - started))
+        raise self._exhausted(self._last_turn or "steps")
+
+    def finish(self, output: Any, answer: ModelResponse) -> None:
+        result = RunResult(
+            output=output, run_id=self.run_id, messages=tuple(self.messages), steps=tuple(self.steps), usage=self.usage
+        )
+        self.status = "done"
+        self.observers.ended(self, "done", output=output, answer=answer)
+        raise _Ended(RunFinished(result=result))
+
+    def pause(self, waiting: Sequence[ToolCall]) -> None:
+        for call in waiting:
+            if call.id not in self.approvals:  # a call that waited before keeps its first wait's time
+                self.observers.decided(self, call, None, None, None, stored=False)
+        self.status = "awaiting_approval"
+        self.observers.ended(self, "awaiting_approval")
+        raise _Ended(RunPaused(run_id=self.run_id, calls=tuple(waiting), partial=self.snapshot()))
+
+    def fail(self, exc: BaseException) -> None:
+        """The run stops on `exc`: recorded (cancelled, budget_exhausted or failed) with what it had done."""
+        if self.status in ("done", "awaiting_approval"):
+            return  # GeneratorExit also comes when the caller stops after the end
+        import asyncio
+
+        cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | GeneratorExit)
+        self.status = "cancelled" if cancelled else "budget_exhausted" if isinstance(exc, BudgetExceeded) else "failed"
+        if isinstance(exc, AgentkitError) and exc.partial is None:
+            exc.partial = self.snapshot()
+        try:
+            self.observers.ended(
+                self,
+                self.status,
+                error=exc,
+                exhausted=exc.budget if isinstance(exc, BudgetExceeded) else None,
+            )
+        except StoreError as unrecorded:
+            # The store fails too while the run fails: the run's own error is the one to see.
+            exc.add_note(f"and the run's end could not be stored: {unrecorded}")
+
+    def snapshot(self) -> RunResult[Any]:
+        return RunResult(
+            output=None, run_id=self.run_id, messages=tuple(self.messages), steps=tuple(self.steps), usage=self.usage
+        )
+
+    def _exhausted(self, which: str) -> BudgetExceeded:
+        limit = self.meter.limit(which)
+        if which == "steps":
+            return MaxStepsExceeded(int(limit), self.snapshot())
+        return BudgetExceeded(which, limit, self.snapshot())
 
 
 async def run_loop(
@@ -159,7 +570,7 @@ async def run_loop(
     resume: StoredRun | None = None,
     rerun_started: bool = False,
 ) -> AsyncGenerator[RunEvent, None]:
-    """Run the agent on `prompt`, yielding events; the last is `RunFinished`.
+    """Run the agent on `prompt`, yielding events; the last is `RunFinished` or `RunPaused`.
 
     With a `store`, the run is recorded write-ahead (see `agentkit.store`).
     `resume` continues a stored run instead of starting one: the unfinished
@@ -167,227 +578,60 @@ async def run_loop(
     started only with `rerun_started`), then the loop goes on.
 
     Raises:
-        MaxStepsExceeded: no final answer within `max_steps` (carries the trajectory).
+        BudgetExceeded: a budget ran out before a final answer (`MaxStepsExceeded`
+            for steps); the trajectory is on `.partial`.
         StoreError: resuming would re-run a non-idempotent call that may have had effects.
     """
-    messages: list[Message] = []
-    steps: list[Step] = []
-    usage = Usage()
-    recorder: RunRecorder | None = None
-    specs = tuple(t.spec for t in config.tools)
-    schema = output_schema(config.output_type)
-    if resume is not None:
-        run_id = resume.record.id
-        if config.store is not None:
-            recorder = config.store.recorder(run_id)
-        steps = [Step(index=s.index, response=s.response, tool_results=s.results) for s in resume.steps]
-        messages = list(resume.messages)
-        usage = resume.usage
+    run = Run(config)
+    if resume is None:
+        run.start(prompt)
     else:
-        if config.instructions:
-            messages.append(SystemMessage(text=config.instructions))
-        if isinstance(prompt, str):
-            messages.append(UserMessage(text=prompt))
-        else:
-            messages.extend(prompt)
-        if config.store is not None:
-            recorder = config.store.begin_run(
-                agent=config.agent_path,
-                name=config.name,
-                messages=messages,
-                max_steps=config.max_steps,
-                tools=specs,
-                output_schema=schema,
-                workflow_run=config.workflow_run,
-                workflow_step=config.workflow_step,
-            )
-            run_id = recorder.run_id
-        else:
-            run_id = str(ULID())
-    idempotent = {t.name: t.options.idempotent for t in config.tools}
-    began: dict[str, float] = {}
-    # Call ids are made unique within the run here, before anything records or
-    # pairs them: runtimes only promise ids unique within one turn, if that.
-    taken = {c.id for m in messages if isinstance(m, AssistantMessage) for c in m.tool_calls}
-
-    def snapshot() -> RunResult[Any]:
-        return RunResult(output=None, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
-
-    def started(call: ToolCall, tool: BoundTool) -> None:
-        began[call.id] = time.time()
-        if recorder is not None and not tool.options.idempotent:
-            recorder.tool_started(call)
-
-    def finished(result: ToolResult) -> None:
-        if recorder is not None:
-            recorder.tool_result(result, started=began.pop(result.call_id, None))
-
-    async def run_tools(index: int, calls: Sequence[ToolCall]) -> tuple[ToolResult, ...]:
-        try:
-            with traced.current():  # each tool's span nests under the run's
-                return tuple(await config.executor.run_all(calls, on_start=started, on_result=finished))
-        except StoreError:
-            raise
-        except Exception as exc:  # the executor turns tool failures into results; this is a bug
-            broken = RunFailed(f"running the tools of step {index} failed: {type(exc).__name__}: {exc}")
-            broken.partial = snapshot()
-            raise broken from exc
-
-    def feedback(step: int, text: str) -> None:
-        if recorder is not None:
-            recorder.message(len(messages), UserMessage(text=text), step=step)
-        messages.append(UserMessage(text=text))
-
-    last = resume.steps[-1] if resume is not None and resume.steps else None
-    if last is not None and last.started and not rerun_started:
-        # Refused before anything is written: the run stays as it was, resumable.
-        names = ", ".join(f"{c.name} ({c.id})" for c in last.started)
-        raise StoreError(
-            f"run {run_id} stopped while non-idempotent tool calls were running: {names}; they may "
-            "have had effects. Resume with rerun_started=True (--rerun-started) to run them again"
-        )
-    status, error = "failed", None
-    failure: BaseException | None = None
-    traced = AgentSpan.start(
-        config.name, run_id, config.runtime, typed=schema is not None, messages=messages, resumed=resume is not None
-    )
-    spent = Usage()  # by this invocation (a resumed run's earlier attempts were traced with them)
+        run.resume(resume, rerun_started=rerun_started)
     try:
-        first = len(steps)
-        if last is not None:
-            if last.pending:
-                fresh = await run_tools(last.index, last.pending)
-                done = {r.call_id: r for r in (*last.results, *fresh)}
-                ordered = tuple(done[c.id] for c in last.response.message.tool_calls)
-                calls = {c.id for c in last.response.message.tool_calls}
-                messages = [m for m in messages if not (isinstance(m, ToolResult) and m.call_id in calls)]
-                messages.extend(ordered)
-                steps[-1] = Step(index=last.index, response=last.response, tool_results=ordered)
-                yield ToolResults(step=last.index, results=ordered)
-            elif not last.response.message.tool_calls and last.response.finish_reason != "error":
-                # Killed after the final answer was recorded, before the run was marked done.
-                try:
-                    output = parse_output(config.output_type, last.response.message.text)
-                except OutputValidationError:
-                    pass
-                else:
-                    result = RunResult(
-                        output=output, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage
-                    )
-                    status = "done"
-                    if recorder is not None:
-                        recorder.finished("done", output=pydantic_core.to_jsonable_python(output))
-                    traced.end(spent, answer=last.response)  # before the caller has the result
-                    yield RunFinished(result=result)
-                    return
-
-        for index in range(first, config.max_steps):
-            started_at = time.monotonic()
-            request = ModelRequest(
-                messages=tuple(messages),
-                tools=specs,
-                tool_choice="auto" if specs else "none",
-                output_schema=schema,
-                sampling=config.sampling,
-            )
-            try:
-                with chat_span(traced, request, index) as chat:
-                    response = await config.runtime.generate(request)
-                    unique = with_unique_call_ids(response.message, taken, index)
-                    if unique is not response.message:
-                        response = replace(response, message=unique)
-                    chat.record(response)
-            except ModelOutputError as exc:
-                # An unconstrained model wrote something that is no decision: keep
-                # what it said in the trajectory, tell it, and let it try again.
-                garbled = ModelResponse(
-                    message=AssistantMessage(),
-                    usage=exc.usage or Usage(requests=1),
-                    finish_reason="error",
-                    raw_text=exc.raw_text,
-                )
-                if recorder is not None:
-                    recorder.decision(
-                        index=index,
-                        position=None,
-                        response=garbled,
-                        runtime=config.runtime.info,
-                        sampling=config.sampling,
-                        idempotent=idempotent,
-                    )
-                steps.append(Step(index=index, response=garbled, seconds=time.monotonic() - started_at))
-                feedback(index, f"Your last reply could not be read ({exc}). Reply with one valid action.")
-                usage, spent = usage + garbled.usage, spent + garbled.usage
-                yield ModelTurn(step=index, response=garbled)
-                continue
-            except AgentkitError as exc:
-                exc.partial = snapshot()
-                raise
-            except Exception as exc:
-                broken = RunFailed(f"the runtime failed at step {index}: {type(exc).__name__}: {exc}")
-                broken.partial = snapshot()
-                raise broken from exc
-            usage, spent = usage + response.usage, spent + response.usage
-            message = response.message
-            if recorder is not None:  # write-ahead: the decision is stored before any tool runs
-                recorder.decision(
-                    index=index,
-                    position=len(messages),
-                    response=response,
-                    runtime=config.runtime.info,
-                    sampling=config.sampling,
-                    idempotent=idempotent,
-                )
-            messages.append(message)
+        if resume is not None:
+            async for event in run.go_on(resume):
+                yield event
+        index = run.steps[-1].index + 1 if run.steps else 0
+        while True:
+            started = time.monotonic()
+            request = run.request(index)
+            async for delta in run.ask(index, request):
+                yield delta
+            response = run.turn
             yield ModelTurn(step=index, response=response)
-
-            if message.tool_calls:
-                results = await run_tools(index, message.tool_calls)
-                messages.extend(results)
-                steps.append(
-                    Step(index=index, response=response, tool_results=results, seconds=time.monotonic() - started_at)
-                )
-                yield ToolResults(step=index, results=results)
-                continue
-
-            steps.append(Step(index=index, response=response, seconds=time.monotonic() - started_at))
-            try:
-                output = parse_output(config.output_type, message.text)
-            except OutputValidationError as exc:
-                # An unconstrained runtime can miss the schema: tell the model and go on.
-                feedback(index, f"{exc}. Answer again with JSON that fits the schema.")
-                continue
-            result = RunResult(output=output, run_id=run_id, messages=tuple(messages), steps=tuple(steps), usage=usage)
-            status = "done"
-            if recorder is not None:
-                recorder.finished("done", output=pydantic_core.to_jsonable_python(output))
-            traced.end(spent, answer=response)  # before the caller has the result
-            yield RunFinished(result=result)
-            return
-
-        status = "budget_exhausted"
-        raise MaxStepsExceeded(config.max_steps, snapshot())
-    except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit) as exc:
-        if status != "done":  # GeneratorExit also comes when the caller stops after RunFinished
-            status, failure = "cancelled", exc
-            error = None if isinstance(exc, GeneratorExit) else describe_error(exc)
-        raise
+            calls = response.message.tool_calls
+            if calls and request.tool_choice == "none":
+                run.overspent(index, started)
+            elif calls:
+                async for event in run.act(index, calls, started):
+                    yield event
+            elif response.finish_reason != "error":
+                run.answer(index, response, started)
+            index += 1
+    except _Ended as end:
+        yield end.event
     except BaseException as exc:
-        error, failure = describe_error(exc), exc
-        if isinstance(exc, AgentkitError) and exc.partial is None:  # e.g. a store write that failed
-            exc.partial = snapshot()
+        run.fail(exc)
         raise
-    finally:
-        try:
-            if recorder is not None and status != "done":
-                recorder.finished(status, error=error)
-        except StoreError as unrecorded:
-            if failure is None:
-                raise
-            # The store fails too while the run fails: the run's own error is the one to see.
-            failure.add_note(f"and the run's end could not be stored: {unrecorded}")
-        finally:
-            traced.end(spent, error=failure)  # a no-op when the run's span already ended
+
+
+async def _whole(runtime: Runtime, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
+    yield await runtime.generate(request)
+
+
+async def final_result(events: AsyncGenerator[RunEvent, None]) -> RunResult[Any]:
+    """Drain `events` to the run's end, closing them (the run is recorded) before returning.
+
+    Raises:
+        AwaitingApproval: the run paused for a decision on a call.
+    """
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, RunFinished):
+                return event.result
+            if isinstance(event, RunPaused):
+                raise AwaitingApproval(event.run_id, event.calls, event.partial)
+    raise AssertionError("the loop ended without a result")  # pragma: no cover - run_loop raises instead
 
 
 def describe_result(result: ToolResult) -> str:

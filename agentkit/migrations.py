@@ -147,6 +147,34 @@ def _workflows(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX runs_by_workflow ON runs(workflow_run)")
 
 
+@MIGRATIONS(name="0005_parents_budgets_approvals")
+def _parents_budgets_approvals(db: sqlite_utils.Database) -> None:
+    # A run's parent is one link whatever its kind (a workflow step, later a
+    # batch item or a plan); the workflow columns of 0004 are copied into it
+    # and no longer written.
+    db.execute("ALTER TABLE runs ADD COLUMN parent_kind TEXT")  # workflow | ...
+    db.execute("ALTER TABLE runs ADD COLUMN parent_id TEXT")  # the parent run's id
+    db.execute("ALTER TABLE runs ADD COLUMN parent_part TEXT")  # the run's place in it: a workflow step
+    db.execute(
+        "UPDATE runs SET parent_kind = 'workflow', parent_id = workflow_run, parent_part = workflow_step "
+        "WHERE workflow_run IS NOT NULL"
+    )
+    db.execute("CREATE INDEX runs_by_parent ON runs(parent_id, parent_part)")
+    db.execute("ALTER TABLE runs ADD COLUMN budget TEXT")  # JSON: the run's Budget
+    db.execute("ALTER TABLE runs ADD COLUMN exhausted TEXT")  # which budget ran out: steps | tokens | ...
+    db.execute(
+        """CREATE TABLE approvals (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            call_id TEXT NOT NULL,
+            approved INTEGER,                -- 1: run it; 0: the model reads `reason` instead; NULL: waiting
+            reason TEXT,
+            decided_by TEXT,                 -- who decided: a user name, `callback`, ...
+            created REAL NOT NULL,           -- when (unix seconds)
+            PRIMARY KEY (run_id, call_id)
+        )"""
+    )
+
+
 def schema_markdown() -> str:
     """The schema, migration by migration, as markdown (what docs/store.md shows).
 

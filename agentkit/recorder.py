@@ -211,13 +211,31 @@ class RunRecorder:
         what = "a message" if step is None else f"step {step}'s feedback"
         self._write([_message_row(self.run_id, position, message, None), self._touch()], what)
 
-    def finished(self, status: str, *, output: Any = None, error: str | None = None) -> None:
-        """The run's end: `done`, `failed`, `cancelled` or `budget_exhausted`."""
+    def decided(self, call_id: str, approved: bool | None, *, reason: str | None = None, by: str | None = None) -> None:
+        """A decision on a call of a `requires_approval` tool (None: the call waits for one)."""
         self._write(
             [
                 (
-                    "UPDATE runs SET status = ?, output = ?, error = ?, updated = ? WHERE id = ?",
-                    (status, _dumps(output) if output is not None else None, error, _now(), self.run_id),
+                    "INSERT INTO approvals (run_id, call_id, approved, reason, decided_by, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, call_id) DO UPDATE SET "
+                    "approved = excluded.approved, reason = excluded.reason, decided_by = excluded.decided_by, "
+                    "created = excluded.created",
+                    (self.run_id, call_id, approved, reason, by, _now()),
+                )
+            ],
+            "a wait for approval" if approved is None else f"the decision on call {call_id}",
+        )
+
+    def finished(
+        self, status: str, *, output: Any = None, error: str | None = None, exhausted: str | None = None
+    ) -> None:
+        """The run's end: `done`, `failed`, `cancelled`, `budget_exhausted` (`exhausted`
+        says which) or `awaiting_approval`."""
+        self._write(
+            [
+                (
+                    "UPDATE runs SET status = ?, output = ?, error = ?, exhausted = ?, updated = ? WHERE id = ?",
+                    (status, _dumps(output) if output is not None else None, error, exhausted, _now(), self.run_id),
                 )
             ],
             f"the end ({status})",

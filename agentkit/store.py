@@ -19,6 +19,7 @@ database written by a newer agentkit is refused rather than misread.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -32,7 +33,9 @@ from typing import Any
 import platformdirs
 import sqlite_utils
 
+from agentkit.budget import Budget
 from agentkit.errors import StoreError
+from agentkit.loop import RunParent
 from agentkit.messages import AssistantMessage, Message, ToolCall, ToolResult
 from agentkit.migrations import MIGRATIONS, schema_markdown
 from agentkit.recorder import _MESSAGE, _SAMPLING, RunRecorder, WorkflowRecorder, _dumps, _message_row, _now, new_id
@@ -43,6 +46,7 @@ __all__ = [
     "MIGRATIONS",
     "STATUSES",
     "WORKFLOW_STATUSES",
+    "Approval",
     "RunRecord",
     "RunRecorder",
     "Store",
@@ -54,7 +58,7 @@ __all__ = [
     "schema_markdown",
 ]
 
-STATUSES = ("running", "done", "failed", "cancelled", "budget_exhausted")
+STATUSES = ("running", "done", "failed", "cancelled", "budget_exhausted", "awaiting_approval")
 """A run's status: `running` until it ends (and for ever, if its process was killed)."""
 
 WORKFLOW_STATUSES = ("running", "done", "failed", "cancelled")
@@ -90,9 +94,35 @@ class RunRecord:
     error: str | None = None
     name: str = ""
     """The agent's name (its class name unless it was given another)."""
-    workflow_run: str | None = None
-    """The workflow run this run is a step of, and which step (None: not part of one)."""
-    workflow_step: str | None = None
+    parent: RunParent | None = None
+    """What the run is part of (a workflow step, ...); None: a run of its own."""
+    budget: Budget | None = None
+    """The budget the run was started with (None: stored before budgets were)."""
+    exhausted: str | None = None
+    """Which budget ran out, when the status is `budget_exhausted`."""
+
+    @property
+    def workflow_run(self) -> str | None:
+        """The workflow run this run is a step of (None: not part of one)."""
+        return self.parent.id if self.parent is not None and self.parent.kind == "workflow" else None
+
+    @property
+    def workflow_step(self) -> str | None:
+        """Which step of `workflow_run` this run is."""
+        return self.parent.part if self.parent is not None and self.parent.kind == "workflow" else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Approval:
+    """A stored decision on a call of a `requires_approval` tool."""
+
+    call_id: str
+    approved: bool | None
+    """None: the run waits for a decision on this call."""
+    reason: str | None = None
+    """Why (a denial's reason is what the model reads)."""
+    decided_by: str | None = None
+    created: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +167,19 @@ class StoredRun:
     """Each message's stored position (a pending call's result leaves a gap)."""
     steps: tuple[StoredStep, ...]
     usage: Usage = field(default_factory=Usage)
+    approvals: Mapping[str, Approval] = field(default_factory=dict)
+    """Decisions on calls of `requires_approval` tools, by call id."""
+
+    @property
+    def awaiting(self) -> tuple[ToolCall, ...]:
+        """The last step's calls that wait for a decision (a run `awaiting_approval`)."""
+        if not self.steps:
+            return ()
+        return tuple(
+            c
+            for c in self.steps[-1].pending
+            if (decision := self.approvals.get(c.id)) is not None and decision.approved is None
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -310,15 +353,16 @@ class Store:
         tools: Sequence[ToolSpec] = (),
         output_schema: Mapping[str, Any] | None = None,
         name: str | None = None,
-        workflow_run: str | None = None,
-        workflow_step: str | None = None,
+        parent: RunParent | None = None,
+        budget: Budget | None = None,
+        run_id: str | None = None,
     ) -> RunRecorder:
         """Record a new run, what it offers the model and its opening messages; returns its recorder.
 
         `name` is the agent's name (default: the class name in `agent`);
-        `workflow_run` and `workflow_step` link the run to the workflow step it is.
+        `parent` links the run to what it is part of (a workflow step, ...).
         """
-        run_id, now = new_id(), _now()
+        run_id, now = run_id or new_id(), _now()
         offered = [
             {
                 "name": t.name,
@@ -332,7 +376,7 @@ class Store:
         statements: list[tuple[str, Sequence[Any]]] = [
             (
                 "INSERT INTO runs (id, agent, name, status, created, updated, max_steps, tools, output_schema, "
-                "workflow_run, workflow_step) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                "parent_kind, parent_id, parent_part, budget) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     agent,
@@ -342,8 +386,10 @@ class Store:
                     max_steps,
                     _dumps(offered),
                     _dumps(output_schema) if output_schema else None,
-                    workflow_run,
-                    workflow_step,
+                    parent.kind if parent else None,
+                    parent.id if parent else None,
+                    parent.part if parent else None,
+                    _dumps(dataclasses.asdict(budget)) if budget else None,
                 ),
             )
         ]
@@ -358,9 +404,12 @@ class Store:
 
     # --- reading ----------------------------------------------------------------------
 
-    def runs(self, *, limit: int = 50, status: str | None = None, workflow_run: str | None = None) -> list[RunRecord]:
-        """The newest runs first; with `workflow_run`, that workflow run's agent runs."""
-        clauses = [(c, v) for c, v in (("status = ?", status), ("workflow_run = ?", workflow_run)) if v is not None]
+    def runs(
+        self, *, limit: int = 50, status: str | None = None, parent: str | None = None, workflow_run: str | None = None
+    ) -> list[RunRecord]:
+        """The newest runs first; with `parent` (or `workflow_run`), the runs that are part of that run."""
+        parent = parent or workflow_run
+        clauses = [(c, v) for c, v in (("status = ?", status), ("parent_id = ?", parent)) if v is not None]
         where = ("WHERE " + " AND ".join(c for c, _ in clauses)) if clauses else ""
         params = [v for _, v in clauses]
         rows = self.db.execute(
@@ -456,7 +505,44 @@ class Store:
             positions=tuple(position for position, _, _ in rows),
             steps=tuple(steps),
             usage=usage,
+            approvals=self.approvals(run_id),
         )
+
+    def approvals(self, run_id: str) -> dict[str, Approval]:
+        """The run's decisions on calls of `requires_approval` tools (and the calls still waiting), by call id."""
+        return {
+            call_id: Approval(
+                call_id=call_id,
+                approved=None if approved is None else bool(approved),
+                reason=reason,
+                decided_by=decided_by,
+                created=created,
+            )
+            for call_id, approved, reason, decided_by, created in self.db.execute(
+                "SELECT call_id, approved, reason, decided_by, created FROM approvals WHERE run_id = ?", [run_id]
+            )
+        }
+
+    def decide(
+        self, run_id: str, call_id: str, approved: bool, *, reason: str | None = None, by: str | None = None
+    ) -> None:
+        """Record a decision on a waiting call of a paused run (committed before anything acts on it).
+
+        Raises:
+            StoreError: the run has no such call of a `requires_approval` tool,
+                or the call was already decided.
+        """
+        known = self.approvals(run_id)
+        if call_id not in known:
+            waiting = [c for c, a in known.items() if a.approved is None]
+            raise StoreError(
+                f"run {run_id} has no call {call_id!r} that waits for approval"
+                + (f"; waiting: {', '.join(waiting)}" if waiting else "")
+            )
+        if known[call_id].approved is not None:
+            decision = "approved" if known[call_id].approved else "denied"
+            raise StoreError(f"call {call_id!r} of run {run_id} was already {decision}; a decision is not changed")
+        self.recorder(run_id).decided(call_id, approved, reason=reason, by=by)
 
     def begin_workflow(self, *, name: str, file: str | None, inputs: Mapping[str, Any]) -> WorkflowRecorder:
         """Record a new workflow run; its agent steps' runs are linked to it."""
@@ -488,7 +574,7 @@ class Store:
             raise StoreError(f"no workflow run {run_id!r} in {self.path}")
         steps = self.db.execute(
             "SELECT s.step, s.kind, s.status, s.output, s.error, s.started, s.finished, "
-            "(SELECT r.id FROM runs r WHERE r.workflow_run = s.workflow_run AND r.workflow_step = s.step) "
+            "(SELECT r.id FROM runs r WHERE r.parent_id = s.workflow_run AND r.parent_part = s.step) "
             "FROM workflow_steps s WHERE s.workflow_run = ? ORDER BY s.started, s.step",
             [run_id],
         ).fetchall()
@@ -513,13 +599,13 @@ class Store:
 
 _RUN_COLUMNS = (
     "id, agent, name, status, created, updated, max_steps, tools, output_schema, output, error, "
-    "(SELECT COUNT(*) FROM steps WHERE run_id = runs.id), workflow_run, workflow_step"
+    "(SELECT COUNT(*) FROM steps WHERE run_id = runs.id), parent_kind, parent_id, parent_part, budget, exhausted"
 )
 
 
 def _record(row: Sequence[Any]) -> RunRecord:
     run_id, agent, name, status, created, updated, max_steps, tools, output_schema, output, error, steps, *rest = row
-    workflow_run, workflow_step = rest
+    parent_kind, parent_id, parent_part, budget, exhausted = rest
     return RunRecord(
         id=run_id,
         agent=agent,
@@ -533,8 +619,9 @@ def _record(row: Sequence[Any]) -> RunRecord:
         output_schema=json.loads(output_schema) if output_schema else None,
         output=json.loads(output) if output is not None else None,
         error=error,
-        workflow_run=workflow_run,
-        workflow_step=workflow_step,
+        parent=RunParent(kind=parent_kind, id=parent_id, part=parent_part) if parent_kind else None,
+        budget=Budget(**json.loads(budget)) if budget else None,
+        exhausted=exhausted,
     )
 
 

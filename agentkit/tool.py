@@ -34,11 +34,9 @@ import math
 import re
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
-import docstring_parser
-import jsonschema
 import pydantic
 import pydantic_core
 from pydantic.alias_generators import to_snake
@@ -79,15 +77,52 @@ class ToolOptions:
     timeout: float | None = None
     """Seconds the tool may run; past that its call fails with a timeout result."""
     requires_approval: bool = False
-    """Ask the agent's `approve` callback before each call."""
+    """Each call needs a decision before it runs: the agent's `approve`
+    callback's, else the run pauses (`awaiting_approval`) until one is given."""
     idempotent: bool = True
     """Safe to run again with the same arguments (matters when a run is resumed)."""
-    inline: bool = False
-    """Run a sync tool on the event loop instead of in a worker thread.
+    inline: bool | None = None
+    """Run a sync tool on the event loop (True) or always in a worker thread (False).
 
     A thread hop costs 0.1-0.3 ms per call; for a tool that returns in
     microseconds (a lookup, arithmetic) that is most of a step. An inline tool
-    blocks every other task on the loop while it runs, and cannot time out."""
+    blocks every other task on the loop while it runs, and cannot time out.
+    None (the default) decides from the tool's pace: a sync tool without a
+    `timeout` runs in a thread until its last `PACE_CALLS` calls each took
+    under `PACE_FAST` seconds, then inline; an inline call over `PACE_SLOW`
+    sends it back to threads, and it must then prove fast for twice as many
+    calls (the process being preempted can make a quick call slow now and then)."""
+    max_result_chars: int | None = None
+    """Longest result the model reads: a longer one is cut, with a marker saying
+    how much was left out. The store always keeps the whole result."""
+
+
+PACE_CALLS = 8
+"""Fast calls in a row after which a sync tool with `inline=None` runs inline."""
+PACE_FAST = 50e-6
+"""A call this quick (seconds of the tool's own time) counts as fast."""
+PACE_SLOW = 1e-3
+"""An inline call slower than this sends the tool back to threads (see `Pace`)."""
+
+
+@dataclass(kw_only=True)
+class Pace:
+    """How fast a sync tool's recent calls were (see `ToolOptions.inline`)."""
+
+    fast: int = 0
+    """Fast calls in a row, in threads."""
+    needed: int = PACE_CALLS
+    """Fast calls in a row it takes to run inline; doubled by each slow inline call."""
+
+    def inline(self) -> bool:
+        return self.fast >= self.needed
+
+    def record(self, seconds: float, *, inline: bool) -> None:
+        if inline:
+            if seconds > PACE_SLOW:  # back to threads, and slower to trust it again
+                self.fast, self.needed = 0, self.needed * 2
+        else:
+            self.fast = self.fast + 1 if seconds < PACE_FAST else 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +135,8 @@ class BoundTool:
     """Checks the arguments and returns a zero-argument callable that runs the tool."""
     is_async: bool
     """The callable returns an awaitable (run on the event loop, not in a thread)."""
+    pace: Pace = field(default_factory=Pace, compare=False, repr=False)
+    """How fast its recent calls were (a sync tool with `inline=None` goes by it)."""
 
     @property
     def name(self) -> str:
@@ -110,6 +147,8 @@ class BoundTool:
 
 
 def _check_schema(owner: str, schema: Mapping[str, Any]) -> None:
+    import jsonschema  # here, not at `import agentkit`: it takes longer to import than the rest of agentkit
+
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:  # pragma: no cover - pydantic emits valid schemas
@@ -126,16 +165,30 @@ def _check_name(owner: str, name: str) -> str:
 
 
 def _options(
-    owner: str, *, retries: int, timeout: float | None, requires_approval: bool, idempotent: bool, inline: bool
+    owner: str,
+    *,
+    retries: int,
+    timeout: float | None,
+    requires_approval: bool,
+    idempotent: bool,
+    inline: bool | None,
+    max_result_chars: int | None = None,
 ) -> ToolOptions:
     if not isinstance(retries, int) or retries < 0:
         raise ToolDefinitionError(f"{owner}: retries must be a whole number >= 0, got {retries!r}")
     if timeout is not None and not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
         raise ToolDefinitionError(f"{owner}: timeout must be a finite number of seconds > 0, got {timeout!r}")
-    if inline and timeout is not None:
+    if inline is True and timeout is not None:
         raise ToolDefinitionError(f"{owner}: an inline tool runs on the event loop and cannot be timed out")
+    if max_result_chars is not None and not (isinstance(max_result_chars, int) and max_result_chars >= 64):
+        raise ToolDefinitionError(f"{owner}: max_result_chars must be a whole number >= 64, got {max_result_chars!r}")
     return ToolOptions(
-        retries=retries, timeout=timeout, requires_approval=requires_approval, idempotent=idempotent, inline=inline
+        retries=retries,
+        timeout=timeout,
+        requires_approval=requires_approval,
+        idempotent=idempotent,
+        inline=inline,
+        max_result_chars=max_result_chars,
     )
 
 
@@ -143,6 +196,8 @@ def _describe(doc: str | None) -> tuple[str, dict[str, str]]:
     """The description and the per-argument descriptions of a Google-style docstring."""
     if not doc:
         return "", {}
+    import docstring_parser
+
     parsed = docstring_parser.parse(inspect.cleandoc(doc), style=docstring_parser.DocstringStyle.GOOGLE)
     params = {p.arg_name: (p.description or "").strip() for p in parsed.params}
     return (parsed.description or "").strip(), params
@@ -197,6 +252,8 @@ class FunctionTool(Generic[P, R]):
         examples: tuple[Mapping[str, Any], ...] = (),
     ) -> None:
         self.func = func
+        self._pace = Pace()
+        """Shared by every binding: the tool's pace outlives the agents that use it."""
         self.options = options
         owner = f"tool {getattr(func, '__qualname__', func)!r}"
         self._owner = owner
@@ -316,7 +373,9 @@ class FunctionTool(Generic[P, R]):
                 return lambda: func(instance, **kwargs)
             return lambda: func(**kwargs)
 
-        return BoundTool(spec=self.spec, options=self.options, validate=validate, is_async=self._is_async)
+        return BoundTool(
+            spec=self.spec, options=self.options, validate=validate, is_async=self._is_async, pace=self._pace
+        )
 
     def __repr__(self) -> str:
         return f"<tool {self.spec.name}>"
@@ -353,7 +412,8 @@ def tool(
     timeout: float | None = None,
     requires_approval: bool = False,
     idempotent: bool = True,
-    inline: bool = False,
+    inline: bool | None = None,
+    max_result_chars: int | None = None,
     examples: list[Mapping[str, Any]] | None = None,
 ) -> Callable[[Callable[P, R]], FunctionTool[P, R]]: ...
 
@@ -368,7 +428,8 @@ def tool(
     timeout: float | None = None,
     requires_approval: bool = False,
     idempotent: bool = True,
-    inline: bool = False,
+    inline: bool | None = None,
+    max_result_chars: int | None = None,
     examples: list[Mapping[str, Any]] | None = None,
 ) -> FunctionTool[P, R] | Callable[[Callable[P, R]], FunctionTool[P, R]]:
     """Turn a typed function (or an agent's method) into a tool.
@@ -382,10 +443,13 @@ def tool(
         description: Overrides the docstring's description.
         retries: Extra attempts when the tool raises.
         timeout: Seconds before a call fails with a timeout result.
-        requires_approval: Ask the agent's `approve` callback before each call.
+        requires_approval: Each call needs a decision first: the agent's
+            `approve` callback's, else the run pauses until one is given.
         idempotent: Safe to run twice with the same arguments.
-        inline: Run a sync tool on the event loop, not in a thread: for tools
-            that return in microseconds (it then cannot have a timeout).
+        max_result_chars: Cut longer results for the model (the store keeps them whole).
+        inline: True runs a sync tool on the event loop, not in a thread (it
+            then cannot have a timeout); False always in a thread; None (the
+            default) inline once its calls prove to take microseconds.
         examples: Example argument objects (validated now), used to write
             worked examples for small models.
 
@@ -403,6 +467,7 @@ def tool(
             requires_approval=requires_approval,
             idempotent=idempotent,
             inline=inline,
+            max_result_chars=max_result_chars,
         )
         return FunctionTool(f, name=name, description=description, options=options, examples=tuple(examples or ()))
 
@@ -434,7 +499,10 @@ class Tool(pydantic.BaseModel):
                 return self.a + self.b
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    # `use_attribute_docstrings` is added below, once this class exists: with it,
+    # Pydantic reads a class's source as the class is made, which for this class
+    # (no fields to document) would be a tenth of `import agentkit`.
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     # The tool's own settings carry a `tool_` prefix so that they never collide
     # with argument fields (a tool may well take a `name` or a `timeout`).
@@ -476,6 +544,9 @@ class Tool(pydantic.BaseModel):
         options = _options(f"tool class {cls.__qualname__!r}", **dataclasses.asdict(cls.tool_options))
         return BoundTool(spec=spec, options=options, validate=validate, is_async=inspect.iscoroutinefunction(cls.run))
 
+
+# Subclasses inherit it: their fields' docstrings become the descriptions the model reads.
+Tool.model_config["use_attribute_docstrings"] = True
 
 # Names a Tool subclass cannot use for fields: its own methods and class variables.
 _TOOL_RESERVED = frozenset({"run", "spec", "bind", "tool_name", "tool_options", "tool_examples"})

@@ -155,7 +155,9 @@ class ScriptedRuntime:
             self._played[key] += 1
             self.requests.append(request)
         message = turns[index]
-        offered = {t.name for t in request.allowed_tools}
+        # A turn that calls a tool when the request allows none plays a model that
+        # ignored the choice (as an unconstrained one can): the loop must cope.
+        offered = {t.name for t in (request.tools if request.tool_choice == "none" else request.allowed_tools)}
         for call in message.tool_calls:
             if call.name not in offered:
                 raise ScriptError(

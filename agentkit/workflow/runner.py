@@ -15,8 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pydantic_core
@@ -26,7 +25,7 @@ from ulid import ULID
 from agentkit.agent import Agent
 from agentkit.errors import RuntimeUnavailable, WorkflowFailed
 from agentkit.executor import Executor
-from agentkit.loop import RunFinished, run_loop
+from agentkit.loop import RunParent, final_result
 from agentkit.messages import ToolCall
 from agentkit.runtime import Runtime, Sampling
 from agentkit.store import Store, WorkflowRecorder
@@ -254,12 +253,9 @@ class _Run:
                 sampling=Sampling(**step.agent.sampling.model_dump()),
                 **given,
             )
-        config = replace(agent._config(), workflow_run=self.run_id if self.recorder else None, workflow_step=path)
-        async with aclosing(run_loop(config, prompt)) as events:
-            async for event in events:
-                if isinstance(event, RunFinished):
-                    return event.result.output, event.result.run_id, ""
-        raise AssertionError("the loop ended without a result")  # pragma: no cover - run_loop raises instead
+        parent = RunParent(kind="workflow", id=self.run_id, part=path) if self.recorder else None
+        result = await final_result(agent.stream(prompt, parent=parent, deltas=False))
+        return result.output, result.run_id, ""
 
     async def _tool(self, node: Node, step: ToolStep, scope: _Scope, path: str) -> Any:
         arguments = self._render(step.arguments, scope, (*node.path, "arguments"))

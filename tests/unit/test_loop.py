@@ -26,7 +26,9 @@ from agentkit import (
     RunFailed,
     RunFinished,
     RuntimeInfo,
+    TextDelta,
     ToolCall,
+    ToolCallReady,
     ToolDefinitionError,
     ToolResult,
     ToolResults,
@@ -104,9 +106,17 @@ def test_arun_and_stream_yield_events_in_order() -> None:
         return [event async for event in Calculator(runtime=runtime).stream("1+1?")]
 
     events = asyncio.run(collect())
-    assert [type(e) for e in events] == [ModelTurn, ToolResults, ModelTurn, RunFinished]
-    assert events[1].results[0].content == 2
+    assert [type(e) for e in events] == [ToolCallReady, ModelTurn, ToolResults, TextDelta, ModelTurn, RunFinished]
+    assert events[0].call.arguments == {"a": 1, "b": 1}
+    assert events[2].results[0].content == 2
+    assert events[3].text == "two"
     assert events[-1].result.output == "two"
+
+    async def whole() -> list[Any]:
+        runtime.reset()
+        return [event async for event in Calculator(runtime=runtime).stream("1+1?", deltas=False)]
+
+    assert [type(e) for e in asyncio.run(whole())] == [ModelTurn, ToolResults, ModelTurn, RunFinished]
 
 
 def test_run_inside_an_event_loop_says_to_use_arun() -> None:
@@ -369,8 +379,12 @@ def test_max_steps_raises_with_the_partial_trajectory() -> None:
     with pytest.raises(MaxStepsExceeded, match="3 model steps") as info:
         Calculator(runtime=runtime, max_steps=3).run("loop forever")
     partial = info.value.partial
+    assert partial is not None
     assert len(partial.steps) == 3
-    assert [r.content for r in results_of(partial)] == [1, 2, 3]
+    # The last step was asked for an answer (tool_choice "none"); the script called
+    # anyway, as an unconstrained model can, and that call did not run.
+    assert [r.tool_choice for r in runtime.requests] == ["auto", "auto", "none"]
+    assert [r.content for r in results_of(partial)] == [1, 2]
     assert partial.usage.requests == 3
     assert runtime.remaining == 2
 
@@ -697,3 +711,46 @@ def test_call_ids_come_out_unique_and_keep_the_runtimes_own(turns: list[list[str
         made.extend(unique.tool_calls)
     assert len({c.id for c in made}) == len(made)
     assert taken == {c.id for c in made}
+
+
+# --- observers -----------------------------------------------------------------------
+
+
+def test_an_observer_is_told_every_phase_in_order() -> None:
+    from agentkit.observers import RunObserver
+
+    class Log(RunObserver):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def started(self, run: Any, *, resumed: bool) -> None:
+            self.seen.append(f"started resumed={resumed}")
+
+        def asking(self, run: Any, index: int, request: ModelRequest) -> None:
+            self.seen.append(f"asking {index} {request.tool_choice}")
+
+        def answered(self, run: Any, index: int, response: ModelResponse, position: int | None) -> None:
+            self.seen.append(f"answered {index} at {position}")
+
+        def tool_started(self, run: Any, call: ToolCall, tool: Any) -> None:
+            self.seen.append(f"tool {call.name}")
+
+        def tool_finished(self, run: Any, result: ToolResult, started: float | None) -> None:
+            self.seen.append(f"result {result.content}")
+
+        def ended(self, run: Any, status: str, **details: Any) -> None:
+            self.seen.append(f"ended {status} {details['output']}")
+
+    log = Log()
+    runtime = ScriptedRuntime([calls(("add", {"a": 1, "b": 1})), "two"])
+    Calculator(runtime=runtime, observers=[log]).run("1+1?")
+    assert log.seen == [
+        "started resumed=False",
+        "asking 0 auto",
+        "answered 0 at 2",
+        "tool add",
+        "result 2",
+        "asking 1 auto",
+        "answered 1 at 4",
+        "ended done two",
+    ]

@@ -75,10 +75,11 @@ def test_a_call_to_a_tool_not_offered_is_refused() -> None:
         play(runtime, request(tool_choice="none", tools=False))
 
 
-def test_a_call_when_tool_choice_is_none_is_refused() -> None:
+def test_a_call_when_tool_choice_is_none_plays_a_model_that_ignored_it() -> None:
+    # The loop asks a budget's last turn with tool_choice "none"; a script that
+    # calls anyway plays an unconstrained model, which the loop must cope with.
     runtime = ScriptedRuntime([{"tool_calls": [{"name": "lookup", "arguments": {}}]}])
-    with pytest.raises(ScriptError, match="offers no tools"):
-        play(runtime, request(tool_choice="none"))
+    assert [c.name for c in play(runtime, request(tool_choice="none")).tool_calls] == ["lookup"]
 
 
 def test_text_where_a_call_is_required_is_refused() -> None:

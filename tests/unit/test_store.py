@@ -182,7 +182,7 @@ def test_statuses_on_every_exit(store: Store) -> None:
 
     import asyncio
 
-    assert asyncio.run(stop_early()) == "ModelTurn"
+    assert asyncio.run(stop_early()) == "ToolCallReady"  # the first call, complete in the stream
     assert [r.status for r in store.runs(limit=1)] == ["cancelled"]
 
 
@@ -396,6 +396,29 @@ def test_a_database_from_the_previous_step_upgrades_in_place(tmp_path: Path) -> 
     assert store.run("r1").status == "done"
     assert store.run("r1").name == "B"  # runs stored before the name was kept are named by their class
     assert [hit[0] for hit in store.search("words")] == ["r1"]  # rows from before the upgrade are searchable
+
+
+def test_a_workflow_link_from_before_parents_becomes_the_runs_parent(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from agentkit.loop import RunParent
+
+    path = tmp_path / "runs.db"
+    old = sqlite_utils.Database(path)
+    MIGRATIONS.apply(old, stop_before="0005_parents_budgets_approvals")
+    old.execute("INSERT INTO workflow_runs VALUES ('w1', 'flow', NULL, 'done', '{}', NULL, NULL, 0, 0)")
+    old.execute(
+        "INSERT INTO runs (id, agent, status, created, updated, max_steps, tools, workflow_run, workflow_step) "
+        "VALUES ('r1', 'a:B', 'done', 0, 0, 3, '[]', 'w1', 'forecasts[0].forecast')"
+    )
+    old.conn.commit()
+    old.close()
+    store = Store(path)
+    record = store.run("r1")
+    assert record.parent == RunParent(kind="workflow", id="w1", part="forecasts[0].forecast")
+    assert (record.workflow_run, record.workflow_step) == ("w1", "forecasts[0].forecast")
+    assert [r.id for r in store.runs(workflow_run="w1")] == ["r1"]
+    assert record.budget is None
 
 
 def test_a_database_from_a_newer_agentkit_is_refused(tmp_path: Path) -> None:

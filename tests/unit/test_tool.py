@@ -7,6 +7,7 @@ import enum
 import inspect
 import json
 import math
+import sys
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal, Optional
 
@@ -1075,3 +1076,82 @@ def test_as_tool_accepts_method_tools_and_plain_methods_of_an_instance() -> None
 def test_as_tool_rejects_what_is_not_a_tool(obj: Any) -> None:
     with pytest.raises(ToolDefinitionError):
         as_tool(obj)
+
+
+# --- where a sync tool runs ------------------------------------------------------------
+
+
+def _threads_of(fn: Any, calls: int, **options: Any) -> list[str]:
+    import asyncio
+    import threading
+
+    from agentkit.executor import Executor
+    from agentkit.messages import ToolCall
+
+    seen: list[str] = []
+
+    def where(n: int) -> int:
+        """Say where it ran.
+
+        Args:
+            n: A number.
+        """
+        seen.append(threading.current_thread().name)
+        fn()
+        return n
+
+    bound = tool(**options)(where).bind()
+    executor = Executor({bound.name: bound})
+
+    async def go() -> None:
+        for n in range(calls):
+            result = await executor.run(ToolCall(name="where", arguments={"n": n}))
+            assert result.content == n
+
+    asyncio.run(go())
+    return ["loop" if name == threading.main_thread().name else "thread" for name in seen]
+
+
+@pytest.fixture
+def lenient_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "Fast" is 50 µs of the tool's own time; a loaded CI machine can stretch a
+    # no-op past that now and then. The logic, not the machine, is under test.
+    monkeypatch.setattr(sys.modules["agentkit.tool"], "PACE_FAST", 0.5)
+
+
+@pytest.mark.usefixtures("lenient_pace")
+def test_a_fast_sync_tool_moves_onto_the_loop_after_proving_fast() -> None:
+    from agentkit.tool import PACE_CALLS
+
+    places = _threads_of(lambda: None, PACE_CALLS + 3)
+    assert places == ["thread"] * PACE_CALLS + ["loop"] * 3
+
+
+def test_a_slow_sync_tool_stays_in_threads() -> None:
+    import time
+
+    assert _threads_of(lambda: time.sleep(0.002), 12) == ["thread"] * 12  # 2 ms: never "fast"
+
+
+@pytest.mark.usefixtures("lenient_pace")
+def test_inline_false_always_hops_and_a_timeout_needs_a_thread() -> None:
+    assert _threads_of(lambda: None, 12, inline=False) == ["thread"] * 12
+    assert _threads_of(lambda: None, 12, timeout=5) == ["thread"] * 12
+    assert _threads_of(lambda: None, 2, inline=True) == ["loop"] * 2
+
+
+@pytest.mark.usefixtures("lenient_pace")
+def test_a_paced_tool_that_turns_slow_goes_back_to_threads() -> None:
+    import time
+
+    from agentkit.tool import PACE_CALLS
+
+    calls = iter(range(100))
+
+    def sometimes_slow() -> None:
+        if next(calls) == PACE_CALLS:  # the first inline call
+            time.sleep(0.005)  # over PACE_SLOW (1 ms)
+
+    places = _threads_of(sometimes_slow, 3 * PACE_CALLS + 3)
+    # Back to threads after the slow call, and inline again only after twice as many fast calls.
+    assert places == ["thread"] * PACE_CALLS + ["loop"] + ["thread"] * 2 * PACE_CALLS + ["loop"] * 2

@@ -638,6 +638,92 @@ def test_an_application_provider_set_before_import_keeps_agentkit_spans() -> Non
     assert done.stdout.strip() == "['chat scripted', 'invoke_agent Echo', 'request']"
 
 
+RUN_WITH_A_TOOL = textwrap.dedent(
+    """
+    import sys
+    from agentkit import Agent, tool
+    from agentkit.runtimes import ScriptedRuntime
+
+    @tool
+    def add(a: int, b: int) -> int:
+        '''Add two numbers.'''
+        return a + b
+
+    def run():
+        turns = [{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}, "3"]
+        Agent(runtime=ScriptedRuntime(turns), tools=[add], name="Adder").run("add 1 and 2")
+    """
+)
+"""A script's start: `run()` runs an agent that calls a tool once."""
+
+
+def test_without_a_provider_no_span_is_made_and_opentelemetry_is_not_imported() -> None:
+    # The spans would all be no-ops: making them was a quarter of the loop's own time.
+    done = python(
+        RUN_WITH_A_TOOL
+        + textwrap.dedent(
+            """
+        run()
+        print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+
+        # The API imported (as a library might) but still no provider: still no span.
+        from opentelemetry import trace
+        made = []
+        for cls in (trace.NoOpTracer, trace.ProxyTracer):
+            for method in ("start_span", "start_as_current_span"):
+                def counted(self, name, *args, _real=getattr(cls, method), **kwargs):
+                    made.append(name)
+                    return _real(self, name, *args, **kwargs)
+                setattr(cls, method, counted)
+        run()
+        print(made)
+        """
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "[]"]
+
+
+def test_spans_are_made_from_the_run_after_a_provider_is_set() -> None:
+    done = python(
+        RUN_WITH_A_TOOL
+        + textwrap.dedent(
+            """
+        from agentkit.tracing.spans import metrics_on, tracing_on
+        run()
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))  # metrics only, first
+        print(tracing_on(), metrics_on())
+        run()
+        data = reader.get_metrics_data()
+        print(sorted(m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics))
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        print(tracing_on())
+        run()
+        print(sorted(s.name for s in exporter.get_finished_spans()))
+        """
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "False True",
+        "['gen_ai.client.operation.duration']",
+        "True",
+        "['chat scripted', 'chat scripted', 'execute_tool add', 'invoke_agent Adder']",
+    ]
+
+
 def test_configure_on_the_console_prints_each_span() -> None:
     done = python(
         """
@@ -953,3 +1039,40 @@ def test_a_dead_collector_is_one_warning_line(tmp_path: Path) -> None:
     assert len(lines) == 2, ran.stderr  # OpenTelemetry's retry messages stay off the terminal
     assert lines[0].startswith("run ")
     assert lines[1] == f"warning: 4 of 4 spans could not be sent to {dead}"
+
+
+def test_approvals_are_traced_who_when_and_why(spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    from agentkit import AwaitingApproval
+
+    @tool(requires_approval=True)
+    def wire(amount: int) -> str:
+        """Wire money.
+
+        Args:
+            amount: How much.
+        """
+        return "wired"
+
+    store = Store(tmp_path / "runs.db")
+    turn = {"tool_calls": [{"name": "wire", "arguments": {"amount": 5}, "id": "w1"}]}
+    with pytest.raises(AwaitingApproval) as paused:
+        Agent(tools=[wire], runtime=ScriptedRuntime([turn]), store=store).run("pay")
+    Agent(tools=[wire], runtime=ScriptedRuntime(["paid"]), store=store).resume(
+        paused.value.run_id, approvals={"w1": "over the limit"}, decided_by="ops"
+    )
+    first, second = (s for s in spans.get_finished_spans() if s.name.startswith("invoke_agent"))
+    (waiting,) = [e for e in first.events if e.name == "agentkit.approval"]
+    assert dict(waiting.attributes or {}) == {
+        "gen_ai.tool.call.id": "w1",
+        "gen_ai.tool.name": "wire",
+        "agentkit.approval.decision": "waiting",
+    }
+    (decided,) = [e for e in second.events if e.name == "agentkit.approval"]
+    assert dict(decided.attributes or {}) == {
+        "gen_ai.tool.call.id": "w1",
+        "gen_ai.tool.name": "wire",
+        "agentkit.approval.decision": "denied",
+        "agentkit.approval.reason": "over the limit",
+        "agentkit.approval.decided_by": "ops",
+    }
+    assert decided.timestamp >= waiting.timestamp
