@@ -29,7 +29,7 @@ from agentkit.errors import (
     WorkflowFailed,
     WorkflowSpecError,
 )
-from agentkit.loop import ModelTurn, RunEvent, RunFinished, RunParent, RunPaused, RunResult, Step, ToolResults
+from agentkit.events import ModelTurn, RunEvent, RunFinished, RunParent, RunPaused, RunResult, Step, ToolResults
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import (
     ModelRequest,

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from agentkit.budget import Budget
 from agentkit.context import ContextPolicy
 from agentkit.errors import StoreError, ToolDefinitionError
+from agentkit.events import RunEvent, RunParent, RunResult
 from agentkit.executor import Approver, Executor
-from agentkit.loop import LoopConfig, RunEvent, RunParent, RunResult, final_result, run_loop
+from agentkit.loop import LoopConfig, final_result, run_loop
 from agentkit.messages import Message
 from agentkit.observers import RunObserver
 from agentkit.runtime import Runtime, Sampling

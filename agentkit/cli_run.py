@@ -29,7 +29,7 @@ import typer
 from agentkit import terminal
 from agentkit.agent import Agent
 from agentkit.errors import AgentkitError, AwaitingApproval
-from agentkit.loop import ModelTurn, RunEvent, RunFinished, RunPaused, RunResult
+from agentkit.events import ModelTurn, RunEvent, RunFinished, RunPaused, RunResult
 from agentkit.messages import ToolCall
 from agentkit.runtime import TextDelta
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agentkit.loop import RunResult
+    from agentkit.events import RunResult
     from agentkit.messages import ToolCall
     from agentkit.runtime import Usage
     from agentkit.workflow.source import Problem

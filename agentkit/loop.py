@@ -78,20 +78,7 @@ from agentkit.events import (
     parse_output,
 )
 
-__all__ = [
-    "LoopConfig",
-    "ModelTurn",
-    "Run",
-    "RunEvent",
-    "RunFinished",
-    "RunParent",
-    "RunPaused",
-    "RunResult",
-    "Step",
-    "ToolResults",
-    "final_result",
-    "run_loop",
-]
+__all__ = ["LoopConfig", "Run", "final_result", "run_loop"]
 
 OutputT = TypeVar("OutputT")
 

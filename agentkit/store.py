@@ -35,7 +35,7 @@ import sqlite_utils
 
 from agentkit.budget import Budget
 from agentkit.errors import StoreError
-from agentkit.loop import RunParent
+from agentkit.events import RunParent
 from agentkit.messages import AssistantMessage, Message, ToolCall, ToolResult
 from agentkit.migrations import MIGRATIONS, schema_markdown
 from agentkit.recorder import _MESSAGE, _SAMPLING, RunRecorder, WorkflowRecorder, _dumps, _message_row, _now, new_id

@@ -24,8 +24,9 @@ from ulid import ULID
 
 from agentkit.agent import Agent
 from agentkit.errors import RuntimeUnavailable, WorkflowFailed
+from agentkit.events import RunParent
 from agentkit.executor import Executor
-from agentkit.loop import RunParent, final_result
+from agentkit.loop import final_result
 from agentkit.messages import ToolCall
 from agentkit.runtime import Runtime, Sampling
 from agentkit.store import Store, WorkflowRecorder

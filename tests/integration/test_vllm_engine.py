@@ -249,8 +249,13 @@ def test_an_unconstrained_engine_that_emits_garbage_loses_nothing(engine: VLLMEn
 
 def test_a_conversation_longer_than_the_context_is_a_clear_error(engine: VLLMEngine) -> None:
     long_text = "word " * 5000  # the embedded preset's context is 4096 tokens
-    with pytest.raises(ContextLengthExceeded, match=r"the prompt has \d+ tokens but .* takes 4096"):
+    # The loop's context policy sees it first: a first user message it may not elide.
+    with pytest.raises(ContextLengthExceeded, match=r"does not fit .* even with every earlier tool result elided"):
         Assistant(runtime=engine).run(long_text)
+    # The engine refuses it too, to a caller that asks it directly.
+    request = ModelRequest(messages=(UserMessage(text=long_text),))
+    with pytest.raises(ContextLengthExceeded, match=r"the prompt has \d+ tokens but .* takes 4096"):
+        asyncio.run(engine.generate(request))
 
 
 def test_a_reply_cut_off_at_max_tokens_says_to_raise_it(engine: VLLMEngine) -> None:

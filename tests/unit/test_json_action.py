@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from agentkit.dialect import Constraint, get_dialect
 from agentkit.dialects.json_action import GEMMA3_TURNS, GEMMA4_TURNS, JsonDialect, TurnFormat
 from agentkit.errors import ModelOutputError
-from agentkit.loop import output_schema, parse_output
+from agentkit.events import output_schema, parse_output
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest
 from agentkit.schema import bound

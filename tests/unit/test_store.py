@@ -401,7 +401,7 @@ def test_a_database_from_the_previous_step_upgrades_in_place(tmp_path: Path) -> 
 def test_a_workflow_link_from_before_parents_becomes_the_runs_parent(tmp_path: Path) -> None:
     import sqlite_utils
 
-    from agentkit.loop import RunParent
+    from agentkit.events import RunParent
 
     path = tmp_path / "runs.db"
     old = sqlite_utils.Database(path)
