@@ -32,8 +32,8 @@ $(STAMP): $(SOURCES)
 # Prepares the embedded model, then the tiny test Gemma 4 (its tokenizer is made
 # from the embedded one's), once each; returns at once when the cache has them.
 model: $(STAMP)
-	@$(PY) -m agentkit.runtimes.embedded >/dev/null
-	@$(PY) -m agentkit.runtimes.tiny_gemma4 >/dev/null
+	@$(PY) -m agentkit.runtimes.vllm.embedded >/dev/null
+	@$(PY) -m agentkit.runtimes.vllm.tiny_gemma4 >/dev/null
 
 demo: install
 	$(PY) examples/quickstart.py

@@ -358,7 +358,7 @@ def serve(
     host: Annotated[str, typer.Option(help="The interface to listen on; 0.0.0.0 for every one.")] = "127.0.0.1",
 ) -> None:
     """Start a vLLM OpenAI server for a preset, wait until it is healthy, stop it cleanly on Ctrl-C."""
-    from agentkit.runtimes.serve import ServedModel
+    from agentkit.runtimes.vllm.serve import ServedModel
 
     if not preset.startswith("vllm:"):
         raise CommandError(f"{preset!r}: serve starts vLLM presets and models, e.g. vllm:default")

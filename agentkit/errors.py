@@ -30,6 +30,7 @@ __all__ = [
     "ToolExecutionError",
     "ToolTimeoutError",
     "TracingError",
+    "UnknownName",
     "UnknownToolError",
     "WorkflowFailed",
     "WorkflowSpecError",
@@ -58,6 +59,23 @@ class ToolArgumentsError(AgentkitError, ValueError):
         super().__init__(f"invalid arguments for tool {tool!r}: {details}")
         self.tool = tool
         self.details = details
+
+
+class UnknownName(AgentkitError, LookupError):
+    """A name that no registry entry has: a runtime URI's scheme, a dialect.
+
+    Args:
+        kind: What was looked up, e.g. `runtime scheme`, `dialect`.
+        name: The name asked for.
+        known: The names there are.
+    """
+
+    def __init__(self, kind: str, name: str, known: Sequence[str], *, context: str = "") -> None:
+        where = f" in {context}" if context else ""
+        super().__init__(f"unknown {kind} {name!r}{where}; known: {', '.join(known) or 'none'}")
+        self.kind = kind
+        self.name = name
+        self.known = tuple(known)
 
 
 class UnknownToolError(AgentkitError, LookupError):

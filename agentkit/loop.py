@@ -57,6 +57,7 @@ from agentkit.runtime import (
     Runtime,
     Sampling,
     Usage,
+    start_runtime,
     stream_turn,
 )
 from agentkit.tool import BoundTool
@@ -575,6 +576,8 @@ async def run_loop(
     else:
         run.resume(resume, rerun_started=rerun_started)
     try:
+        # An engine starts (or a server is found) here, so the first `chat` span times the turn alone.
+        await start_runtime(config.runtime)
         if resume is not None:
             async for event in run.go_on(resume):
                 yield event

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal, Protocol, Self, TypeAlias, runtime_checkable
 
 from agentkit.messages import AssistantMessage, Message, ToolCall
 from agentkit.tool import ToolSpec
 
 __all__ = [
     "FinishReason",
+    "Lifecycle",
     "ModelDelta",
     "ModelRequest",
     "ModelResponse",
@@ -39,6 +40,8 @@ __all__ = [
     "ToolCallReady",
     "ToolChoice",
     "Usage",
+    "close_runtime",
+    "start_runtime",
     "stream_turn",
 ]
 
@@ -133,8 +136,11 @@ class ModelResponse:
     """Seconds spent, e.g. `{"total": 1.2}`; keys are runtime-specific (`VLLMEngine`
     adds `first_token`, from the request to the first token, and `decode`, from
     the first token to the last)."""
+    grammar_digest: str | None = None
+    """The digest of the constraint the turn was decoded under (None: decoded free);
+    the store keeps it with the step, so a trajectory says which grammar made each turn."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    """Runtime-specific facts worth keeping with the step (e.g. `grammar_hash`)."""
+    """Runtime-specific facts worth keeping with the step (e.g. `retries`, `repairs`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,7 +167,14 @@ class RuntimeInfo:
 
 @runtime_checkable
 class Runtime(Protocol):
-    """Where the model runs. Implement `generate` and `info`."""
+    """Where the model runs. Implement `generate` and `info`.
+
+    A runtime that holds something (an engine, a pool of connections) also
+    has a lifecycle: `astart()` readies it ahead of the first call, `aclose()`
+    lets it go, and `async with runtime:` does both. Both are optional;
+    `start_runtime` and `close_runtime` call them when a runtime has them, and
+    `Lifecycle` gives a class the context manager from the two.
+    """
 
     @property
     def info(self) -> RuntimeInfo: ...
@@ -169,6 +182,37 @@ class Runtime(Protocol):
     async def generate(self, request: ModelRequest) -> ModelResponse:
         """Produce the model's next turn for `request`."""
         ...
+
+
+class Lifecycle:
+    """`async with` for a runtime from its `astart` and `aclose` (both no-ops here)."""
+
+    async def astart(self) -> None:
+        """Ready the runtime ahead of its first call (start an engine, learn a server's model)."""
+
+    async def aclose(self) -> None:
+        """Let go of what the runtime holds (connections, an engine). Safe to call twice."""
+
+    async def __aenter__(self) -> Self:
+        await self.astart()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def start_runtime(runtime: Runtime) -> None:
+    """Ready `runtime` now if it can be (its `astart`), so the first model call waits for no start-up."""
+    start = getattr(runtime, "astart", None)
+    if start is not None:
+        await start()
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    """Let `runtime` go if it holds anything (its `aclose`)."""
+    close = getattr(runtime, "aclose", None)
+    if close is not None:
+        await close()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,7 @@
 *real* architecture of a Gemma 4 preset (its Hugging Face `config.json`,
 below), with random weights, so that nothing is downloaded: the config is
 written to a temporary folder beside the stand-in Gemma 4 tokenizer
-(`agentkit.runtimes.tiny_gemma4.save_tokenizer`: every marker one special
+(`agentkit.runtimes.vllm.tiny_gemma4.save_tokenizer`: every marker one special
 token at its Gemma 4 id) and vLLM initialises the weights itself
 (`load_format="dummy"`).
 
@@ -220,7 +220,7 @@ def model_config(preset: str) -> dict[str, Any]:
 
 def write_model(folder: Path, config: Mapping[str, Any]) -> None:
     """A model folder vLLM loads with random weights: config, generation config, tokenizer."""
-    from agentkit.runtimes.tiny_gemma4 import save_tokenizer
+    from agentkit.runtimes.vllm.tiny_gemma4 import save_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))  # for the weather agent the tests share, under te
 
 from agentkit import Agent, MaxStepsExceeded, RunResult, Usage  # noqa: E402
 from agentkit.runtimes import VLLMServer  # noqa: E402
-from agentkit.runtimes.serve import ServedModel  # noqa: E402
+from agentkit.runtimes.vllm.serve import ServedModel  # noqa: E402
 from tests.support.weather import CITIES, WeatherAgent  # noqa: E402
 
 

@@ -27,11 +27,11 @@ from agentkit.errors import RuntimeUnavailable
 from agentkit.runtime import Runtime
 
 if TYPE_CHECKING:
-    from agentkit.runtimes.http import RetryPolicy
+    from agentkit.runtimes._http import RetryPolicy
     from agentkit.runtimes.openai import OpenAICompatible
     from agentkit.runtimes.scripted import ScriptedRuntime
     from agentkit.runtimes.vllm import VLLMEngine
-    from agentkit.runtimes.vllm_server import VLLMServer
+    from agentkit.runtimes.vllm.server import VLLMServer
 
 __all__ = [
     "SCHEMES",
@@ -46,10 +46,10 @@ __all__ = [
 
 _LAZY = {
     "OpenAICompatible": "agentkit.runtimes.openai",
-    "RetryPolicy": "agentkit.runtimes.http",
+    "RetryPolicy": "agentkit.runtimes._http",
     "ScriptedRuntime": "agentkit.runtimes.scripted",
     "VLLMEngine": "agentkit.runtimes.vllm",
-    "VLLMServer": "agentkit.runtimes.vllm_server",
+    "VLLMServer": "agentkit.runtimes.vllm.server",
 }
 _SERVER_SCHEMES = ("openai", "ollama", "lmstudio", "llamacpp")
 
@@ -97,7 +97,7 @@ def resolve(uri: str) -> Runtime:
 
         url, model, options = parse_server_uri("vllm" if scheme == "vllm-server" else scheme, rest)
         if scheme == "vllm-server":
-            from agentkit.runtimes.vllm_server import VLLMServer
+            from agentkit.runtimes.vllm.server import VLLMServer
 
             mode = options.get("mode", "raw")
             if mode not in ("raw", "chat"):

@@ -21,7 +21,7 @@ import jsonschema
 from agentkit.errors import AgentkitError
 from agentkit.messages import SystemMessage, UserMessage
 from agentkit.runtime import ModelRequest, Sampling
-from agentkit.runtimes.http import RetryPolicy, post_json
+from agentkit.runtimes._http import RetryPolicy, post_json
 from agentkit.runtimes.openai import Capabilities, OpenAICompatible, chat_messages, check_calls
 from agentkit.tool import ToolSpec
 
@@ -76,7 +76,7 @@ class Report:
 async def probe(uri: str) -> Report:
     """Run every check against the server `uri` names (an `openai:`-family or `vllm-server:` URI)."""
     from agentkit.runtimes import resolve
-    from agentkit.runtimes.vllm_server import VLLMServer
+    from agentkit.runtimes.vllm.server import VLLMServer
 
     runtime = resolve(uri)
     chat: OpenAICompatible
@@ -163,7 +163,7 @@ async def _schema_check(chat: OpenAICompatible) -> Check:
 
 
 async def _raw_check(runtime: object) -> Check:
-    from agentkit.runtimes.vllm_server import VLLMServer
+    from agentkit.runtimes.vllm.server import VLLMServer
 
     assert isinstance(runtime, VLLMServer)
     raw = VLLMServer(runtime.base_url, model=runtime._chat.model, retry=_PROBE_RETRY)

@@ -48,7 +48,7 @@ from agentkit.runtime import (
     ToolCallReady,
     Usage,
 )
-from agentkit.runtimes.http import RetryPolicy, check_url, first_choice, get_json, post_events, post_json
+from agentkit.runtimes._http import RetryPolicy, check_url, first_choice, get_json, post_events, post_json
 from agentkit.tool import ToolSpec
 
 __all__ = ["SERVERS", "STREAMING", "Capabilities", "OpenAICompatible", "ServerKind", "parse_server_uri"]

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from agentkit.runtimes.serve import ServedModel
     from agentkit.runtimes.vllm import VLLMEngine
+    from agentkit.runtimes.vllm.serve import ServedModel
 
 # Figures the integration tests measure, printed at the end of the session.
 FIGURES: dict[str, Any] = {}
@@ -127,7 +127,7 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedMode
     """`agentkit serve vllm:tiny-gemma4`'s server (`ServedModel`, which the command runs) on
     loopback: the tiny random-weights Gemma 4 with agentkit's chat template and vLLM's own
     `gemma4` tool parser. About a minute to start on a CPU; its log is in the test's temp dir."""
-    from agentkit.runtimes.serve import ServedModel
+    from agentkit.runtimes.vllm.serve import ServedModel
 
     server = ServedModel("tiny-gemma4", port=free_port(), log=tmp_path_factory.mktemp("tiny-serve") / "serve.log")
     started = time.monotonic()

@@ -33,8 +33,8 @@ from agentkit import (
 )
 from agentkit.dialect import get_dialect
 from agentkit.dialects.gemma4 import parse_turn
-from agentkit.runtimes.tiny_gemma4 import EOS_TOKEN_IDS, MARKERS
 from agentkit.runtimes.vllm import PRESETS, VLLMEngine
+from agentkit.runtimes.vllm.tiny_gemma4 import EOS_TOKEN_IDS, MARKERS
 from agentkit.tool import as_tool
 
 from ..conftest import FIGURES

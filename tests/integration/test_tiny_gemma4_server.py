@@ -33,9 +33,9 @@ from agentkit.dialect import get_dialect
 from agentkit.dialects.gemma4 import parse_turn
 from agentkit.messages import AssistantMessage, ToolCall, ToolResult
 from agentkit.runtimes import VLLMServer
-from agentkit.runtimes.http import post_json
-from agentkit.runtimes.serve import ServedModel
+from agentkit.runtimes._http import post_json
 from agentkit.runtimes.vllm import PRESETS
+from agentkit.runtimes.vllm.serve import ServedModel
 from agentkit.tool import as_tool
 
 from ..conftest import FIGURES
@@ -154,7 +154,7 @@ def pairs(tiny_server: ServedModel) -> list[Pair]:
         return pairs
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("agentkit.runtimes.vllm_server.post_json", recording)
+        patch.setattr("agentkit.runtimes.vllm.server.post_json", recording)
         patch.setattr("agentkit.runtimes.openai.post_json", recording)
         return asyncio.run(run_all())
 

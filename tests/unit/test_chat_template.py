@@ -31,7 +31,7 @@ from agentkit.dialects.gemma4 import Gemma4Dialect
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest
 from agentkit.runtimes.openai import chat_messages, tool_definition
-from agentkit.runtimes.serve import CHAT_TEMPLATE
+from agentkit.runtimes.vllm.serve import CHAT_TEMPLATE
 from agentkit.schema import example_value
 from agentkit.tool import ToolSpec, tool
 

@@ -27,6 +27,7 @@ import pytest
 from agentkit import RuntimeUnavailable, ScriptError
 from agentkit.runtimes import resolve
 from agentkit.runtimes import vllm as vllm_runtime
+from agentkit.runtimes.vllm import engine as vllm_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -110,7 +111,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def refuse(self: object) -> None:
         raise AssertionError("a docs example started vLLM: use ScriptedRuntime, or mark the block `# not run`")
 
-    monkeypatch.setattr(vllm_runtime._Engine, "start", refuse)
+    monkeypatch.setattr(vllm_engine._Engine, "start", refuse)
     monkeypatch.delenv("AGENTKIT_RUNTIME", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 

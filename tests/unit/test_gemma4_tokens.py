@@ -32,7 +32,7 @@ from .test_gemma4_grammar import _STRINGS, toolboxes
 def tokenizer() -> Any:
     import transformers
 
-    from agentkit.runtimes.tiny_gemma4 import model_dir
+    from agentkit.runtimes.vllm.tiny_gemma4 import model_dir
 
     return transformers.AutoTokenizer.from_pretrained(model_dir())
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agentkit.errors import ContextLengthExceeded, ServerError
-from agentkit.runtimes.http import RetryPolicy, _retry_after, post_events, post_json
+from agentkit.runtimes._http import RetryPolicy, _retry_after, post_events, post_json
 from tests.support.scripted_server import Events, ScriptedServer
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05, timeout=2.0, connect_timeout=1.0)

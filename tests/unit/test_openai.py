@@ -31,7 +31,7 @@ from agentkit.dialect import get_dialect
 from agentkit.errors import ModelOutputError, OutputTruncated, RuntimeUnavailable, ServerError
 from agentkit.runtime import TextDelta, ThinkingDelta, ToolCallReady
 from agentkit.runtimes import OpenAICompatible, VLLMServer, resolve
-from agentkit.runtimes.http import RetryPolicy
+from agentkit.runtimes._http import RetryPolicy
 from agentkit.runtimes.openai import chat_messages, parse_server_uri
 from agentkit.store import Store
 from agentkit.tool import ToolSpec

@@ -128,8 +128,7 @@ def test_the_tiny_gemma4_preset_is_a_cpu_test_model() -> None:
 
 
 def test_a_local_model_resolves_to_its_prepared_folder() -> None:
-    from agentkit.runtimes import tiny_gemma4
-    from agentkit.runtimes.vllm import local_model_path
+    from agentkit.runtimes.vllm import local_model_path, tiny_gemma4
 
     assert local_model_path("tiny-gemma4") == tiny_gemma4.prepare(quiet=True)
     assert local_model_path("google/gemma-4-12B-it") is None

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from agentkit.runtimes.serve import CHAT_TEMPLATE, engine_flags, serve_command
 from agentkit.runtimes.vllm import PRESETS, preset_for_model, served_model_name
+from agentkit.runtimes.vllm.serve import CHAT_TEMPLATE, engine_flags, serve_command
 
 
 def vllm_parse(command: list[str]) -> Any:
@@ -57,7 +57,7 @@ def test_the_embedded_model_is_served_on_a_cpu_with_agentkits_template() -> None
 
 
 def test_the_tiny_gemma4_is_served_from_its_prepared_folder() -> None:
-    from agentkit.runtimes import tiny_gemma4
+    from agentkit.runtimes.vllm import tiny_gemma4
 
     args = vllm_parse(serve_command("vllm:tiny-gemma4", cpu=True))
     assert args.model == str(tiny_gemma4.prepare(quiet=True))

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agentkit.runtimes import embedded, tiny_gemma4
-from agentkit.runtimes.tiny_gemma4 import EOS_TOKEN_IDS, MARKERS
+from agentkit.runtimes.vllm import embedded, tiny_gemma4
+from agentkit.runtimes.vllm.tiny_gemma4 import EOS_TOKEN_IDS, MARKERS
 
 
 def load(folder: Path) -> Any:

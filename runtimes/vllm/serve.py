@@ -30,7 +30,7 @@ from typing import IO, Any
 import httpx
 
 from agentkit.errors import RuntimeUnavailable
-from agentkit.runtimes.vllm import PRESETS, Preset, engine_settings, local_model_path, served_model_name
+from agentkit.runtimes.vllm.presets import PRESETS, Preset, engine_settings, local_model_path, served_model_name
 
 __all__ = ["ServedModel", "engine_flags", "serve_command"]
 
@@ -66,9 +66,9 @@ def serve_command(
     local = local_model_path(preset.model)
     model = str(local) if local is not None else preset.model
     if cpu is None:
-        from agentkit.runtimes.vllm import _on_cpu
+        from agentkit.runtimes.vllm.presets import on_cpu
 
-        cpu = _on_cpu()
+        cpu = on_cpu()
     args = engine_settings(preset.engine_args, cpu=cpu)
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     command += ["--served-model-name", served_model_name(preset), "--host", host, "--port", str(port)]

@@ -13,8 +13,8 @@ to answer anything.
 
 Run it from the shell (the Makefile's `install` does, after the embedded model):
 
-    python -m agentkit.runtimes.tiny_gemma4            # prepare, print the folder
-    python -m agentkit.runtimes.tiny_gemma4 --check    # exit 1 if not prepared
+    python -m agentkit.runtimes.vllm.tiny_gemma4            # prepare, print the folder
+    python -m agentkit.runtimes.vllm.tiny_gemma4 --check    # exit 1 if not prepared
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 from agentkit.dialects.gemma4 import MARKER_TOKENS
 from agentkit.errors import RuntimeUnavailable
-from agentkit.runtimes import embedded
+from agentkit.runtimes.vllm import embedded
 
 __all__ = ["EOS_TOKEN_IDS", "MARKERS", "MODEL_DIRNAME", "is_prepared", "model_dir", "prepare", "save_tokenizer"]
 
@@ -88,7 +88,7 @@ def save_tokenizer(path: Path) -> None:
 
     Raises:
         RuntimeUnavailable: the embedded model cannot be prepared (see
-            `agentkit.runtimes.embedded.prepare`).
+            `agentkit.runtimes.vllm.embedded.prepare`).
     """
     source = embedded.prepare(quiet=True)
     path.mkdir(parents=True, exist_ok=True)

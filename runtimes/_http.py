@@ -16,6 +16,7 @@ keeps it in the step's metadata, so a trajectory shows what a step cost.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import functools
@@ -34,6 +35,7 @@ from tenacity.wait import wait_exponential, wait_random
 from agentkit.errors import ContextLengthExceeded, ServerError
 
 __all__ = [
+    "ClientPool",
     "EventStream",
     "RetryPolicy",
     "Transient",
@@ -249,6 +251,38 @@ class _Attempts:
             ) from exc
         except httpx.HTTPError as exc:  # a bad URL, a proxy refusing: not worth another try
             raise ServerError(f"{method} {url} failed: {type(exc).__name__}: {exc}", url=url) from exc
+
+
+class ClientPool:
+    """One keep-alive `httpx.AsyncClient` per event loop, for one runtime.
+
+    An httpx client belongs to the loop it first ran on; `Agent.run` makes a
+    fresh loop per call, so the pool keeps a client per live loop and drops
+    those whose loop has closed. `aclose()` closes the running loop's client
+    (and forgets the others: their loops are gone).
+    """
+
+    def __init__(self, policy: RetryPolicy | None = None) -> None:
+        self.policy = policy or RetryPolicy()
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    def client(self) -> httpx.AsyncClient:
+        """The running loop's client, made on first use."""
+        loop = asyncio.get_running_loop()
+        for other in [other for other in self._clients if other.is_closed()]:
+            del self._clients[other]
+        if loop not in self._clients:
+            timeout = httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout)
+            self._clients[loop] = httpx.AsyncClient(timeout=timeout, verify=_ssl_context())
+        return self._clients[loop]
+
+    async def aclose(self) -> None:
+        """Close the running loop's client; forget every other one."""
+        clients, self._clients = self._clients, {}
+        with contextlib.suppress(RuntimeError):
+            mine = clients.get(asyncio.get_running_loop())
+            if mine is not None:
+                await mine.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -36,9 +36,9 @@ from typing import Any, Literal
 from agentkit.dialect import Dialect, final_response, get_dialect, read_stream, read_turn
 from agentkit.errors import RuntimeUnavailable
 from agentkit.runtime import ModelDelta, ModelRequest, ModelResponse, RuntimeInfo
-from agentkit.runtimes.http import RetryPolicy, check_url, first_choice, post_events, post_json
+from agentkit.runtimes._http import RetryPolicy, check_url, first_choice, post_events, post_json
 from agentkit.runtimes.openai import STREAMING, OpenAICompatible, bearer, usage_of
-from agentkit.runtimes.vllm import preset_for_model
+from agentkit.runtimes.vllm.presets import preset_for_model
 
 __all__ = ["VLLMServer"]
 

@@ -8,8 +8,8 @@ that vLLM loads as `Gemma3ForCausalLM`.
 
 Run it from the shell (the Makefile's `install` does):
 
-    python -m agentkit.runtimes.embedded            # prepare, print the folder
-    python -m agentkit.runtimes.embedded --check    # exit 1 if not prepared
+    python -m agentkit.runtimes.vllm.embedded            # prepare, print the folder
+    python -m agentkit.runtimes.vllm.embedded --check    # exit 1 if not prepared
 """
 
 from __future__ import annotations
