@@ -14,6 +14,7 @@ import pytest
 
 from agentkit import Agent, Budget, BudgetExceeded, MaxStepsExceeded, ModelRequest, ModelResponse, ToolResult, tool
 from agentkit.runtimes import ScriptedRuntime
+from agentkit.runtimes.function import FunctionRuntime
 from agentkit.store import Store
 
 
@@ -43,12 +44,15 @@ def call(name: str, **arguments: Any) -> dict[str, Any]:
     return {"tool_calls": [{"name": name, "arguments": arguments}]}
 
 
-class Counting(ScriptedRuntime):
+def Counting(turns: list[Any]) -> FunctionRuntime:  # reads as a class
     """A script whose every turn costs 100 prompt and 20 completion tokens."""
+    script = ScriptedRuntime(turns)
 
-    async def generate(self, request: ModelRequest) -> ModelResponse:
-        response = await super().generate(request)
+    async def turn(request: ModelRequest, index: int) -> ModelResponse:
+        response = await script.generate(request)
         return replace(response, usage=replace(response.usage, prompt_tokens=100, completion_tokens=20))
+
+    return FunctionRuntime(turn)
 
 
 def test_budget_values_are_checked() -> None:
@@ -134,13 +138,12 @@ def test_a_time_budget_cancels_a_running_tool_and_records_it(tmp_path: Path) -> 
 
 
 def test_a_time_budget_cancels_a_slow_model_call() -> None:
-    class Slow(ScriptedRuntime):
-        async def generate(self, request: ModelRequest) -> ModelResponse:
-            await asyncio.sleep(5)
-            return await super().generate(request)
+    async def slow(request: ModelRequest, index: int) -> str:
+        await asyncio.sleep(5)
+        return "late"
 
     with pytest.raises(BudgetExceeded) as spent:
-        Agent(runtime=Slow(["late"])).run("x", budget=Budget(max_seconds=0.3))
+        Agent(runtime=FunctionRuntime(slow)).run("x", budget=Budget(max_seconds=0.3))
     assert spent.value.budget == "seconds"
 
 

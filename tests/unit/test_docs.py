@@ -15,12 +15,14 @@ runtime URI they name (in prose, or in code that does not run) has a scheme
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 import tempfile
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,54 +214,32 @@ def test_named_runtime_uris_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
             assert value in vllm_runtime.PRESETS, f"{page} names {uri!r}, which is no preset"
 
 
-def preset_rows() -> list[str]:
-    """The presets table of docs/runtimes.md, as PRESETS says it should read."""
-
-    def arguments(mapping: object) -> str:
-        assert isinstance(mapping, dict)
-        return ", ".join(f"`{key}={value!r}`" for key, value in mapping.items())
-
-    rows = []
-    for name, preset in vllm_runtime.PRESETS.items():
-        dialect = f"`{preset.dialect}`"
-        if options := preset.dialect_options.get(preset.dialect):
-            dialect += f": {arguments(dict(options))}"
-        engine = arguments(dict(preset.engine_args))
-        rows.append(
-            f"| `vllm:{name}` | `{preset.model}` | {preset.family} | {dialect} | {engine} | {preset.description} |"
-        )
-    return rows
+def test_generated_docs_are_current() -> None:
+    """The CLI reference, the store schema, the presets and servers tables and the
+    workflow schema read as docs/generate.py makes them from the code."""
+    generate = load_generator()
+    assert len(generate.PARTS) == 5
+    stale = generate.stale()
+    assert not stale, f"out of date: {', '.join(str(p.name) for p in stale)}; regenerate with `make docs`"
 
 
-def server_rows() -> list[str]:
-    """The servers table of docs/servers.md, as SERVERS says it should read."""
-    from agentkit.runtimes.openai import SERVERS
-
-    def yes(flag: bool) -> str:
-        return "yes" if flag else "no"
-
-    rows = []
-    for name, kind in SERVERS.items():
-        caps = kind.capabilities
-        rows.append(
-            f"| `{name}` | {f'`{kind.default_url}`' if kind.default_url else '—'} | "
-            f"{', '.join(caps.tool_choice) or '—'} | {yes(caps.response_format)} | "
-            f"{yes(caps.structured_outputs)} | {yes(caps.cached_tokens)} | {kind.notes} |"
-        )
-    return rows
+def test_a_stale_section_is_caught_and_rewritten(tmp_path: Path) -> None:
+    generate = load_generator()
+    for part in generate.PARTS:
+        (tmp_path / part.page).write_text((DOCS / part.page).read_text(encoding="utf-8"), encoding="utf-8")
+    page = tmp_path / "servers.md"
+    page.write_text(page.read_text(encoding="utf-8").replace("| `ollama` |", "| `olama` |"), encoding="utf-8")
+    assert list(generate.stale(tmp_path)) == [page]
+    for path, text in generate.stale(tmp_path).items():
+        path.write_text(text, encoding="utf-8")
+    assert generate.stale(tmp_path) == {}
 
 
-def test_servers_table_matches_the_code() -> None:
-    text = (DOCS / "servers.md").read_text(encoding="utf-8")
-    table = text.split("<!-- servers:", 1)[1].split("<!-- servers: end -->", 1)[0]
-    documented = [line for line in table.splitlines() if line.startswith("| `")]
-    expected = "\n".join(server_rows())
-    assert documented == server_rows(), f"regenerate the servers table in docs/servers.md:\n{expected}"
-
-
-def test_presets_table_matches_the_code() -> None:
-    text = (DOCS / "runtimes.md").read_text(encoding="utf-8")
-    table = text.split("<!-- presets:", 1)[1].split("<!-- presets: end -->", 1)[0]
-    documented = [line for line in table.splitlines() if line.startswith("| `vllm:")]
-    expected = "\n".join(preset_rows())
-    assert documented == preset_rows(), f"regenerate the presets table in docs/runtimes.md:\n{expected}"
+def load_generator() -> Any:
+    spec = importlib.util.spec_from_file_location("docs_generate", DOCS / "generate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["docs_generate"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

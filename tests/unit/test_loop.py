@@ -25,7 +25,6 @@ from agentkit import (
     ModelTurn,
     RunFailed,
     RunFinished,
-    RuntimeInfo,
     TextDelta,
     ToolCall,
     ToolCallReady,
@@ -38,6 +37,8 @@ from agentkit import (
 )
 from agentkit.messages import with_unique_call_ids
 from agentkit.runtimes import ScriptedRuntime
+from agentkit.runtimes.function import FunctionRuntime
+from agentkit.runtimes.scripted import Turn
 
 
 def calls(*pairs: tuple[str, dict[str, Any]]) -> dict[str, Any]:
@@ -240,23 +241,13 @@ def test_missing_and_unknown_arguments_are_reported() -> None:
     assert "c: Extra inputs are not permitted" in error.content
 
 
-class GarbageRuntime:
+def garbage(request: ModelRequest, index: int) -> Turn:
     """An unconstrained model that calls a tool nobody offered, then gives up."""
-
-    info = RuntimeInfo(name="garbage", model="garbage")
-
-    def __init__(self) -> None:
-        self.turn = 0
-
-    async def generate(self, request: ModelRequest) -> ModelResponse:
-        self.turn += 1
-        if self.turn == 1:
-            return ModelResponse(message=AssistantMessage(tool_calls=(ToolCall(name="rm_rf", arguments={}),)))
-        return ModelResponse(message=AssistantMessage(text="ok"))
+    return {"tool_calls": [{"name": "rm_rf", "arguments": {}}]} if index == 0 else "ok"
 
 
 def test_an_unknown_tool_becomes_an_error_listing_the_offered_tools() -> None:
-    (error,) = results_of(Calculator(runtime=GarbageRuntime()).run("x"))
+    (error,) = results_of(Calculator(runtime=FunctionRuntime(garbage)).run("x"))
     assert error.is_error
     assert "unknown tool 'rm_rf'" in error.content
     assert "add, explode" in error.content
@@ -563,21 +554,16 @@ def test_an_inline_tool_cannot_have_a_timeout() -> None:
         tool(inline=True, timeout=1)(quick)
 
 
-class FailingSecondTurn:
+def FailingSecondTurn(error: Exception) -> FunctionRuntime:  # reads as a class
     """Answers with a call, then fails the way a runtime can (an overflowing context)."""
 
-    info = RuntimeInfo(name="failing", model="failing")
+    def turn(request: ModelRequest, index: int) -> ModelResponse:
+        if index:
+            raise error
+        call = ToolCall(name="add", arguments={"a": 1, "b": 2}, id="c1")
+        return ModelResponse(message=AssistantMessage(tool_calls=(call,)), usage=Usage(prompt_tokens=7, requests=1))
 
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-        self.turn = 0
-
-    async def generate(self, request: ModelRequest) -> ModelResponse:
-        self.turn += 1
-        if self.turn == 1:
-            call = ToolCall(name="add", arguments={"a": 1, "b": 2}, id="c1")
-            return ModelResponse(message=AssistantMessage(tool_calls=(call,)), usage=Usage(prompt_tokens=7, requests=1))
-        raise self.error
+    return FunctionRuntime(turn)
 
 
 def test_an_error_raised_mid_run_carries_the_trajectory() -> None:
@@ -591,21 +577,14 @@ def test_an_error_raised_mid_run_carries_the_trajectory() -> None:
 
 
 def test_an_unreadable_turn_is_fed_back_and_its_tokens_counted() -> None:
-    class Babbler:
-        info = RuntimeInfo(name="babbler", model="babbler")
+    def babble_once(request: ModelRequest, index: int) -> str:
+        if index == 0:
+            error = ModelOutputError("expected a JSON action object", "blah blah")
+            error.usage = Usage(prompt_tokens=10, completion_tokens=5, requests=1)
+            raise error
+        return "fine"
 
-        def __init__(self) -> None:
-            self.requests: list[ModelRequest] = []
-
-        async def generate(self, request: ModelRequest) -> ModelResponse:
-            self.requests.append(request)
-            if len(self.requests) == 1:
-                error = ModelOutputError("expected a JSON action object", "blah blah")
-                error.usage = Usage(prompt_tokens=10, completion_tokens=5, requests=1)
-                raise error
-            return ModelResponse(message=AssistantMessage(text="fine"), usage=Usage(requests=1))
-
-    runtime = Babbler()
+    runtime = FunctionRuntime(babble_once)
     result = Calculator(runtime=runtime).run("x")
     assert result.output == "fine"
     garbled = result.steps[0].response

@@ -44,6 +44,7 @@ from agentkit import (
 )
 from agentkit.errors import StoreError, WorkflowFailed
 from agentkit.runtimes import ScriptedRuntime
+from agentkit.runtimes.function import FunctionRuntime
 from agentkit.store import RunRecorder, Store
 from agentkit.tracing import CAPTURE_CONTENT, configure, emit_run, workflow_span
 from agentkit.tracing.exporting import _choice, wanted
@@ -93,28 +94,23 @@ def spans(telemetry: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> Itera
     assert not OPEN.open, f"spans left open: {sorted(OPEN.open.values())}"
 
 
-class Metered:
+def Metered(turns: list[Any], *, fail_at: int | None = None) -> FunctionRuntime:  # reads as a class
     """Plays a script, reporting token counts as a server would (the loop's logic under test, not a model)."""
+    script = ScriptedRuntime(turns)
 
-    def __init__(self, turns: list[Any], *, fail_at: int | None = None) -> None:
-        self.script = ScriptedRuntime(turns)
-        self.calls = 0
-        self.fail_at = fail_at
-
-    @property
-    def info(self) -> RuntimeInfo:
-        return RuntimeInfo(
-            name="vllm-server", model="gemma-test", provider="vllm", server="http://127.0.0.1:8123/v1", uri=None
-        )
-
-    async def generate(self, request: ModelRequest) -> ModelResponse:
-        self.calls += 1
-        if self.calls == self.fail_at:
+    async def turn(request: ModelRequest, index: int) -> ModelResponse:
+        call = index + 1
+        if call == fail_at:
             raise ServerError("http://127.0.0.1:8123/v1/completions failed after 4 attempts: 503", url="x")
         started = time.monotonic()
-        response = await self.script.generate(request)
-        usage = Usage(prompt_tokens=100 * self.calls, completion_tokens=10 * self.calls, cached_tokens=5, requests=1)
+        response = await script.generate(request)
+        usage = Usage(prompt_tokens=100 * call, completion_tokens=10 * call, cached_tokens=5, requests=1)
         return replace(response, usage=usage, timings={"total": time.monotonic() - started})
+
+    server = RuntimeInfo(
+        name="vllm-server", model="gemma-test", provider="vllm", server="http://127.0.0.1:8123/v1", uri=None
+    )
+    return FunctionRuntime(turn, info=server)
 
 
 METERED_CHAT = {
@@ -394,19 +390,12 @@ def test_a_runtime_failure_marks_the_model_call_and_the_run(spans: InMemorySpanE
 
 
 def test_an_unreadable_turn_fails_its_model_call_and_the_run_goes_on(spans: InMemorySpanExporter) -> None:
-    class Garbled:
-        info = RuntimeInfo(name="openai", model="tiny")
+    def garbled_once(request: ModelRequest, index: int) -> str:
+        if index == 0:
+            raise ModelOutputError("no action in the reply", "<garbage>")
+        return "fine"
 
-        def __init__(self) -> None:
-            self.calls = 0
-
-        async def generate(self, request: ModelRequest) -> ModelResponse:
-            self.calls += 1
-            if self.calls == 1:
-                raise ModelOutputError("no action in the reply", "<garbage>")
-            return ModelResponse(message=ScriptedRuntime(["fine"]).turns[0])
-
-    result = Agent(runtime=Garbled(), name="Talker").run("hi")
+    result = Agent(runtime=FunctionRuntime(garbled_once, name="openai", model="tiny"), name="Talker").run("hi")
     assert result.output == "fine"
     named = by_name(spans.get_finished_spans())
     bad, good = sorted(named["chat tiny"], key=lambda s: s.start_time or 0)
