@@ -11,22 +11,27 @@ compared with the stored one (same tools with the same arguments, in order;
 or the same final text), not fed back: every step sees the stored history.
 
 `ReplayRuntime` goes the other way: it answers from a stored run, turn by
-turn, so a stored run can drive an agent in a test or a demo.
+turn, so a stored run can drive an agent in a test or a demo. By URI:
+
+    Agent(runtime="replay:01JD...")                 # the run in $AGENTKIT_DB (or the default store)
+    Agent(runtime="replay:01JD...?db=runs.db")      # the run in that file
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs
 
 import jsonschema
 
-from agentkit.errors import AgentkitError, ScriptError
+from agentkit.errors import AgentkitError, RuntimeUnavailable, ScriptError, StoreError
 from agentkit.messages import AssistantMessage
-from agentkit.runtime import ModelRequest, ModelResponse, Runtime, RuntimeInfo
-from agentkit.store import Store
+from agentkit.runtime import Lifecycle, ModelRequest, ModelResponse, Runtime, RuntimeInfo
+from agentkit.store import Store, default_path
 
-__all__ = ["ReplayReport", "ReplayRuntime", "StepReplay", "replay"]
+__all__ = ["ReplayReport", "ReplayRuntime", "StepReplay", "from_uri", "replay"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,32 +128,75 @@ async def replay(store: Store, run_id: str, runtime: Runtime) -> ReplayReport:
     return ReplayReport(run_id=run_id, runtime=runtime.info.uri or runtime.info.name, steps=tuple(steps))
 
 
-class ReplayRuntime:
+class ReplayRuntime(Lifecycle):
     """Answers each request with the next readable turn of a stored run.
+
+    The run is read once, when the runtime is made; it holds nothing after.
 
     Args:
         store: Where the run is.
         run_id: The run to play back.
+        uri: The URI that names it, for `info` (`from_uri` gives it).
 
     Raises:
+        StoreError: no such run in `store`.
         ScriptError: (from `generate`) every stored turn was played.
     """
 
-    def __init__(self, store: Store, run_id: str) -> None:
+    def __init__(self, store: Store, run_id: str, *, uri: str | None = None) -> None:
         stored = store.load(run_id)
+        self.run_id = run_id
         self.responses: tuple[ModelResponse, ...] = tuple(s.response for s in stored.steps if s.position is not None)
+        """The run's readable turns, in the order they are played."""
         self._next = 0
         self._lock = threading.Lock()
-        self._info = RuntimeInfo(name="replay", model=f"run {run_id}", dialect="none", constrained=False)
+        self._info = RuntimeInfo(
+            name="replay", model=f"run {run_id}", dialect="none", constrained=False, uri=uri or f"replay:{run_id}"
+        )
 
     @property
     def info(self) -> RuntimeInfo:
         return self._info
 
+    @property
+    def remaining(self) -> int:
+        """Turns not played yet."""
+        return len(self.responses) - self._next
+
     async def generate(self, request: ModelRequest) -> ModelResponse:
         with self._lock:
             if self._next >= len(self.responses):
-                raise ScriptError(f"the stored run has {len(self.responses)} turns and all were played")
+                raise ScriptError(
+                    f"run {self.run_id} has {len(self.responses)} stored turns and all were played; "
+                    "the agent asked the model more often than the stored run did"
+                )
             response = self.responses[self._next]
             self._next += 1
         return response
+
+
+def from_uri(scheme: str, value: str, uri: str) -> ReplayRuntime:
+    """`replay:RUN_ID`, or `replay:RUN_ID?db=PATH`: the stored run's turns, from the store at
+    `PATH`, else `$AGENTKIT_DB`, else the default store (`agentkit.store.default_path`).
+
+    Raises:
+        RuntimeUnavailable: an unknown option, no database at that path, or no such run in it.
+    """
+    run_id, _, query = value.partition("?")
+    options = {key: values[-1] for key, values in parse_qs(query, keep_blank_values=True).items()}
+    if unknown := sorted(set(options) - {"db"}):
+        raise RuntimeUnavailable(f"unknown option {', '.join(unknown)} in {uri!r}; the one option is db=PATH")
+    if not run_id:
+        raise RuntimeUnavailable(f"{uri!r} names no run: write replay:RUN_ID (`agentkit runs list` shows the ids)")
+    path = Path(options["db"]) if options.get("db") else default_path()
+    if not path.is_file():  # a mistyped path must not leave an empty database behind
+        raise RuntimeUnavailable(
+            f"{uri!r}: no run database at {path}; give its path with replay:RUN_ID?db=PATH or AGENTKIT_DB"
+        )
+    store = Store(path)
+    try:
+        return ReplayRuntime(store, run_id, uri=uri)
+    except StoreError as exc:
+        raise RuntimeUnavailable(f"{uri!r}: {exc} (`agentkit runs list` shows the runs there)") from exc
+    finally:
+        store.close()

@@ -13,6 +13,14 @@ the `AGENTKIT_RUNTIME` variable):
 | `openai:http://host:port/v1` | `OpenAICompatible` (add `?model=NAME` when the server has several) |
 | `ollama:MODEL`, `lmstudio:MODEL`, `llamacpp:URL` | `OpenAICompatible` on that server's default port |
 | `scripted:FILE.json` | `ScriptedRuntime` playing a JSON list of turns |
+| `replay:RUN_ID` | `ReplayRuntime` playing a stored run's turns (add `?db=PATH` for another store) |
+
+`RUNTIMES` is the one table from a URI scheme to the function that builds its
+runtime, `factory(scheme, value, uri)` (`value` is what follows the first
+colon); `SCHEMES`, `check_uri` and `resolve` read it. A new runtime is a
+module with its class and that function, and one line:
+
+    RUNTIMES.add("echo", "my_package.echo:from_uri")
 
 Heavy runtimes import their engine only when built, so `import agentkit.runtimes`
 stays light.
@@ -20,100 +28,88 @@ stays light.
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from agentkit.errors import RuntimeUnavailable
+from agentkit.registry import Registry
 from agentkit.runtime import Runtime
 
-if TYPE_CHECKING:
-    from agentkit.runtimes._http import RetryPolicy
-    from agentkit.runtimes.openai import OpenAICompatible
-    from agentkit.runtimes.scripted import ScriptedRuntime
-    from agentkit.runtimes.vllm import VLLMEngine
-    from agentkit.runtimes.vllm.server import VLLMServer
+if TYPE_CHECKING:  # for type checkers: the classes `__getattr__` imports on first use
+    from agentkit.replay import ReplayRuntime as ReplayRuntime
+    from agentkit.runtimes._http import RetryPolicy as RetryPolicy
+    from agentkit.runtimes.openai import OpenAICompatible as OpenAICompatible
+    from agentkit.runtimes.scripted import ScriptedRuntime as ScriptedRuntime
+    from agentkit.runtimes.vllm.engine import VLLMEngine as VLLMEngine
+    from agentkit.runtimes.vllm.server import VLLMServer as VLLMServer
 
-__all__ = [
-    "SCHEMES",
-    "OpenAICompatible",
-    "RetryPolicy",
-    "ScriptedRuntime",
-    "VLLMEngine",
-    "VLLMServer",
-    "check_uri",
-    "resolve",
-]
+RuntimeFactory: TypeAlias = Callable[[str, str, str], Runtime]
+"""Builds the runtime a URI names, from its scheme, its value and the whole URI."""
 
-_LAZY = {
-    "OpenAICompatible": "agentkit.runtimes.openai",
-    "RetryPolicy": "agentkit.runtimes._http",
-    "ScriptedRuntime": "agentkit.runtimes.scripted",
-    "VLLMEngine": "agentkit.runtimes.vllm",
-    "VLLMServer": "agentkit.runtimes.vllm.server",
-}
-_SERVER_SCHEMES = ("openai", "ollama", "lmstudio", "llamacpp")
+RUNTIMES: Registry[RuntimeFactory] = Registry(
+    "runtime scheme",
+    {
+        "vllm": "agentkit.runtimes.vllm.uris:engine_from_uri",
+        "vllm-server": "agentkit.runtimes.vllm.uris:server_from_uri",
+        "openai": "agentkit.runtimes.openai:from_uri",
+        "ollama": "agentkit.runtimes.openai:from_uri",
+        "lmstudio": "agentkit.runtimes.openai:from_uri",
+        "llamacpp": "agentkit.runtimes.openai:from_uri",
+        "scripted": "agentkit.runtimes.scripted:from_uri",
+        "replay": "agentkit.replay:from_uri",
+    },
+)
+"""URI scheme -> the `module:function` that builds its runtime (`RuntimeFactory`)."""
 
-# One in-process engine per model per process: an engine holds the model's
-# weights and a KV cache sized to the machine, so agents that name the same
-# URI share it (vLLM batches their requests together).
-_ENGINES: dict[str, Runtime] = {}
-_ENGINES_LOCK = threading.Lock()
+_CLASSES: Registry[type] = Registry(
+    "runtime class",
+    {
+        "OpenAICompatible": "agentkit.runtimes.openai:OpenAICompatible",
+        "ReplayRuntime": "agentkit.replay:ReplayRuntime",
+        "RetryPolicy": "agentkit.runtimes._http:RetryPolicy",
+        "ScriptedRuntime": "agentkit.runtimes.scripted:ScriptedRuntime",
+        "VLLMEngine": "agentkit.runtimes.vllm.engine:VLLMEngine",
+        "VLLMServer": "agentkit.runtimes.vllm.server:VLLMServer",
+    },
+)
+"""The classes this package exports, imported when first asked for."""
+
+__all__ = ["RUNTIMES", "SCHEMES", "RuntimeFactory", "check_uri", "resolve", *_CLASSES.names]
 
 
-SCHEMES = ("vllm", "vllm-server", *_SERVER_SCHEMES, "scripted")
-"""The runtime URI schemes `resolve` knows."""
+def _split(uri: str) -> tuple[str, str]:
+    scheme, sep, value = uri.partition(":")
+    if not sep or not value:
+        raise RuntimeUnavailable(f"runtime URI {uri!r} must look like SCHEME:VALUE, e.g. vllm:default")
+    return scheme, value
 
 
 def check_uri(uri: str) -> None:
     """Check a runtime URI's form and scheme without making the runtime (nothing is started or read).
 
     Raises:
-        RuntimeUnavailable: the URI's scheme is unknown or malformed.
+        RuntimeUnavailable: the URI is not `SCHEME:VALUE`.
+        UnknownName: no runtime has that scheme (`SCHEMES` lists those there are).
     """
-    scheme, sep, rest = uri.partition(":")
-    if not sep or not rest:
-        raise RuntimeUnavailable(f"runtime URI {uri!r} must look like SCHEME:VALUE, e.g. vllm:default")
-    if scheme not in SCHEMES:
-        raise RuntimeUnavailable(f"unknown runtime scheme {scheme!r} in {uri!r}; known: {', '.join(SCHEMES)}")
+    scheme, _ = _split(uri)
+    RUNTIMES.check(scheme, context=repr(uri))
 
 
 def resolve(uri: str) -> Runtime:
     """The runtime a URI names.
 
     Raises:
-        RuntimeUnavailable: the URI's scheme is unknown or malformed.
+        RuntimeUnavailable: the URI is not `SCHEME:VALUE`, or its runtime cannot be made from it.
+        UnknownName: no runtime has that scheme.
     """
-    check_uri(uri)
-    scheme, _, rest = uri.partition(":")
-    if scheme == "vllm":
-        from agentkit.runtimes.vllm import VLLMEngine
-
-        with _ENGINES_LOCK:
-            if uri not in _ENGINES:
-                _ENGINES[uri] = VLLMEngine(rest)
-            return _ENGINES[uri]
-    if scheme == "vllm-server" or scheme in _SERVER_SCHEMES:
-        from agentkit.runtimes.openai import OpenAICompatible, parse_server_uri
-
-        url, model, options = parse_server_uri("vllm" if scheme == "vllm-server" else scheme, rest)
-        if scheme == "vllm-server":
-            from agentkit.runtimes.vllm.server import VLLMServer
-
-            mode = options.get("mode", "raw")
-            if mode not in ("raw", "chat"):
-                raise RuntimeUnavailable(f"mode={mode!r} in {uri!r}: VLLMServer modes are raw and chat")
-            return VLLMServer(url, mode="chat" if mode == "chat" else "raw", model=model, uri=uri)
-        return OpenAICompatible(url, model=model, server=scheme, uri=uri)
-    if scheme == "scripted":
-        from agentkit.runtimes.scripted import ScriptedRuntime
-
-        return ScriptedRuntime.from_file(rest)
-    raise AssertionError(f"check_uri let {uri!r} through")  # pragma: no cover
+    scheme, value = _split(uri)
+    factory = RUNTIMES.load(scheme, context=repr(uri))
+    return factory(scheme, value, uri)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "SCHEMES":  # read from the table each time: `RUNTIMES.add` extends it
+        return RUNTIMES.names
+    if name in _CLASSES:
+        return _CLASSES.load(name)
     raise AttributeError(f"module 'agentkit.runtimes' has no attribute {name!r}")

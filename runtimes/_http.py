@@ -147,8 +147,8 @@ def first_choice(body: Any, url: str) -> dict[str, Any]:
 
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
-    """One TLS context for every request: building one reads the CA bundle (~30 ms,
-    blocking the event loop), and each request gets a fresh client."""
+    """One TLS context for every client: building one reads the CA bundle (~30 ms,
+    blocking the event loop), and a pool makes a client per event loop."""
     return httpx.create_ssl_context()
 
 
@@ -253,36 +253,81 @@ class _Attempts:
             raise ServerError(f"{method} {url} failed: {type(exc).__name__}: {exc}", url=url) from exc
 
 
+def _timeout(policy: RetryPolicy) -> httpx.Timeout:
+    return httpx.Timeout(policy.timeout, connect=policy.connect_timeout)
+
+
+def _new_client(policy: RetryPolicy) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=_timeout(policy), verify=_ssl_context())
+
+
 class ClientPool:
     """One keep-alive `httpx.AsyncClient` per event loop, for one runtime.
 
-    An httpx client belongs to the loop it first ran on; `Agent.run` makes a
-    fresh loop per call, so the pool keeps a client per live loop and drops
-    those whose loop has closed. `aclose()` closes the running loop's client
-    (and forgets the others: their loops are gone).
+        pool = ClientPool(policy)
+        body, retries = await post_json(url, payload, policy=policy, client=pool.client())
+        await pool.aclose()
+
+    An httpx client belongs to the loop it first ran on, and `Agent.run` makes
+    a fresh loop per call; so the pool keeps a client per live loop, and a
+    client closes with its loop: `asyncio.run` (which `Agent.run` uses) closes
+    it as it finalizes the loop's async generators. `aclose()` closes the
+    running loop's client at once and forgets the others.
+
+    Each request still takes its timeouts from the policy it is sent under;
+    the pool's own policy only sets its clients' defaults.
     """
 
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         self.policy = policy or RetryPolicy()
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]] = {}
 
     def client(self) -> httpx.AsyncClient:
-        """The running loop's client, made on first use."""
+        """The running loop's client, made on first use.
+
+        Raises:
+            RuntimeError: no event loop is running.
+        """
         loop = asyncio.get_running_loop()
         for other in [other for other in self._clients if other.is_closed()]:
             del self._clients[other]
         if loop not in self._clients:
-            timeout = httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout)
-            self._clients[loop] = httpx.AsyncClient(timeout=timeout, verify=_ssl_context())
-        return self._clients[loop]
+            client = _new_client(self.policy)
+            self._clients[loop] = (client, _closed_with_loop(client))
+        return self._clients[loop][0]
 
     async def aclose(self) -> None:
         """Close the running loop's client; forget every other one."""
         clients, self._clients = self._clients, {}
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing can be closed
             mine = clients.get(asyncio.get_running_loop())
             if mine is not None:
-                await mine.aclose()
+                client, closer = mine
+                await client.aclose()
+                await closer.aclose()
+
+
+def _closed_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """An async generator, begun now on the running loop, whose `finally` closes `client`.
+
+    The loop knows every async generator begun on it, and `asyncio.run`
+    closes those still open before it closes the loop (`shutdown_asyncgens`):
+    so the client's connections close on their own loop, not as garbage after
+    it (a `ResourceWarning`). The generator has no await before its `yield`,
+    so beginning it needs no await either.
+    """
+
+    async def close_at_the_end() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    closer = close_at_the_end()
+    step = closer.__anext__()  # registers the generator with the running loop
+    with contextlib.suppress(StopIteration):
+        step.send(None)  # runs it to its `yield`
+    return closer
 
 
 @contextlib.asynccontextmanager
@@ -291,8 +336,7 @@ async def _client(client: httpx.AsyncClient | None, policy: RetryPolicy) -> Asyn
     if client is not None:
         yield client
         return
-    timeout = httpx.Timeout(policy.timeout, connect=policy.connect_timeout)
-    async with httpx.AsyncClient(timeout=timeout, verify=_ssl_context()) as http:
+    async with _new_client(policy) as http:
         yield http
 
 
@@ -308,7 +352,7 @@ async def _request(
     attempts = _Attempts(method, url, policy)
 
     async def once(http: httpx.AsyncClient) -> Any:
-        response = await http.request(method, url, json=payload, headers=dict(headers))
+        response = await http.request(method, url, json=payload, headers=dict(headers), timeout=_timeout(policy))
         attempts.check(response)
         try:
             return response.json()
@@ -440,7 +484,7 @@ async def post_events(
     attempts = _Attempts("POST", url, policy)
 
     async def once(http: httpx.AsyncClient) -> EventStream:
-        request = http.build_request("POST", url, json=payload, headers=dict(headers or {}))
+        request = http.build_request("POST", url, json=payload, headers=dict(headers or {}), timeout=_timeout(policy))
         response = await http.send(request, stream=True)
         stream = EventStream(response, url)
         try:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import jsonschema
 
 from agentkit.errors import AgentkitError
 from agentkit.messages import SystemMessage, UserMessage
-from agentkit.runtime import ModelRequest, Sampling
+from agentkit.runtime import ModelRequest, Runtime, Sampling, close_runtime
 from agentkit.runtimes._http import RetryPolicy, post_json
 from agentkit.runtimes.openai import Capabilities, OpenAICompatible, chat_messages, check_calls
 from agentkit.tool import ToolSpec
@@ -74,11 +75,23 @@ class Report:
 
 
 async def probe(uri: str) -> Report:
-    """Run every check against the server `uri` names (an `openai:`-family or `vllm-server:` URI)."""
+    """Run every check against the server `uri` names (an `openai:`-family or `vllm-server:` URI).
+
+    The runtime it makes for them is closed before it returns.
+    """
     from agentkit.runtimes import resolve
-    from agentkit.runtimes.vllm.server import VLLMServer
 
     runtime = resolve(uri)
+    try:
+        return await _checks(uri, runtime)
+    finally:
+        await close_runtime(runtime)
+        await close_runtime(getattr(runtime, "_chat", runtime))  # a VLLMServer's chat half: its connections
+
+
+async def _checks(uri: str, runtime: Runtime) -> Report:
+    from agentkit.runtimes.vllm.server import VLLMServer
+
     chat: OpenAICompatible
     if isinstance(runtime, VLLMServer):
         chat = runtime._chat  # chat mode's request, grammar included, once connected
@@ -116,6 +129,13 @@ async def probe(uri: str) -> Report:
     return report
 
 
+async def _chat(chat: OpenAICompatible, payload: dict[str, Any]) -> Any:
+    """The server's answer to one chat request, on the runtime's own connections."""
+    url = f"{chat.base_url}/chat/completions"
+    body, _ = await post_json(url, payload, headers=chat.headers, policy=chat.retry, client=chat.pool.client())
+    return body
+
+
 async def _tool_check(chat: OpenAICompatible) -> Check:
     request = ModelRequest(
         messages=(
@@ -128,7 +148,7 @@ async def _tool_check(chat: OpenAICompatible) -> Check:
     )
     payload = chat.payload(request, chat_messages(request.messages, None), final=False)
     try:
-        body, _ = await post_json(f"{chat.base_url}/chat/completions", payload, headers=chat.headers, policy=chat.retry)
+        body = await _chat(chat, payload)
     except AgentkitError as exc:
         return Check(name="tool calls", ok=False, detail=str(exc))
     reply = ((body.get("choices") or [{}])[0]).get("message") or {}
@@ -151,7 +171,7 @@ async def _schema_check(chat: OpenAICompatible) -> Check:
     payload = chat.payload(request, chat_messages(request.messages, None), final=True)
     payload["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": _ANSWER}}
     try:
-        body, _ = await post_json(f"{chat.base_url}/chat/completions", payload, headers=chat.headers, policy=chat.retry)
+        body = await _chat(chat, payload)
     except AgentkitError as exc:
         return Check(name="json schema", ok=False, detail=str(exc))
     text = (((body.get("choices") or [{}])[0]).get("message") or {}).get("content") or ""
@@ -178,6 +198,9 @@ async def _raw_check(runtime: object) -> Check:
         response = await raw.generate(request)
     except AgentkitError as exc:
         return Check(name="raw grammar", ok=False, detail=str(exc))
+    finally:
+        await close_runtime(raw)
+        await close_runtime(raw._chat)
     calls = response.message.tool_calls
     if not calls:
         return Check(

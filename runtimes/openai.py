@@ -39,6 +39,7 @@ from agentkit.errors import ModelOutputError, OutputTruncated, RuntimeUnavailabl
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage, new_call_id
 from agentkit.runtime import (
     FinishReason,
+    Lifecycle,
     ModelDelta,
     ModelRequest,
     ModelResponse,
@@ -48,10 +49,10 @@ from agentkit.runtime import (
     ToolCallReady,
     Usage,
 )
-from agentkit.runtimes._http import RetryPolicy, check_url, first_choice, get_json, post_events, post_json
+from agentkit.runtimes._http import ClientPool, RetryPolicy, check_url, first_choice, get_json, post_events, post_json
 from agentkit.tool import ToolSpec
 
-__all__ = ["SERVERS", "STREAMING", "Capabilities", "OpenAICompatible", "ServerKind", "parse_server_uri"]
+__all__ = ["SERVERS", "STREAMING", "Capabilities", "OpenAICompatible", "ServerKind", "from_uri", "parse_server_uri"]
 
 STREAMING: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
 """What a request adds to be answered as a stream of chunks, the last with the usage."""
@@ -152,6 +153,16 @@ def parse_server_uri(scheme: str, rest: str) -> tuple[str, str | None, dict[str,
             host = f"{host.rstrip('/')}:{urlsplit(kind.default_url).port}"
         url = f"{host.rstrip('/')}/v1"
     return url, rest, {}
+
+
+def from_uri(scheme: str, value: str, uri: str) -> OpenAICompatible:
+    """`openai:URL`, `ollama:MODEL`, `lmstudio:MODEL` or `llamacpp:URL` as an `OpenAICompatible`.
+
+    Raises:
+        RuntimeUnavailable: as `parse_server_uri`.
+    """
+    url, model, _ = parse_server_uri(scheme, value)
+    return OpenAICompatible(url, model=model, server=scheme, uri=uri)
 
 
 def tool_definition(spec: ToolSpec) -> dict[str, Any]:
@@ -398,8 +409,12 @@ class _StreamedReply:
         return {"choices": choices, "usage": self.usage}
 
 
-class OpenAICompatible:
+class OpenAICompatible(Lifecycle):
     """A chat-completions server: vLLM, Ollama, LM Studio, llama.cpp, or OpenAI's API.
+
+    Its requests share keep-alive connections (`pool`); `aclose()`, or
+    leaving `async with runtime:`, closes them, and `astart()` learns the
+    served model ahead of the first turn when none was named.
 
     Args:
         base_url: The API root, e.g. `http://localhost:11434/v1`.
@@ -432,6 +447,8 @@ class OpenAICompatible:
         self.capabilities = self.kind.capabilities
         self.headers = bearer(api_key, self.base_url)
         self.retry = retry or RetryPolicy()
+        self.pool = ClientPool(self.retry)
+        """The keep-alive HTTP clients every request goes through (one per event loop)."""
         self.repairs = repairs
         self.extra_body = dict(extra_body or {})
         self._uri = uri or f"openai:{self.base_url}"
@@ -450,9 +467,20 @@ class OpenAICompatible:
             server=self.base_url,
         )
 
+    async def astart(self) -> None:
+        """Learn the model to ask for when none was named (`choose_model`), as the first turn would."""
+        if self.model is None:
+            self.choose_model(await self.models())
+
+    async def aclose(self) -> None:
+        """Close the pool's connections (a later request opens new ones)."""
+        await self.pool.aclose()
+
     async def models(self) -> list[dict[str, Any]]:
         """The server's `/models` list."""
-        body, _ = await get_json(f"{self.base_url}/models", headers=self.headers, policy=self.retry)
+        body, _ = await get_json(
+            f"{self.base_url}/models", headers=self.headers, policy=self.retry, client=self.pool.client()
+        )
         listed = body.get("data") if isinstance(body, Mapping) else None
         if not isinstance(listed, list):
             raise ServerError(
@@ -539,9 +567,8 @@ class OpenAICompatible:
             payload = self.payload(request, messages, final=final)
             if live:  # the first answer only: what follows replaces it
                 live, streamed = False, _StreamedReply(request)
-                streaming = {"stream": True, "stream_options": {"include_usage": True}}
                 async with post_events(
-                    url, {**payload, **streaming}, headers=self.headers, policy=self.retry
+                    url, {**payload, **STREAMING}, headers=self.headers, policy=self.retry, client=self.pool.client()
                 ) as events:
                     async for event in events:
                         for delta in streamed.add(event):
@@ -550,7 +577,9 @@ class OpenAICompatible:
                     yield delta
                 body, tried = streamed.body(), events.retries
             else:
-                body, tried = await post_json(url, payload, headers=self.headers, policy=self.retry)
+                body, tried = await post_json(
+                    url, payload, headers=self.headers, policy=self.retry, client=self.pool.client()
+                )
             retries += tried
             usage = usage + usage_of(body)
             choice = first_choice(body, url)

@@ -13,7 +13,7 @@ passing by accident.
 A turn is an `AssistantMessage`, a string (a final text answer) or a mapping
 `{"text": ..., "thinking": ..., "tool_calls": [{"name": ..., "arguments": {...}}]}`.
 `ScriptedRuntime.from_file(path)` reads a JSON list of such turns (the
-`scripted:FILE.json` URI).
+`scripted:FILE.json` URI, which `from_uri` builds).
 
 When several agents share one runtime concurrently (a workflow's `foreach`),
 which of them asks first is not fixed. A script can then be a mapping from a
@@ -36,9 +36,9 @@ from typing import Any
 
 from agentkit.errors import ScriptError
 from agentkit.messages import AssistantMessage, ToolCall, UserMessage
-from agentkit.runtime import ModelRequest, ModelResponse, RuntimeInfo, Usage
+from agentkit.runtime import Lifecycle, ModelRequest, ModelResponse, RuntimeInfo, Usage
 
-__all__ = ["ScriptedRuntime", "Turn"]
+__all__ = ["ScriptedRuntime", "Turn", "from_uri"]
 
 Turn = AssistantMessage | str | Mapping[str, Any]
 
@@ -64,8 +64,11 @@ def _to_message(turn: Turn, index: int) -> AssistantMessage:
     raise ScriptError(f"turn {index}: expected an AssistantMessage, a str or a mapping, got {type(turn).__name__}")
 
 
-class ScriptedRuntime:
+class ScriptedRuntime(Lifecycle):
     """Answers each request with the next turn of a script.
+
+    It holds nothing: its `astart` and `aclose` do nothing, and `async with`
+    works as for any runtime.
 
     Args:
         turns: The model's turns, in order; or a mapping from a piece of the
@@ -171,3 +174,8 @@ class ScriptedRuntime:
             finish_reason="tool_calls" if message.tool_calls else "stop",
             raw_text=message.text,
         )
+
+
+def from_uri(scheme: str, value: str, uri: str) -> ScriptedRuntime:
+    """`scripted:FILE.json`: the script in that file (`ScriptedRuntime.from_file`)."""
+    return ScriptedRuntime.from_file(value)

@@ -199,7 +199,7 @@ def named_uris() -> set[tuple[str, str]]:
 def test_named_runtime_uris_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
     # Resolving a vllm: URI builds a VLLMEngine without starting it; keep those
     # objects out of the process-wide engine cache.
-    monkeypatch.setattr("agentkit.runtimes._ENGINES", {})
+    monkeypatch.setattr("agentkit.runtimes.vllm.uris._ENGINES", {})
     named = named_uris()
     assert {uri.partition(":")[0] for _, uri in named} >= {"vllm", "scripted"}
     for page, uri in sorted(named):

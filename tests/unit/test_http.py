@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agentkit.errors import ContextLengthExceeded, ServerError
-from agentkit.runtimes._http import RetryPolicy, _retry_after, post_events, post_json
+from agentkit.runtimes._http import ClientPool, RetryPolicy, _retry_after, get_json, post_events, post_json
 from tests.support.scripted_server import Events, ScriptedServer
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05, timeout=2.0, connect_timeout=1.0)
@@ -209,3 +209,84 @@ def test_a_context_overflow_before_the_stream_is_its_own_error(server: Scripted)
     server.replies = [(400, {}, {"error": {"message": "maximum context length is 4096 tokens"}})]
     with pytest.raises(ContextLengthExceeded, match="maximum context length"):
         server.events()
+
+
+# --- the pool of keep-alive clients ---------------------------------------------------------
+
+
+def keep_alive(server: ScriptedServer) -> list[int]:
+    """Make `server` keep its connections open (HTTP/1.1) and count them: one entry a connection."""
+    connections: list[int] = []
+    handle = server.server.process_request
+
+    def counted(request: Any, address: Any) -> None:
+        connections.append(address[1])
+        handle(request, address)
+
+    server.server.RequestHandlerClass.protocol_version = "HTTP/1.1"  # type: ignore[attr-defined]
+    server.server.process_request = counted  # type: ignore[method-assign]
+    return connections
+
+
+def test_a_pool_keeps_one_connection_for_the_requests_of_a_loop(server: Scripted) -> None:
+    connections = keep_alive(server)
+    pool = ClientPool(FAST)
+
+    async def three() -> list[Any]:
+        client = pool.client()
+        bodies = [(await get_json(server.base + "/v1/models", policy=FAST, client=pool.client()))[0] for _ in range(3)]
+        assert pool.client() is client
+        return bodies
+
+    assert asyncio.run(three()) == [{}, {}, {}]
+    assert len(server.seen) == 3
+    assert len(connections) == 1
+
+
+def test_a_pool_serves_one_loop_after_another_and_closes_each_client_with_its_loop(server: Scripted) -> None:
+    # Agent.run makes a loop per call: a client must neither outlive its loop
+    # (a ResourceWarning, an error here) nor be used on the next one ("Event loop is closed").
+    keep_alive(server)
+    pool = ClientPool(FAST)
+
+    async def once() -> Any:
+        await get_json(server.base + "/v1/models", policy=FAST, client=pool.client())
+        return pool.client()
+
+    first = asyncio.run(once())
+    second = asyncio.run(once())
+    assert first is not second
+    assert first.is_closed
+    assert second.is_closed
+
+
+def test_closing_a_pool_closes_its_client_and_a_later_request_opens_another(server: Scripted) -> None:
+    connections = keep_alive(server)
+    pool = ClientPool(FAST)
+
+    async def run() -> None:
+        first = pool.client()
+        await get_json(server.base + "/v1/models", policy=FAST, client=first)
+        await pool.aclose()
+        assert first.is_closed
+        await pool.aclose()  # twice is fine
+        await get_json(server.base + "/v1/models", policy=FAST, client=pool.client())
+        assert pool.client() is not first
+
+    asyncio.run(run())
+    assert len(connections) == 2
+
+
+def test_each_request_takes_its_timeouts_from_its_policy_not_the_pools(server: Scripted) -> None:
+    server.replies = ["hang"]
+    pool = ClientPool(RetryPolicy(timeout=60.0))  # the clients' default: far longer than the hang
+    started = time.monotonic()
+
+    async def run() -> Any:
+        return await post_json(
+            server.base + "/v1/x", {}, policy=RetryPolicy(attempts=1, timeout=0.3), client=pool.client()
+        )
+
+    with pytest.raises(ServerError, match="ReadTimeout"):
+        asyncio.run(run())
+    assert time.monotonic() - started < 2.5

@@ -47,6 +47,19 @@ ADD = ToolSpec(
         "additionalProperties": False,
     },
 )
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: The first.
+        b: The second.
+    """
+    return a + b
+
+
 ANSWER = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
 
 
@@ -185,16 +198,6 @@ def test_a_server_that_numbers_calls_per_answer_runs_to_the_end_and_sees_its_own
     """`call_0` in every answer (llama.cpp-style numbering): the run's ids are
     made unique, and the server is sent back the ids it gave."""
 
-    @tool
-    def add(a: int, b: int) -> int:
-        """Add two integers.
-
-        Args:
-            a: The first.
-            b: The second.
-        """
-        return a + b
-
     answers = [reply(calls=[("add", '{"a": 1, "b": 2}')]), reply(calls=[("add", '{"a": 3, "b": 4}')]), reply("3, 7")]
     server.replies = list(answers)
     stored = Agent(tools=[add], runtime=runtime(server), store=Store(tmp_path / "runs.db")).run("Add twice.")
@@ -294,6 +297,62 @@ def test_the_model_is_the_servers_only_one(server: ScriptedServer) -> None:
     assert built.model == "gemma"
     assert built.info.context_length == 4096
     assert server.seen[1][2]["model"] == "gemma"
+
+
+def test_astart_learns_the_model_ahead_of_the_first_turn(server: ScriptedServer) -> None:
+    server.replies = [(200, {}, {"data": [{"id": "gemma", "max_model_len": 4096}]}), reply("hi")]
+    built = runtime(server, model=None)
+
+    async def run() -> ModelResponse:
+        async with built:
+            assert built.model == "gemma"
+            assert [path for _, path, _ in server.seen] == ["/v1/models"]
+            return await built.generate(ModelRequest(messages=(UserMessage(text="hi"),)))
+
+    assert asyncio.run(run()).message.text == "hi"
+    assert [path for _, path, _ in server.seen] == ["/v1/models", "/v1/chat/completions"]
+
+
+def test_every_request_goes_through_the_runtimes_pool(server: ScriptedServer) -> None:
+    # The server keeps connections open (HTTP/1.1): one connection serves a whole run.
+    connections: list[Any] = []
+    handle = server.server.process_request
+    server.server.RequestHandlerClass.protocol_version = "HTTP/1.1"  # type: ignore[attr-defined]
+
+    def counted(request: Any, address: Any) -> None:
+        connections.append(address)
+        handle(request, address)
+
+    server.server.process_request = counted  # type: ignore[method-assign]
+    server.replies = [
+        (200, {}, {"data": [{"id": "m"}]}),
+        reply(calls=[("add", '{"a": 2, "b": 3}')]),
+        reply("5"),
+        reply(calls=[("add", '{"a": 1, "b": 1}')]),
+        reply("2"),
+    ]
+
+    built = runtime(server, model=None)
+    agent = Agent(tools=[add], runtime=built)
+    # Two sync runs: each on an event loop of its own, each loop's connection closed with it.
+    assert agent.run("2+3?").output == "5"
+    assert agent.run("1+1?").output == "2"
+    assert len(server.seen) == 5
+    assert len(connections) == 2
+
+
+def test_leaving_async_with_closes_the_connections(server: ScriptedServer) -> None:
+    server.replies = [reply("hi")]
+    built = runtime(server)
+
+    async def run() -> Any:
+        async with built:
+            await built.generate(ModelRequest(messages=(UserMessage(text="hi"),)))
+            client = built.pool.client()
+        assert client.is_closed
+        return client
+
+    asyncio.run(run())
 
 
 def test_several_models_need_a_name(server: ScriptedServer) -> None:
@@ -513,3 +572,20 @@ def test_a_server_that_answers_whole_despite_stream_gives_the_turn_in_one_go(ser
     ]
     assert response.message.tool_calls[0] == ToolCall(name="add", arguments={"a": 2, "b": 3}, id="call_0")
     assert (response.usage.prompt_tokens, response.usage.cached_tokens) == (10, 4)
+
+
+def test_doctor_probes_a_server_and_closes_what_it_opened(server: ScriptedServer) -> None:
+    from agentkit.runtimes.doctor import probe
+
+    server.replies = [
+        (200, {}, {"data": [{"id": "gemma"}]}),
+        reply(calls=[("add", '{"a": 2, "b": 3}')]),
+        reply('{"city": "Oslo", "cold": true}'),
+    ]
+    report = asyncio.run(probe(f"openai:{server.base}/v1"))
+    assert [(check.name, check.ok) for check in report.checks] == [
+        ("reachable", True),
+        ("tool calls", True),
+        ("json schema", True),
+    ]
+    assert report.models == ["gemma"]

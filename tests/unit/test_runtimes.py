@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from agentkit import Agent, ModelRequest, Runtime, RuntimeUnavailable, UserMessage
-from agentkit.runtimes import ScriptedRuntime, resolve
+from agentkit.errors import UnknownName
+from agentkit.runtimes import RUNTIMES, ScriptedRuntime, check_uri, resolve
 
 
 def test_import_agentkit_stays_light() -> None:
@@ -42,19 +43,54 @@ def test_agentkit_runtime_variable_picks_the_default(tmp_path: Path, monkeypatch
     assert Agent().run("x").output == "from the environment"
 
 
-@pytest.mark.parametrize(
-    ("uri", "message"),
-    [("default", "SCHEME:VALUE"), ("vllm:", "SCHEME:VALUE"), ("ftp:thing", "unknown runtime scheme 'ftp'")],
-)
-def test_bad_uris(uri: str, message: str) -> None:
-    with pytest.raises(RuntimeUnavailable, match=message):
-        resolve(uri)
+@pytest.mark.parametrize("uri", ["default", "vllm:"])
+def test_a_uri_without_scheme_and_value_is_refused(uri: str) -> None:
+    for check in (check_uri, resolve):
+        with pytest.raises(RuntimeUnavailable, match="must look like SCHEME:VALUE"):
+            check(uri)
+
+
+def test_an_unknown_scheme_names_the_known_ones() -> None:
+    for check in (check_uri, resolve):
+        with pytest.raises(UnknownName, match=r"unknown runtime scheme 'ftp' in 'ftp:thing'; known: vllm, ") as info:
+            check("ftp:thing")
+        assert info.value.known == RUNTIMES.names
+
+
+def test_every_list_of_runtimes_comes_from_the_one_table() -> None:
+    import agentkit.runtimes
+
+    assert RUNTIMES.names == agentkit.runtimes.SCHEMES
+    assert {"vllm", "vllm-server", "openai", "ollama", "lmstudio", "llamacpp", "scripted", "replay"} == set(
+        RUNTIMES.names
+    )
+    for scheme in RUNTIMES.names:  # each entry names a function that exists
+        assert callable(RUNTIMES.load(scheme)), scheme
+    for name in agentkit.runtimes.__all__:
+        assert getattr(agentkit.runtimes, name) is not None, name
+
+
+def test_a_runtime_added_to_the_table_resolves_by_its_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RUNTIMES, "_entries", dict(RUNTIMES._entries))  # the table as it was, afterwards
+    seen: list[tuple[str, str, str]] = []
+
+    def echo(scheme: str, value: str, uri: str) -> ScriptedRuntime:
+        seen.append((scheme, value, uri))
+        return ScriptedRuntime([value])
+
+    RUNTIMES.add("echo", echo)
+    import agentkit.runtimes
+
+    assert "echo" in agentkit.runtimes.SCHEMES
+    check_uri("echo:hi:there")
+    assert Agent(runtime="echo:hi:there").run("x").output == "hi:there"
+    assert seen == [("echo", "hi:there", "echo:hi:there")]
 
 
 def test_vllm_uris_share_one_engine_per_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agentkit.runtimes
+    from agentkit.runtimes.vllm import uris
 
-    monkeypatch.setattr(agentkit.runtimes, "_ENGINES", {})  # leave the process-wide cache as it was
+    monkeypatch.setattr(uris, "_ENGINES", {})  # leave the process-wide cache as it was
     # Building a VLLMEngine does not start it: no model is loaded here.
     assert resolve("vllm:default") is resolve("vllm:default")
     assert resolve("vllm:default") is not resolve("vllm:gemma-4-e2b")
@@ -150,18 +186,16 @@ def test_a_closed_engine_refuses_to_start_again() -> None:
         engine.start()
 
 
-def test_registering_a_dialect_keeps_the_built_in_ones() -> None:
-    from agentkit.dialect import _FACTORIES, get_dialect, register_dialect
+def test_registering_a_dialect_keeps_the_built_in_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentkit.dialect import DIALECTS, get_dialect, register_dialect
     from agentkit.dialects.json_action import JsonDialect
 
+    monkeypatch.setattr(DIALECTS, "_entries", dict(DIALECTS._entries))  # the table as it was, afterwards
     register_dialect("json-copy", JsonDialect)
-    try:
-        assert get_dialect("json").name == "json"
-        assert isinstance(get_dialect("json-copy", examples=1), JsonDialect)
-        with pytest.raises(ValueError, match="unknown dialect 'nope'"):
-            get_dialect("nope")
-    finally:
-        _FACTORIES.pop("json-copy")
+    assert get_dialect("json").name == "json"
+    assert isinstance(get_dialect("json-copy", examples=1), JsonDialect)
+    with pytest.raises(UnknownName, match="unknown dialect 'nope'"):
+        get_dialect("nope")
 
 
 def test_the_gemma4_dialect_is_built_in() -> None:

@@ -153,3 +153,15 @@ def test_a_keyed_script_from_file(tmp_path: Path) -> None:
     path.write_text(json.dumps({"Oslo": "cold"}), encoding="utf-8")
     with pytest.raises(ScriptError, match="a JSON list of turns, or an object of such lists"):
         ScriptedRuntime.from_file(path)
+
+
+def test_a_script_has_the_lifecycle_of_any_runtime() -> None:
+    runtime = ScriptedRuntime(["hi"])
+
+    async def run() -> str:
+        async with runtime as started:  # holds nothing: start and close do nothing
+            assert started is runtime
+            return (await runtime.generate(asking("Hello?"))).message.text
+
+    assert asyncio.run(run()) == "hi"
+    asyncio.run(runtime.aclose())  # closing again is fine
