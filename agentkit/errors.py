@@ -1,15 +1,46 @@
-"""The exceptions agentkit raises. Each says what went wrong and what to do."""
+"""The exceptions agentkit raises. Each says what went wrong and what to do.
+
+The tree (builtin bases in parentheses); catch `AgentkitError` for all of them:
+
+    Exception
+    └── AgentkitError
+        ├── ToolDefinitionError (TypeError)        a function or class cannot be a tool
+        ├── ToolArgumentsError (ValueError)        the model's arguments do not fit the schema
+        ├── UnknownToolError (LookupError)         the model called a tool not offered
+        ├── ToolExecutionError (RuntimeError)      a tool raised
+        │   └── ToolTimeoutError                   a tool ran past its timeout
+        ├── ModelOutputError (ValueError)          the model's text is not a decision; carries `usage`
+        ├── OutputValidationError (ValueError)     the answer does not fit `output_type`
+        ├── OutputTruncated                        the reply was cut off at max_tokens
+        ├── ContextLengthExceeded (ValueError)     the conversation no longer fits
+        ├── BudgetExceeded                         a budget ran out; carries `partial`
+        │   └── MaxStepsExceeded                   the steps budget
+        ├── AwaitingApproval                       a run paused for decisions; carries `partial`
+        ├── RunFailed (RuntimeError)               an unexpected error in a run; carries `partial`
+        ├── RuntimeUnavailable (RuntimeError)      a runtime cannot be used here
+        │   └── ServerError                        a model server could not answer
+        ├── UnknownName (LookupError)              no registry entry has that name
+        ├── StoreError (RuntimeError)              the run store cannot do what was asked
+        ├── ScriptError (AssertionError)           a ScriptedRuntime's script does not fit
+        ├── TracingError (ValueError)              tracing cannot be set up as asked
+        ├── WorkflowSpecError (ValueError)         a workflow file is wrong (its `Problem`s)
+        └── WorkflowFailed (RuntimeError)          a workflow step failed
+
+Any of them raised out of a run carries the trajectory so far on `partial`:
+the error is given it when it is made in the run, and the run adds it to
+one raised below it (a runtime, the context policy, the store).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentkit.events import RunResult
     from agentkit.messages import ToolCall
     from agentkit.runtime import Usage
-    from agentkit.workflow.source import Problem
 
 __all__ = [
     "AgentkitError",
@@ -20,6 +51,7 @@ __all__ = [
     "ModelOutputError",
     "OutputTruncated",
     "OutputValidationError",
+    "Problem",
     "RunFailed",
     "RuntimeUnavailable",
     "ScriptError",
@@ -36,6 +68,33 @@ __all__ = [
     "WorkflowSpecError",
 ]
 
+DocPath = tuple[str | int, ...]
+"""A place in a document (a workflow file): keys and list indices from the top."""
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """`("steps", 1, "agent")` as `steps[1].agent`; the top of the document as `(top)`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a workflow, where it is (what `WorkflowSpecError` lists)."""
+
+    message: str
+    path: DocPath = ()
+    line: int = 1
+    """1-based."""
+    column: int = 1
+    """1-based."""
+
+    def render(self, file: str) -> str:
+        where = f"{format_path(self.path)}: " if self.path else ""
+        return f"{file}:{self.line}:{self.column}: {where}{self.message}"
+
 
 class AgentkitError(Exception):
     """Base class of every error agentkit raises on purpose.
@@ -43,9 +102,18 @@ class AgentkitError(Exception):
     Raised out of a run (the runtime failed, the context overflowed, the
     budget ran out), it carries the trajectory so far on `partial`, so nothing
     the run did is lost.
+
+    Args:
+        *args: The message (as for any exception).
+        partial: The run so far, when the error is made inside a run.
     """
 
     partial: RunResult[Any] | None = None
+    """The trajectory up to the error (None: not raised out of a run)."""
+
+    def __init__(self, *args: object, partial: RunResult[Any] | None = None) -> None:
+        super().__init__(*args)
+        self.partial = partial
 
 
 class ToolDefinitionError(AgentkitError, TypeError):
@@ -110,13 +178,15 @@ class ToolTimeoutError(ToolExecutionError):
 class ModelOutputError(AgentkitError, ValueError):
     """The model's text could not be read as a decision (unconstrained runtimes).
 
-    A runtime that decoded the text sets `usage`, so the tokens still count.
+    A runtime that decoded the text gives its `usage`, so the tokens still
+    count; `reason` is what was wrong, without the model's text.
     """
 
-    def __init__(self, message: str, raw_text: str) -> None:
-        super().__init__(f"{message}; the model said: {raw_text[:300]!r}")
+    def __init__(self, reason: str, raw_text: str, *, usage: Usage | None = None) -> None:
+        super().__init__(f"{reason}; the model said: {raw_text[:300]!r}")
+        self.reason = reason
         self.raw_text = raw_text
-        self.usage: Usage | None = None
+        self.usage = usage
 
 
 class OutputValidationError(AgentkitError, ValueError):
@@ -142,11 +212,11 @@ class BudgetExceeded(AgentkitError):
             or (
                 f"the run spent its {budget} budget ({limit:g}) without a final answer; raise it "
                 "(Budget on the agent or the run) or simplify the task (the partial trajectory is on `.partial`)"
-            )
+            ),
+            partial=partial,
         )
         self.budget = budget
         self.limit = limit
-        self.partial = partial
 
 
 class MaxStepsExceeded(BudgetExceeded):
@@ -182,11 +252,11 @@ class AwaitingApproval(AgentkitError):
         listed = ", ".join(f"{c.name} ({c.id})" for c in calls)
         super().__init__(
             f"run {run_id} is awaiting approval of {listed}; decide with agent.resume({run_id!r}, "
-            f"approvals={{call_id: True | False | 'reason'}}) or `agentkit runs approve {run_id}`"
+            f"approvals={{call_id: True | False | 'reason'}}) or `agentkit runs approve {run_id}`",
+            partial=partial,
         )
         self.run_id = run_id
         self.calls = tuple(calls)
-        self.partial = partial
 
 
 class RuntimeUnavailable(AgentkitError, RuntimeError):
@@ -216,6 +286,9 @@ class RunFailed(AgentkitError, RuntimeError):
 
     The trajectory up to the failure is on `partial`.
     """
+
+    def __init__(self, message: str, *, partial: RunResult[Any] | None = None) -> None:
+        super().__init__(message, partial=partial)
 
 
 class OutputTruncated(AgentkitError):
@@ -254,8 +327,8 @@ class TracingError(AgentkitError, ValueError):
 class WorkflowSpecError(AgentkitError, ValueError):
     """A workflow file is wrong: each problem with its line, column and place in the document.
 
-    Raised before any step runs. `problems` are the `agentkit.workflow.Problem`s
-    found, in file order.
+    Raised before any step runs. `problems` are the `Problem`s found, in file
+    order.
     """
 
     def __init__(self, file: str, problems: Sequence[Problem]) -> None:

@@ -289,7 +289,9 @@ class Run:
 
             if isinstance(exc, AgentkitError | asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
                 raise
-            raise RunFailed(f"the runtime failed at step {index}: {type(exc).__name__}: {exc}") from exc
+            raise RunFailed(
+                f"the runtime failed at step {index}: {type(exc).__name__}: {exc}", partial=self.snapshot()
+            ) from exc
         finally:
             await stream.aclose()  # type: ignore[attr-defined]  # an async generator
         self.meter.longest_turn = max(self.meter.longest_turn, time.monotonic() - started)
@@ -464,7 +466,9 @@ class Run:
         except StoreError:
             raise
         except Exception as exc:  # the executor turns tool failures into results; this is a bug
-            raise RunFailed(f"running the tools of step {index} failed: {type(exc).__name__}: {exc}") from exc
+            raise RunFailed(
+                f"running the tools of step {index} failed: {type(exc).__name__}: {exc}", partial=self.snapshot()
+            ) from exc
 
     def _refused(self, call: ToolCall, text: str) -> ToolResult:
         """An error result for a call that did not run, recorded like any other."""
@@ -527,6 +531,8 @@ class Run:
         cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | GeneratorExit)
         self.status = "cancelled" if cancelled else "budget_exhausted" if isinstance(exc, BudgetExceeded) else "failed"
         if isinstance(exc, AgentkitError) and exc.partial is None:
+            # Raised below the run (a runtime, the context policy, the store), the
+            # error could not be given the trajectory when it was made.
             exc.partial = self.snapshot()
         try:
             self.observers.ended(

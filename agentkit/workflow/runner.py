@@ -23,13 +23,13 @@ from jinja2 import TemplateError
 from ulid import ULID
 
 from agentkit.agent import Agent
-from agentkit.errors import RuntimeUnavailable, WorkflowFailed
+from agentkit.errors import RuntimeUnavailable, UnknownName, WorkflowFailed
 from agentkit.events import RunParent
 from agentkit.executor import Executor
 from agentkit.loop import final_result
 from agentkit.messages import ToolCall
 from agentkit.runtime import Runtime, Sampling
-from agentkit.store import Store, WorkflowRecorder
+from agentkit.store import Store, WorkflowRecorder, WorkflowStatus
 from agentkit.tracing import workflow_span
 from agentkit.workflow.check import Node, Plan
 from agentkit.workflow.source import DocPath, format_path
@@ -153,7 +153,7 @@ class _Run:
                     ) from exc.__cause__
         except BaseException as exc:
             if self.recorder is not None:
-                status = "failed" if isinstance(exc, Exception) else "cancelled"
+                status: WorkflowStatus = "failed" if isinstance(exc, Exception) else "cancelled"
                 self.recorder.finished(status, error=str(exc) if isinstance(exc, Exception) else type(exc).__name__)
             raise
         output = pydantic_core.to_jsonable_python(output)
@@ -348,7 +348,7 @@ class _Run:
             if isinstance(choice, str):
                 try:
                     check_uri(choice)
-                except RuntimeUnavailable as exc:
+                except (RuntimeUnavailable, UnknownName) as exc:
                     raise RuntimeUnavailable(f"step {node.id}: {source}: {exc}") from None
 
     def _runtime(self, node: Node) -> Runtime | None:

@@ -14,12 +14,9 @@ from typing import Any
 
 import yaml
 
-from agentkit.errors import WorkflowSpecError
+from agentkit.errors import DocPath, Problem, WorkflowSpecError, format_path
 
 __all__ = ["DocPath", "Problem", "Source", "format_path"]
-
-DocPath = tuple[str | int, ...]
-"""A place in the document: keys and list indices from the top."""
 
 _STR, _MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
 _MOST_VALUES = 100_000
@@ -27,30 +24,6 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:" + name
     for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary", "merge")
 }
-
-
-def format_path(path: Sequence[str | int]) -> str:
-    """`("steps", 1, "agent")` as `steps[1].agent`; the top of the document as `(top)`."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top)"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a workflow, where it is."""
-
-    message: str
-    path: DocPath = ()
-    line: int = 1
-    """1-based."""
-    column: int = 1
-    """1-based."""
-
-    def render(self, file: str) -> str:
-        where = f"{format_path(self.path)}: " if self.path else ""
-        return f"{file}:{self.line}:{self.column}: {where}{self.message}"
 
 
 @dataclass

@@ -173,9 +173,8 @@ def test_invalid_arguments_need_no_approval() -> None:
 SCRIPT = """
 import os, signal, sys
 from agentkit import Agent, AwaitingApproval, tool
-from agentkit.recorder import RunRecorder
 from agentkit.runtimes import ScriptedRuntime
-from agentkit.store import Store
+from agentkit.store import RunRecorder, Store
 
 mode, db, log = sys.argv[1:4]
 

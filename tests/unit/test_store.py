@@ -23,9 +23,8 @@ from agentkit import (
     tool,
 )
 from agentkit.errors import StoreError
-from agentkit.migrations import MIGRATIONS, schema_markdown
 from agentkit.runtimes import ScriptedRuntime
-from agentkit.store import Store, default_path
+from agentkit.store import MIGRATIONS, Store, default_path, schema_markdown
 
 CALLS: list[str] = []
 
@@ -468,7 +467,7 @@ def test_an_agent_takes_a_path(tmp_path: Path) -> None:
 def test_the_schema_page_is_current() -> None:
     page = (Path(__file__).parents[2] / "docs" / "store.md").read_text(encoding="utf-8")
     section = page.split("<!-- schema: generated", 1)[1].split("\n", 1)[1].split("<!-- schema: end -->", 1)[0]
-    fix = "regenerate docs/store.md's schema: python -m agentkit.migrations"
+    fix = "regenerate docs/store.md's schema: python docs/generate.py"
     assert section.strip() == schema_markdown().strip(), fix
 
 

@@ -178,7 +178,7 @@ def _parents_budgets_approvals(db: sqlite_utils.Database) -> None:
 def schema_markdown() -> str:
     """The schema, migration by migration, as markdown (what docs/store.md shows).
 
-    Regenerate the page's schema section with `python -m agentkit.migrations`.
+    Regenerate the page's schema section with `python docs/generate.py` (`make docs`).
     """
     db = sqlite_utils.Database(memory=True)
     seen: dict[str, str] = {}
@@ -199,7 +199,3 @@ def schema_markdown() -> str:
             statements.append(f"-- {name}, as this step leaves it\n{statement}" if altered else statement)
         parts.append(f"### `{migration.name}`\n\n```sql\n" + "\n\n".join(statements) + "\n```\n")
     return "\n".join(parts)
-
-
-if __name__ == "__main__":
-    print(schema_markdown(), end="")

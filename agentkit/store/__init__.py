@@ -1,0 +1,85 @@
+"""Trajectories in SQLite: every run written as it happens, listable and resumable.
+
+    store = Store("runs.db")               # or Store(): $AGENTKIT_DB, else the user data dir
+    agent = MyAgent(runtime=..., store=store)
+    result = agent.run("...")               # result.run_id is the stored run
+    agent.resume(run_id)                    # continue a run that was killed
+
+Writing is write-ahead: a model's decision is committed before any of its
+tools runs, and each tool's result right after that tool finishes, so a run
+killed at any moment can go on from its last commit without running a
+finished tool again. A tool marked `idempotent=False` also records that it
+started; if the run died while it ran, `resume` asks before running it again.
+
+One file, many writers: WAL journaling, a busy timeout and short
+transactions let several processes record runs at once. The schema is built
+by named migrations (`agentkit.store.migrations`), recorded in the database; a
+database written by a newer agentkit is refused rather than misread.
+
+The package, by concept: `connection` (the file: WAL, busy timeout,
+migrating, one transaction per write), `migrations` (the schema), `records`
+(the values read back and their statuses), `runs` (agent runs and their
+recorder), `workflows` (workflow runs and theirs).
+"""
+
+from __future__ import annotations
+
+from agentkit.errors import StoreError
+from agentkit.store.connection import default_path, new_id
+from agentkit.store.migrations import MIGRATIONS, schema_markdown
+from agentkit.store.records import (
+    STATUSES,
+    WORKFLOW_STATUSES,
+    Approval,
+    ApprovalStatus,
+    RunRecord,
+    RunStatus,
+    StoredRun,
+    StoredStep,
+    WorkflowRecord,
+    WorkflowStatus,
+    WorkflowStepRecord,
+    WorkflowStepStatus,
+)
+from agentkit.store.runs import RunRecorder, RunStore
+from agentkit.store.workflows import WorkflowRecorder, WorkflowStore
+
+__all__ = [
+    "MIGRATIONS",
+    "STATUSES",
+    "WORKFLOW_STATUSES",
+    "Approval",
+    "ApprovalStatus",
+    "RunRecord",
+    "RunRecorder",
+    "RunStatus",
+    "Store",
+    "StoreError",
+    "StoredRun",
+    "StoredStep",
+    "WorkflowRecord",
+    "WorkflowRecorder",
+    "WorkflowStatus",
+    "WorkflowStepRecord",
+    "WorkflowStepStatus",
+    "default_path",
+    "new_id",
+    "schema_markdown",
+]
+
+
+class Store(RunStore, WorkflowStore):
+    """One SQLite file of runs: agent runs (`RunStore`) and workflow runs (`WorkflowStore`).
+
+    One class per concept over one base (`StoreFile`, the file they share):
+    each part's queries sit beside the SQL of its tables, and a `Store` is
+    still one object with every method.
+
+    Args:
+        path: The database file (created if missing); default `default_path()`.
+        busy_timeout: Seconds a writer waits for another's lock before failing.
+
+    Raises:
+        StoreError: the file is not an SQLite database, or was written by a
+            newer agentkit; the file is left untouched.
+    """
