@@ -49,7 +49,7 @@ from agentkit.messages import (
     UserMessage,
     with_unique_call_ids,
 )
-from agentkit.observers import Observers, Recording, RunObserver
+from agentkit.observers import Observers, Recording, RunEnd, RunObserver
 from agentkit.runtime import (
     ModelDelta,
     ModelRequest,
@@ -64,7 +64,7 @@ from agentkit.tool import BoundTool
 from agentkit.tracing.spans import metrics_on, tracing_on
 
 if TYPE_CHECKING:  # the store (sqlite-utils) is imported only by agents that record
-    from agentkit.store import Approval, Store, StoredRun
+    from agentkit.store import Approval, RunStatus, Store, StoredRun
 
 from agentkit.events import (
     ModelTurn,
@@ -144,7 +144,7 @@ class Run:
             max_chars={t.name: n for t in config.tools if (n := t.options.max_result_chars) is not None},
         )
         self.approvals: dict[str, Approval] = {}
-        self.status = "running"
+        self.status: RunStatus = "running"
         self._turn: ModelResponse | None = None
         self._taken: set[str] = set()
         self._began: dict[str, float] = {}
@@ -511,7 +511,7 @@ class Run:
             output=output, run_id=self.run_id, messages=tuple(self.messages), steps=tuple(self.steps), usage=self.usage
         )
         self.status = "done"
-        self.observers.ended(self, "done", output=output, answer=answer)
+        self.observers.ended(self, RunEnd(status="done", output=output, answer=answer))
         raise _Ended(RunFinished(result=result))
 
     def pause(self, waiting: Sequence[ToolCall]) -> None:
@@ -519,7 +519,7 @@ class Run:
             if call.id not in self.approvals:  # a call that waited before keeps its first wait's time
                 self.observers.decided(self, call, None, None, None, stored=False)
         self.status = "awaiting_approval"
-        self.observers.ended(self, "awaiting_approval")
+        self.observers.ended(self, RunEnd(status="awaiting_approval"))
         raise _Ended(RunPaused(run_id=self.run_id, calls=tuple(waiting), partial=self.snapshot()))
 
     def fail(self, exc: BaseException) -> None:
@@ -535,12 +535,8 @@ class Run:
             # error could not be given the trajectory when it was made.
             exc.partial = self.snapshot()
         try:
-            self.observers.ended(
-                self,
-                self.status,
-                error=exc,
-                exhausted=exc.budget if isinstance(exc, BudgetExceeded) else None,
-            )
+            exhausted = exc.budget if isinstance(exc, BudgetExceeded) else None
+            self.observers.ended(self, RunEnd(status=self.status, error=exc, exhausted=exhausted))
         except StoreError as unrecorded:
             # The store fails too while the run fails: the run's own error is the one to see.
             exc.add_note(f"and the run's end could not be stored: {unrecorded}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
@@ -19,10 +20,25 @@ if TYPE_CHECKING:
     from agentkit.loop import Run
     from agentkit.messages import Message, ToolCall, ToolResult
     from agentkit.runtime import ModelRequest, ModelResponse
-    from agentkit.store import RunRecorder, Store
+    from agentkit.store import RunRecorder, RunStatus, Store
     from agentkit.tool import BoundTool
 
-__all__ = ["Observers", "Recording", "RunObserver"]
+__all__ = ["Observers", "Recording", "RunEnd", "RunObserver"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunEnd:
+    """How a run ended, as its observers are told."""
+
+    status: RunStatus
+    output: Any = None
+    """The parsed answer (`done` only)."""
+    answer: ModelResponse | None = None
+    """The turn that answered (`done` only)."""
+    error: BaseException | None = None
+    """What stopped the run (`failed`, `cancelled`, `budget_exhausted`)."""
+    exhausted: str | None = None
+    """Which budget ran out (`budget_exhausted` only)."""
 
 
 _NO_SCOPE: contextlib.nullcontext[None] = contextlib.nullcontext()
@@ -68,17 +84,8 @@ class RunObserver:
         `stored`: the decision was in the store already (given to `resume`), not made in this run.
         """
 
-    def ended(
-        self,
-        run: Run,
-        status: str,
-        *,
-        output: Any = None,
-        answer: ModelResponse | None = None,
-        error: BaseException | None = None,
-        exhausted: str | None = None,
-    ) -> None:
-        """The run ended: `done`, `failed`, `cancelled`, `budget_exhausted` or `awaiting_approval`."""
+    def ended(self, run: Run, end: RunEnd) -> None:
+        """The run ended (`end.status`: `done`, `failed`, `cancelled`, `budget_exhausted` or `awaiting_approval`)."""
 
 
 class Recording(RunObserver):
@@ -136,24 +143,16 @@ class Recording(RunObserver):
         if not stored:
             self._writer().decided(call.id, approved, reason=reason, by=by)
 
-    def ended(
-        self,
-        run: Run,
-        status: str,
-        *,
-        output: Any = None,
-        answer: ModelResponse | None = None,
-        error: BaseException | None = None,
-        exhausted: str | None = None,
-    ) -> None:
+    def ended(self, run: Run, end: RunEnd) -> None:
         from agentkit.tracing.spans import describe_error
 
+        error = end.error
         text = None if error is None or isinstance(error, GeneratorExit) else describe_error(error)
         self._writer().finished(
-            status,
-            output=pydantic_core.to_jsonable_python(output) if status == "done" else None,
+            end.status,
+            output=pydantic_core.to_jsonable_python(end.output) if end.status == "done" else None,
             error=text,
-            exhausted=exhausted,
+            exhausted=end.exhausted,
         )
 
 
@@ -213,21 +212,12 @@ class Observers(RunObserver):
         for o in self.observers:
             o.decided(run, call, approved, reason, by, stored=stored)
 
-    def ended(
-        self,
-        run: Run,
-        status: str,
-        *,
-        output: Any = None,
-        answer: ModelResponse | None = None,
-        error: BaseException | None = None,
-        exhausted: str | None = None,
-    ) -> None:
+    def ended(self, run: Run, end: RunEnd) -> None:
         """Every observer is told, even when one raises; the first error is raised after."""
         first: BaseException | None = None
         for o in self.observers:
             try:
-                o.ended(run, status, output=output, answer=answer, error=error, exhausted=exhausted)
+                o.ended(run, end)
             except Exception as exc:
                 first = first or exc
         if first is not None:

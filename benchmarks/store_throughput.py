@@ -51,7 +51,7 @@ def step(i: int) -> tuple[ModelResponse, ToolResult]:
         finish_reason="tool_calls",
         raw_text=f'<|tool_call>call:get_weather{{city:<|"|>City {i}<|"|>,unit:<|"|>celsius<|"|>}}<tool_call|>',
         timings={"total": 1.2, "first_token": 0.4, "decode": 0.8},
-        metadata={"grammar_hash": "0123456789abcdef"},
+        grammar_digest="0123456789abcdef",
     )
     return response, ToolResult(call_id=call.id, name="get_weather", content=f"18 degrees celsius in City {i}")
 

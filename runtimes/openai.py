@@ -597,13 +597,12 @@ class OpenAICompatible(Lifecycle):
                 raise OutputTruncated(request.sampling.max_tokens, json.dumps(reply, ensure_ascii=False))
             if problems:
                 if len(repairs) >= self.repairs:
-                    error = ModelOutputError(
+                    raise ModelOutputError(
                         f"the model's tool calls were invalid after {len(repairs)} repair turn(s): "
                         + "; ".join(problems),
                         json.dumps(reply, ensure_ascii=False),
+                        usage=usage,
                     )
-                    error.usage = usage
-                    raise error
                 # One bounded repair: the model's unusable turn is not replayed (it
                 # would copy it); a user turn says what was wrong, and it answers again.
                 repairs.append({"problems": problems, "reply": reply})

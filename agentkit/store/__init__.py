@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from agentkit.errors import StoreError
 from agentkit.store.connection import default_path, new_id
-from agentkit.store.migrations import MIGRATIONS, schema_markdown
+from agentkit.store.migrations import MIGRATIONS
 from agentkit.store.records import (
     STATUSES,
     WORKFLOW_STATUSES,
@@ -64,7 +64,6 @@ __all__ = [
     "WorkflowStepStatus",
     "default_path",
     "new_id",
-    "schema_markdown",
 ]
 
 

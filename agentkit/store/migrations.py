@@ -7,12 +7,11 @@ know. Add a change as a new migration at the end; never edit one that shipped.
 
 from __future__ import annotations
 
-import textwrap
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-__all__ = ["MIGRATIONS", "schema_markdown"]
+__all__ = ["MIGRATIONS"]
 
 MIGRATIONS = Migrations("agentkit")
 """The store's schema, one named migration per step; `docs/store.md` is generated from it."""
@@ -173,29 +172,3 @@ def _parents_budgets_approvals(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (run_id, call_id)
         )"""
     )
-
-
-def schema_markdown() -> str:
-    """The schema, migration by migration, as markdown (what docs/store.md shows).
-
-    Regenerate the page's schema section with `python docs/generate.py` (`make docs`).
-    """
-    db = sqlite_utils.Database(memory=True)
-    seen: dict[str, str] = {}
-    parts: list[str] = []
-    for migration in MIGRATIONS._migrations:
-        later = [m.name for m in MIGRATIONS.pending(db) if m.name != migration.name]
-        MIGRATIONS.apply(db, stop_before=later)
-        statements = []
-        for kind, name, sql in db.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
-            if seen.get(name) == sql or "_sqlite_migrations" in name:
-                continue
-            altered = name in seen  # a table this step added columns to: shown as it now is
-            seen[name] = sql
-            if kind == "table" and name.startswith("messages_fts_"):
-                continue  # FTS5's shadow tables belong to its virtual table
-            first, _, rest = sql.partition("\n")
-            statement = first + ("\n" + textwrap.indent(textwrap.dedent(rest), "    ") if rest else "") + ";"
-            statements.append(f"-- {name}, as this step leaves it\n{statement}" if altered else statement)
-        parts.append(f"### `{migration.name}`\n\n```sql\n" + "\n\n".join(statements) + "\n```\n")
-    return "\n".join(parts)

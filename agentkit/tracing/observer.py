@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from agentkit.observers import RunObserver
+from agentkit.observers import RunEnd, RunObserver
 from agentkit.tracing.spans import (
     CONVERSATION,
     STEP,
@@ -131,17 +131,8 @@ class Tracing(RunObserver):
             attributes[APPROVAL_BY] = by
         span.add_event("agentkit.approval", attributes)
 
-    def ended(
-        self,
-        run: Run,
-        status: str,
-        *,
-        output: Any = None,
-        answer: ModelResponse | None = None,
-        error: BaseException | None = None,
-        exhausted: str | None = None,
-    ) -> None:
-        if self.chat is not None and error is not None:
-            self.ask_failed(run, -1, error)
+    def ended(self, run: Run, end: RunEnd) -> None:
+        if self.chat is not None and end.error is not None:
+            self.ask_failed(run, -1, end.error)
         if self.agent is not None:
-            self.agent.end(run.spent, answer=answer, error=error)
+            self.agent.end(run.spent, answer=end.answer, error=end.error)

@@ -88,7 +88,7 @@ def test_raw_mode_20_agents_at_once_all_complete_with_every_call_valid(served: S
     assert calls >= 20  # every run's first step calls
     assert valid == calls
     first = steps_of(outcomes[0])[0].response
-    assert first.metadata["grammar_hash"]
+    assert first.grammar_digest
     assert first.usage.prompt_tokens > 0
     # The prompt of a run's second step extends its first: the server's prefix cache serves it.
     assert any(s.response.usage.cached_tokens > 0 for o in outcomes for s in steps_of(o)[1:])

@@ -209,7 +209,7 @@ def test_prompts_start_with_one_bos_and_steps_reuse_the_prefix_cache(engine: VLL
     assert len(steps) >= 2
     # Append-only prompts: the second step finds the first one's prefix cached.
     assert steps[1].response.usage.cached_tokens > 0
-    assert steps[0].response.metadata["grammar_hash"]
+    assert steps[0].response.grammar_digest
 
 
 def test_the_sync_api_works_with_the_shared_engine(engine: VLLMEngine) -> None:

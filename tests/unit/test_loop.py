@@ -36,6 +36,7 @@ from agentkit import (
     tool,
 )
 from agentkit.messages import with_unique_call_ids
+from agentkit.observers import RunEnd
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.runtimes.function import FunctionRuntime
 from agentkit.runtimes.scripted import Turn
@@ -579,9 +580,8 @@ def test_an_error_raised_mid_run_carries_the_trajectory() -> None:
 def test_an_unreadable_turn_is_fed_back_and_its_tokens_counted() -> None:
     def babble_once(request: ModelRequest, index: int) -> str:
         if index == 0:
-            error = ModelOutputError("expected a JSON action object", "blah blah")
-            error.usage = Usage(prompt_tokens=10, completion_tokens=5, requests=1)
-            raise error
+            usage = Usage(prompt_tokens=10, completion_tokens=5, requests=1)
+            raise ModelOutputError("expected a JSON action object", "blah blah", usage=usage)
         return "fine"
 
     runtime = FunctionRuntime(babble_once)
@@ -717,8 +717,8 @@ def test_an_observer_is_told_every_phase_in_order() -> None:
         def tool_finished(self, run: Any, result: ToolResult, started: float | None) -> None:
             self.seen.append(f"result {result.content}")
 
-        def ended(self, run: Any, status: str, **details: Any) -> None:
-            self.seen.append(f"ended {status} {details['output']}")
+        def ended(self, run: Any, end: RunEnd) -> None:
+            self.seen.append(f"ended {end.status} {end.output}")
 
     log = Log()
     runtime = ScriptedRuntime([calls(("add", {"a": 1, "b": 1})), "two"])
