@@ -7,7 +7,6 @@ know. Add a change as a new migration at the end; never edit one that shipped.
 
 from __future__ import annotations
 
-
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
