@@ -12,9 +12,11 @@ A dialect that can read a turn as it streams also has `stream_parser(request)`
 (a `StreamingDialect`): runtimes feed it the text as the engine decodes, and
 `read_stream` turns that into the deltas of `StreamingRuntime.stream`.
 
-A new dialect implements the `Dialect` protocol and registers a factory:
+The dialects there are by name are one table, `DIALECTS` (a `Registry`:
+each name to where its factory lives, imported when it is first asked for).
+A new dialect implements the `Dialect` protocol and adds its factory:
 
-    register_dialect("mine", MyDialect)
+    register_dialect("mine", MyDialect)  # or "my_package.dialect:MyDialect"
     runtime = VLLMEngine(model=..., dialect="mine")
 """
 
@@ -30,6 +32,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from agentkit.errors import ModelOutputError, OutputTruncated
 from agentkit.messages import AssistantMessage, ToolCall
+from agentkit.registry import Registry
 from agentkit.runtime import (
     FinishReason,
     ModelDelta,
@@ -41,6 +44,7 @@ from agentkit.runtime import (
 )
 
 __all__ = [
+    "DIALECTS",
     "Constraint",
     "DeltaParser",
     "Dialect",
@@ -217,25 +221,25 @@ async def final_response(items: AsyncIterator[object]) -> ModelResponse:
     return response
 
 
-_FACTORIES: dict[str, Callable[..., Dialect]] = {}
+DIALECTS: Registry[Callable[..., Dialect]] = Registry(
+    "dialect",
+    {
+        "gemma4": "agentkit.dialects.gemma4:Gemma4Dialect",
+        "json": "agentkit.dialects.json_action:JsonDialect",
+    },
+)
+"""Each dialect's name to its factory (`module:attribute`, imported on first use)."""
 
 
-def register_dialect(name: str, factory: Callable[..., Dialect]) -> None:
-    """Make `get_dialect(name, ...)` build dialects with `factory`."""
-    _FACTORIES[name] = factory
+def register_dialect(name: str, factory: str | Callable[..., Dialect]) -> None:
+    """Make `get_dialect(name, ...)` build dialects with `factory` (or a `module:attribute` naming it)."""
+    DIALECTS.add(name, factory)
 
 
 def get_dialect(name: str, **options: Any) -> Dialect:
     """Build the dialect called `name` with `options`.
 
     Raises:
-        ValueError: no dialect has that name.
+        UnknownName: no dialect has that name.
     """
-    # The built-in dialects register themselves on import.
-    from agentkit.dialects import gemma4, json_action  # noqa: F401
-
-    try:
-        factory = _FACTORIES[name]
-    except KeyError:
-        raise ValueError(f"unknown dialect {name!r}; known: {', '.join(sorted(_FACTORIES))}") from None
-    return factory(**options)
+    return DIALECTS.load(name)(**options)

@@ -22,14 +22,15 @@ Choices the reference template leaves open:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agentkit.dialect import Constraint, register_dialect
-from agentkit.dialects.examples import worked_examples
+from agentkit.dialect import Constraint
+from agentkit.dialects.worked_examples import worked_examples
 from agentkit.errors import ModelOutputError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelDelta, ModelRequest, TextDelta, ThinkingDelta, ToolCallReady
@@ -37,6 +38,7 @@ from agentkit.tool import ToolSpec
 
 __all__ = [
     "Gemma4Dialect",
+    "GrammarOptions",
     "StreamEvent",
     "StreamParser",
     "TurnDeltas",
@@ -541,33 +543,54 @@ def parse_calls(text: str, *, strict: bool = True) -> list[ToolCall]:
 # --- the dialect ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class GrammarOptions:
+    """What the decoding grammar allows, beyond the format itself: one value that
+    `Gemma4Dialect` holds (`dialect.grammar`) and `build_constraint` takes whole.
+
+        Gemma4Dialect(max_string=60, parallel_calls=False).grammar
+        # GrammarOptions(thinking=False, max_string=60, ..., parallel_calls=False, ...)
+    """
+
+    thinking: bool = False
+    """The model is asked to think first (`<|think|>`): an optional thought opens the turn."""
+    max_string: int | None = None
+    """Cap strings in calls at this many characters (about), for small models
+    that may write on inside one (see `arguments_grammar`)."""
+    max_items: int | None = None
+    """Cap arrays in calls at this many items (an array's own `minItems` wins)."""
+    max_text: int | None = None
+    """Cap free text at this many characters, for small models that may write on
+    until `max_tokens`; a turn is then calls or text."""
+    parallel_calls: bool = True
+    """Allow several calls in one turn; False ends the turn after its first call
+    (for small models that repeat calls)."""
+    marker_tokens: bool = False
+    """Name each marker by its one token (`MARKER_TOKENS`), so that the model cannot
+    spell one out in ordinary tokens: for tokenizers that hold Gemma 4's markers at
+    Gemma 4's ids (every Gemma 4, `vllm:tiny-gemma4`), never for the embedded
+    Gemma 3, whose ids there are other tokens."""
+
+
 class Gemma4Dialect:
     """Gemma 4's native format: declarations, `<|tool_call>` calls, in-turn results.
 
     Args:
-        thinking: Ask the model to think first (`<|think|>` in the system turn).
         strict: Parse strictly (the default: a constrained model writes the
             exact format); False accepts known off-format variants.
         examples: Worked examples to write before the conversation, for
             small models that were never trained on this format.
-        max_string: Cap strings in calls at this many characters (about), for
-            small models that may write on inside one (see `arguments_grammar`).
-        max_items: Cap arrays in calls at this many items, likewise.
-        max_text: Cap free text at this many characters, for small models
-            that may write on until `max_tokens`; a turn is then calls or text.
-        parallel_calls: Allow several calls in one turn; False ends the turn
-            after its first call (for small models that repeat calls).
         family: Which of Google's two chat templates to write: `big` (12B,
             26B-A4B, 31B) or `small` (E2B, E4B, which never write the empty
             thought in the generation prompt).
         preserve_thinking: Keep the thoughts of every earlier turn with tool
             calls, not only of the turns after the last user message (the
             template's `preserve_thinking`).
-        marker_tokens: Have the grammar name each marker by its one token
-            (`MARKER_TOKENS`), so that the model cannot spell one out in
-            ordinary tokens: for tokenizers that hold Gemma 4's markers at
-            Gemma 4's ids (every Gemma 4, `vllm:tiny-gemma4`), never for the
-            embedded Gemma 3, whose ids there are other tokens.
+        grammar: The grammar's options (`GrammarOptions`), whole.
+        **options: `GrammarOptions` fields over `grammar`'s, as keywords:
+            `thinking` (ask the model to think first: `<|think|>` in the system
+            turn), `max_string`, `max_items`, `max_text`, `parallel_calls`,
+            `marker_tokens`.
     """
 
     name = "gemma4"
@@ -575,23 +598,23 @@ class Gemma4Dialect:
     def __init__(
         self,
         *,
-        thinking: bool = False,
         strict: bool = True,
         examples: int = 0,
-        max_string: int | None = None,
-        max_items: int | None = None,
-        max_text: int | None = None,
-        parallel_calls: bool = True,
         family: Literal["big", "small"] = "big",
         preserve_thinking: bool = False,
-        marker_tokens: bool = False,
+        grammar: GrammarOptions | None = None,
+        **options: Any,
     ) -> None:
         if family not in ("big", "small"):
             raise ValueError(f"family must be 'big' or 'small', not {family!r}")
-        self.family, self.preserve_thinking, self.marker_tokens = family, preserve_thinking, marker_tokens
-        self.thinking, self.strict, self.examples = thinking, strict, examples
-        self.max_string, self.max_items, self.max_text = max_string, max_items, max_text
-        self.parallel_calls = parallel_calls
+        self.family, self.preserve_thinking = family, preserve_thinking
+        self.strict, self.examples = strict, examples
+        self.grammar = dataclasses.replace(grammar or GrammarOptions(), **options)
+
+    @property
+    def thinking(self) -> bool:
+        """Whether the model is asked to think first (the grammar's `thinking`)."""
+        return self.grammar.thinking
 
     def stop(self) -> tuple[str, ...]:
         # After its calls the model writes `<|tool_response>`, then would invent the results.
@@ -610,14 +633,9 @@ class Gemma4Dialect:
         return build_constraint(
             request.tools,
             request.tool_choice,
-            thinking=self.thinking,
+            self.grammar,
             in_thought=self.opens_in_thought(request),
             output_schema=request.output_schema if request.allows_text else None,
-            max_string=self.max_string,
-            max_items=self.max_items,
-            max_text=self.max_text,
-            parallel_calls=self.parallel_calls,
-            tokens=self.marker_tokens,
         )
 
     def stream_parser(self, request: ModelRequest) -> TurnDeltas:
@@ -707,6 +725,3 @@ class Gemma4Dialect:
             if not message.text:
                 raise ModelOutputError("the model wrote neither text nor a tool call", text)
         return message
-
-
-register_dialect("gemma4", Gemma4Dialect)

@@ -24,6 +24,7 @@ They are logged once per tool on the `agentkit.grammar` logger.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -48,12 +49,20 @@ from agentkit.dialects.gemma4 import (
     RESPONSE_OPEN,
     TURN_END,
     TURN_OPEN,
+    GrammarOptions,
     _format_key,
     format_value,
 )
 from agentkit.tool import ToolSpec
 
-__all__ = ["arguments_grammar", "build_constraint", "structural_tag", "text_excludes", "token_structural_tag"]
+__all__ = [
+    "GrammarOptions",
+    "arguments_grammar",
+    "build_constraint",
+    "structural_tag",
+    "text_excludes",
+    "token_structural_tag",
+]
 
 logger = logging.getLogger("agentkit.grammar")
 
@@ -104,17 +113,16 @@ any_key ::= [A-Za-z_] [A-Za-z0-9_.\-]* | str
 def build_constraint(
     tools: Sequence[ToolSpec],
     tool_choice: str,
+    options: GrammarOptions | None = None,
     *,
-    thinking: bool = False,
     in_thought: bool = False,
     output_schema: Mapping[str, Any] | None = None,
-    max_string: int | None = None,
-    max_items: int | None = None,
-    max_text: int | None = None,
-    parallel_calls: bool = True,
-    tokens: bool = False,
+    **overrides: Any,
 ) -> Constraint | None:
     """What vLLM must enforce for `tool_choice` over `tools`, or None (nothing to enforce).
+
+        build_constraint(tools, "auto", GrammarOptions(max_string=60))
+        build_constraint(tools, "auto", max_string=60)  # the same: fields as keywords
 
     - `auto`: free text, or calls (each a real tool with valid arguments);
     - `required`: at least one call (with `thinking`, text may come first);
@@ -133,14 +141,19 @@ def build_constraint(
     `in_thought`: the prompt ends inside an open thought (thinking on, after
     tool results): the turn first finishes it with `<channel|>`, then goes on
     as a turn whose thought is behind it.
-    `tokens`: each marker must be written as its one token (`MARKER_TOKENS`),
-    for tokenizers that have them (Gemma 4's); see `token_structural_tag`.
+    `marker_tokens` (`tokens` as a keyword): each marker must be written as its
+    one token (`MARKER_TOKENS`), for tokenizers that have them (Gemma 4's); see
+    `token_structural_tag`.
 
-    The value is the JSON string for `StructuredOutputsParams(structural_tag=...)`.
+    `overrides` are `GrammarOptions` fields over `options`'. The value is the
+    JSON string for `StructuredOutputsParams(structural_tag=...)`.
 
     Raises:
         ValueError: `tool_choice` names no tool in `tools`, or is `required` with no tools.
     """
+    if "tokens" in overrides:
+        overrides["marker_tokens"] = overrides.pop("tokens")
+    options = dataclasses.replace(options or GrammarOptions(), **overrides)
     if tool_choice not in ("auto", "required", "none"):
         tools = [spec for spec in tools if spec.name == tool_choice]
         if not tools:
@@ -149,19 +162,10 @@ def build_constraint(
     required = tool_choice not in ("auto", "none")
     if required and not callable_tools:
         raise ValueError(f"tool_choice {tool_choice!r} needs at least one tool")
-    if not callable_tools and output_schema is None and max_text is None and not in_thought:
+    if not callable_tools and output_schema is None and options.max_text is None and not in_thought:
         return None
-    build = token_structural_tag if tokens else structural_tag
-    tag = build(
-        callable_tools,
-        required=required,
-        thinking=thinking,
-        in_thought=in_thought,
-        output_schema=output_schema,
-        max_string=max_string,
-        max_items=max_items,
-        max_text=max_text,
-        parallel_calls=parallel_calls,
+    tag = structural_tag(
+        callable_tools, required=required, options=options, in_thought=in_thought, output_schema=output_schema
     )
     return Constraint(kind="structural_tag", value=json.dumps(tag))
 
@@ -178,74 +182,38 @@ def structural_tag(
     tools: Sequence[ToolSpec],
     *,
     required: bool,
-    thinking: bool = False,
+    options: GrammarOptions | None = None,
     in_thought: bool = False,
     output_schema: Mapping[str, Any] | None = None,
-    max_string: int | None = None,
-    max_items: int | None = None,
-    max_text: int | None = None,
-    parallel_calls: bool = True,
 ) -> dict[str, Any]:
-    """The structural tag (xgrammar's `StructuralTag` format); see `build_constraint`."""
-    if in_thought:
-        # The rest of the open thought (any text: its end is the one marker that closes
-        # it), then the turn as one with its thought behind it: no second thought.
-        rest: dict[str, Any] = {"type": "any_text", "excludes": text_excludes(thinking=False)}
-        if tools or output_schema is not None or max_text is not None:
-            rest = structural_tag(
-                tools,
-                required=required,
-                output_schema=output_schema,
-                max_string=max_string,
-                max_items=max_items,
-                max_text=max_text,
-                parallel_calls=parallel_calls,
-            )["format"]
-        thought_end = {"type": "tag", "begin": "", "content": {"type": "any_text"}, "end": CHANNEL_CLOSE}
-        return _format({"type": "sequence", "elements": [thought_end, rest]})
-    excludes = text_excludes(thinking=thinking)
-    tags = [
-        {
+    """The structural tag (xgrammar's `StructuralTag` format); see `build_constraint`.
+
+    With `options.marker_tokens`, every marker is named by its token id (see
+    `token_structural_tag`); else it is written as text.
+    """
+    options = options or GrammarOptions()
+    turn = _token_turn if options.marker_tokens else _text_turn
+    if not in_thought:
+        return _format(turn(tools, required, options, output_schema))
+    # The rest of the open thought (its end is the one marker that closes it), then
+    # the turn as one with its thought behind it: no second thought.
+    if options.marker_tokens:
+        thought_end = {
             "type": "tag",
-            "begin": f"{CALL_OPEN}call:{spec.name}{{",
-            "content": {"type": "grammar", "grammar": arguments_grammar(spec, max_string, max_items)},
-            "end": f"}}{CALL_CLOSE}",
+            "begin": "",
+            "content": _token_text(options.max_text),
+            "end": _token(CHANNEL_CLOSE),
         }
-        for spec in tools
-    ]
-    # Free text, in which every `<|tool_call>` must complete as a valid call.
-    calls: dict[str, Any] = {"type": "triggered_tags", "triggers": [CALL_OPEN], "tags": tags, "excludes": excludes}
-    if not parallel_calls:
-        calls["stop_after_first"] = True
-    if required:
-        if not thinking:  # a model not asked to think has nothing to say before the call
-            return _format(calls | {"at_least_one": True})
-        # `at_least_one` alone would forbid a thought before the first call; `<turn|>` would end the turn.
-        first = {"type": "any_text", "excludes": [*excludes, TURN_END]}
-        return _format({"type": "sequence", "elements": [first, calls | {"at_least_one": True}]})
-    if output_schema is None and max_text is None:
-        return _format(calls)
-    answer = _answer(output_schema, max_text)
-    body = {"type": "or", "elements": [calls | {"at_least_one": True}, answer]} if tools else answer
-    if not thinking:
-        return _format(body)
-    thought = {"type": "tag", "begin": CHANNEL_OPEN, "content": {"type": "any_text"}, "end": CHANNEL_CLOSE}
-    return _format({"type": "sequence", "elements": [{"type": "optional", "content": thought}, body]})
+    else:
+        thought_end = {"type": "tag", "begin": "", "content": {"type": "any_text"}, "end": CHANNEL_CLOSE}
+    behind = turn(tools, required, dataclasses.replace(options, thinking=False), output_schema)
+    return _format(_sequence(thought_end, behind))
 
 
 def token_structural_tag(
-    tools: Sequence[ToolSpec],
-    *,
-    required: bool,
-    thinking: bool = False,
-    in_thought: bool = False,
-    output_schema: Mapping[str, Any] | None = None,
-    max_string: int | None = None,
-    max_items: int | None = None,
-    max_text: int | None = None,
-    parallel_calls: bool = True,
+    tools: Sequence[ToolSpec], *, options: GrammarOptions | None = None, **turn: Any
 ) -> dict[str, Any]:
-    """The structural tag with every marker named by its token id (see `build_constraint`).
+    """`structural_tag` with every marker named by its token id (`options.marker_tokens` on).
 
     Gemma 4's tokenizer holds each marker as one special token, and a Gemma 4
     model reads and writes them so; but a grammar that names a marker as text
@@ -261,70 +229,107 @@ def token_structural_tag(
     `token_triggered_tags` would exclude only the tokens, so a spelled
     `<|tool_call>` could pass as text, and the parser would read it as a call.
     """
+    return structural_tag(tools, options=dataclasses.replace(options or GrammarOptions(), marker_tokens=True), **turn)
 
-    def token(marker: str) -> dict[str, Any]:
-        return {"type": "token", "token": MARKER_TOKENS[marker]}
 
-    def sequence(*elements: dict[str, Any]) -> dict[str, Any]:
-        return elements[0] if len(elements) == 1 else {"type": "sequence", "elements": list(elements)}
+def _text_turn(
+    tools: Sequence[ToolSpec], required: bool, options: GrammarOptions, output_schema: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The turn's format, its markers written as text."""
+    thinking, max_text = options.thinking, options.max_text
+    excludes = text_excludes(thinking=thinking)
+    if not tools and output_schema is None and max_text is None:  # no calls, no answer's form: free text
+        return {"type": "any_text", "excludes": excludes}
+    tags = [
+        {
+            "type": "tag",
+            "begin": f"{CALL_OPEN}call:{spec.name}{{",
+            "content": {"type": "grammar", "grammar": arguments_grammar(spec, options)},
+            "end": f"}}{CALL_CLOSE}",
+        }
+        for spec in tools
+    ]
+    # Free text, in which every `<|tool_call>` must complete as a valid call.
+    calls: dict[str, Any] = {"type": "triggered_tags", "triggers": [CALL_OPEN], "tags": tags, "excludes": excludes}
+    if not options.parallel_calls:
+        calls["stop_after_first"] = True
+    if required:
+        if not thinking:  # a model not asked to think has nothing to say before the call
+            return calls | {"at_least_one": True}
+        # `at_least_one` alone would forbid a thought before the first call; `<turn|>` would end the turn.
+        first = {"type": "any_text", "excludes": [*excludes, TURN_END]}
+        return _sequence(first, calls | {"at_least_one": True})
+    if output_schema is None and max_text is None:
+        return calls
+    answer = _answer(output_schema, max_text)
+    body = {"type": "or", "elements": [calls | {"at_least_one": True}, answer]} if tools else answer
+    if not thinking:
+        return body
+    thought = {"type": "tag", "begin": CHANNEL_OPEN, "content": {"type": "any_text"}, "end": CHANNEL_CLOSE}
+    return _sequence({"type": "optional", "content": thought}, body)
 
-    markers = [m for m in MARKER_TOKENS if m not in (TURN_END, RESPONSE_OPEN)]  # those two end the turn
-    text: dict[str, Any] = {"type": "any_text", "excludes": markers}
-    capped = text | ({"max_chars": max_text} if max_text is not None else {})
-    if in_thought:
-        # The rest of the open thought, then the turn as one whose thought is behind it.
-        rest = {"type": "tag", "begin": "", "content": capped, "end": token(CHANNEL_CLOSE)}
-        return _format(
-            sequence(
-                rest,
-                token_structural_tag(
-                    tools,
-                    required=required,
-                    output_schema=output_schema,
-                    max_string=max_string,
-                    max_items=max_items,
-                    max_text=max_text,
-                    parallel_calls=parallel_calls,
-                )["format"],
-            )
-        )
+
+_TOKEN_MARKERS = [m for m in MARKER_TOKENS if m not in (TURN_END, RESPONSE_OPEN)]
+"""The markers free text may not hold when they are tokens: all but the two that end the turn."""
+
+
+def _token(marker: str) -> dict[str, Any]:
+    return {"type": "token", "token": MARKER_TOKENS[marker]}
+
+
+def _token_text(max_text: int | None = None) -> dict[str, Any]:
+    """Free text without a marker, spelled or not; at most `max_text` characters."""
+    return {"type": "any_text", "excludes": _TOKEN_MARKERS} | ({"max_chars": max_text} if max_text is not None else {})
+
+
+def _sequence(*elements: dict[str, Any]) -> dict[str, Any]:
+    return elements[0] if len(elements) == 1 else {"type": "sequence", "elements": list(elements)}
+
+
+def _token_turn(
+    tools: Sequence[ToolSpec], required: bool, options: GrammarOptions, output_schema: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The turn's format, every marker by its token id (see `token_structural_tag`)."""
+    thinking, max_text = options.thinking, options.max_text
+    text, capped = _token_text(), _token_text(max_text)
     body: dict[str, Any]
     if tools:
-        call = _token_call(tools, max_string, max_items)
+        call = _token_call(tools, options)
         # After a call: text and more calls, or (parallel_calls=False) nothing.
-        after = [text, {"type": "star", "content": sequence(call, text)}] if parallel_calls else []
-        calls_first = sequence(call, *after)
+        after = [text, {"type": "star", "content": _sequence(call, text)}] if options.parallel_calls else []
+        calls_first = _sequence(call, *after)
         if required:
             # A model asked to think may say something first (capped: a wandering model must reach the call).
-            body = sequence(capped | {"excludes": [*markers, TURN_END]}, calls_first) if thinking else calls_first
+            body = (
+                _sequence(capped | {"excludes": [*_TOKEN_MARKERS, TURN_END]}, calls_first) if thinking else calls_first
+            )
         elif output_schema is None and max_text is None:
-            body = sequence(text, {"type": "optional", "content": calls_first})
+            body = _sequence(text, {"type": "optional", "content": calls_first})
         else:
             body = {"type": "or", "elements": [calls_first, _answer(output_schema, max_text)]}
     else:
         body = _answer(output_schema, max_text) if output_schema is not None or max_text is not None else text
     if not thinking:
-        return _format(body)
-    thought = {"type": "tag", "begin": token(CHANNEL_OPEN), "content": capped, "end": token(CHANNEL_CLOSE)}
-    return _format(sequence({"type": "optional", "content": thought}, body))
+        return body
+    thought = {"type": "tag", "begin": _token(CHANNEL_OPEN), "content": capped, "end": _token(CHANNEL_CLOSE)}
+    return _sequence({"type": "optional", "content": thought}, body)
 
 
-def _token_call(tools: Sequence[ToolSpec], max_string: int | None, max_items: int | None) -> dict[str, Any]:
+def _token_call(tools: Sequence[ToolSpec], options: GrammarOptions) -> dict[str, Any]:
     """One call to any of `tools`, between the call markers' tokens."""
     forms = [
         {
             "type": "sequence",
             "elements": [
                 {"type": "const_string", "value": f"call:{spec.name}{{"},
-                {"type": "grammar", "grammar": arguments_grammar(spec, max_string, max_items, tokens=True)},
+                {"type": "grammar", "grammar": arguments_grammar(spec, options)},
                 {"type": "const_string", "value": "}"},
             ],
         }
         for spec in tools
     ]
     content = forms[0] if len(forms) == 1 else {"type": "or", "elements": forms}
-    opener, closer = ({"type": "token", "token": MARKER_TOKENS[m]} for m in (CALL_OPEN, CALL_CLOSE))
-    return {"type": "tag", "begin": opener, "content": content, "end": closer}
+    return {"type": "tag", "begin": _token(CALL_OPEN), "content": content, "end": _token(CALL_CLOSE)}
 
 
 def _answer(output_schema: Mapping[str, Any] | None, max_text: int | None) -> dict[str, Any]:
@@ -359,20 +364,20 @@ def _format(content: dict[str, Any]) -> dict[str, Any]:
     return {"type": "structural_tag", "format": content}
 
 
-def arguments_grammar(
-    spec: ToolSpec, max_string: int | None = None, max_items: int | None = None, *, tokens: bool = False
-) -> str:
+def arguments_grammar(spec: ToolSpec, options: GrammarOptions | None = None) -> str:
     """The EBNF for the inside of a call's braces: `k:v,…` under `spec.parameters`.
 
-    `max_string` caps every string and `max_items` every array, for small
+    `options.max_string` caps every string and `max_items` every array, for small
     models that may otherwise write on inside one until `max_tokens` (an
     array's `minItems` wins over `max_items`). A capped string is a run of units: a
     character other than `<` and `|`, or one of them followed by such a
     character (so `<<`, `||` and a trailing `<` or `|` are not available).
-    `tokens`: the string delimiter is Gemma 4's one token for it (id 52), not
-    any tokens that spell it.
+    `marker_tokens`: the string delimiter is Gemma 4's one token for it (id 52),
+    not any tokens that spell it.
     """
-    builder = _Builder(spec.parameters.get("$defs", {}), max_string, max_items, tokens=tokens)
+    options = options or GrammarOptions()
+    max_string = options.max_string
+    builder = _Builder(spec.parameters.get("$defs", {}), options)
     root = builder.members(spec.parameters, "args")
     if builder.relaxed:
         _log_relaxed(spec.name, tuple(sorted(builder.relaxed)))
@@ -383,8 +388,8 @@ def arguments_grammar(
         assert free is not None
         capped = f'str ::= "<|\\"|>" str_unit{{0,{max_string}}} "<|\\"|>"\nstr_unit ::= [^<|] | "<" [^<|] | "|" [^<|>]'
         base = base.replace(free.group(0), capped)
-    if tokens:
-        base = base.replace(literal(QUOTE), f"Token({MARKER_TOKENS[QUOTE]})")
+    if options.marker_tokens:
+        base = base.replace(literal(QUOTE), builder.quote)
     return f"root ::= {root}\n{rules}{base}"
 
 
@@ -422,13 +427,11 @@ def literal(text: str) -> str:
 class _Builder:
     """Turns schema nodes into EBNF rules, one grammar per tool."""
 
-    def __init__(
-        self, defs: Mapping[str, Any], max_string: int | None = None, max_items: int | None = None, *, tokens: bool
-    ) -> None:
+    def __init__(self, defs: Mapping[str, Any], options: GrammarOptions) -> None:
         self.defs = defs
-        self.max_string, self.max_items = max_string, max_items
-        self.tokens = tokens
-        self.quote = f"Token({MARKER_TOKENS[QUOTE]})" if tokens else literal(QUOTE)
+        self.max_string, self.max_items = options.max_string, options.max_items
+        self.tokens = options.marker_tokens
+        self.quote = f"Token({MARKER_TOKENS[QUOTE]})" if self.tokens else literal(QUOTE)
         """The string delimiter: by token id, or as text (any tokens that spell it)."""
         self.rules: dict[str, str] = {}
         self.relaxed: set[str] = set()

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentkit.dialect import Constraint, register_dialect
-from agentkit.dialects.examples import worked_examples
+from agentkit.dialect import Constraint
+from agentkit.dialects.worked_examples import worked_examples
 from agentkit.errors import ModelOutputError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest
@@ -323,10 +323,3 @@ class JsonDialect:
 
 def _only(key: str, schema: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": {key: dict(schema)}, "required": [key], "additionalProperties": False}
-
-
-def _plain(value: Any) -> str:
-    return value if isinstance(value, str) else _dumps(value)
-
-
-register_dialect("json", JsonDialect)

@@ -9,8 +9,11 @@ The engine starts on first use (about a minute on a CPU) and is shared by every
 agent that uses this object; concurrent requests are batched by vLLM. It lives
 on a private event loop in a background thread, so it serves `Agent.run()`
 (which makes a fresh loop per call), `await agent.arun()` and several threads
-alike. Call `close()` (or use it as a context manager) to stop it.
+alike. Call `close()` (or use it as a context manager, `with` or `async
+with`) to stop it; `await engine.astart()` starts it without blocking the event loop.
 
+It is a `DialectRuntime`: the decoding pipeline (`agentkit.decoding`) renders,
+constrains and reads the turn; this module is the transport, `complete`.
 `stream(request)` yields the turn as the engine decodes it (text and thinking
 as they come, each call once complete, read by the dialect's `stream_parser`),
 then the response `generate` returns: both read the same decoding.
@@ -30,12 +33,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from agentkit.dialect import Dialect, final_response, get_dialect, read_stream, read_turn
+from agentkit.decoding import Completion, DialectRuntime
+from agentkit.dialect import Constraint, Dialect, get_dialect
 from agentkit.errors import ContextLengthExceeded, RuntimeUnavailable
-from agentkit.runtime import ModelDelta, ModelRequest, ModelResponse, RuntimeInfo, Usage
+from agentkit.runtime import ModelRequest, RuntimeInfo, Sampling, Usage
 from agentkit.runtimes.vllm.presets import (
     _JSON_GEMMA4,
     LOCAL_MODELS,
@@ -195,7 +199,7 @@ def _token_prompt(token_ids: list[int]) -> Any:
     return tokens_input(token_ids)
 
 
-class VLLMEngine:
+class VLLMEngine(DialectRuntime):
     """The in-process vLLM runtime.
 
     Args:
@@ -228,7 +232,7 @@ class VLLMEngine:
         preset = self.preset
         if dialect is None or isinstance(dialect, str):
             name = dialect or preset.dialect
-            self.dialect: Dialect = get_dialect(name, **preset.options(name))
+            self.dialect = get_dialect(name, **preset.options(name))
         else:
             self.dialect = dialect
         self.constrained = constrained
@@ -283,24 +287,25 @@ class VLLMEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- generation ------------------------------------------------------------------
-
-    async def generate(self, request: ModelRequest) -> ModelResponse:
-        return await final_response(self._decode(request))
-
-    def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
-        """The turn as the engine decodes it, read by the dialect, then what `generate` returns."""
-        return read_stream(self.dialect, request, self._decode(request))
-
-    async def _decode(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
-        """The model's text as the engine decodes it, then the turn's response."""
+    async def astart(self) -> None:
+        """Start the engine now (if it has not started), off the event loop."""
         if self._core.engine is None:
             await asyncio.to_thread(self.start)
+
+    async def aclose(self) -> None:
+        """Stop the engine (as `close`), off the event loop."""
+        await asyncio.to_thread(self.close)
+
+    # --- the transport -------------------------------------------------------------
+
+    async def complete(
+        self, prompt: str, constraint: Constraint | None, sampling: Sampling, stop: Sequence[str], *, live: bool
+    ) -> AsyncIterator[str | Completion]:
+        """The text as the engine decodes it, then the `Completion` (`live` changes nothing here)."""
+        await self.astart()
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        started = time.monotonic()
-        prompt = self.dialect.render(request)
         # The dialect writes <bos> itself: adding special tokens would double it.
         token_ids = self._core.tokenizer.encode(prompt, add_special_tokens=False)
         limit = self._core.context_length
@@ -309,19 +314,12 @@ class VLLMEngine:
                 f"the prompt has {len(token_ids)} tokens but {self.info.model} takes {limit}: shorten the "
                 "conversation, or raise max_model_len in engine_args if the model allows it"
             )
-        structured = None
-        grammar_hash = None
-        if self.constrained:
-            constraint = self.dialect.constraint(request)
-            if constraint is not None:
-                grammar_hash = constraint.digest
-                structured = StructuredOutputsParams(**{constraint.kind: constraint.value})
-        sampling = request.sampling
+        structured = StructuredOutputsParams(**{constraint.kind: constraint.value}) if constraint else None
         params = SamplingParams(
             temperature=sampling.temperature,
             max_tokens=sampling.max_tokens,
             seed=sampling.seed,
-            stop=list(self.dialect.stop() + sampling.stop),
+            stop=list(stop),
             structured_outputs=structured,
             # Gemma 4's markers (`<|tool_call>`, `<|"|>`, ...) are special tokens:
             # the dialect must see them in the text it parses.
@@ -342,26 +340,15 @@ class VLLMEngine:
                 yield completion.text[len(text) :]
                 text = completion.text
         completion = output.outputs[0]
-        timings = {"total": time.monotonic() - started}
-        if first_token is not None and last_token is not None:
-            # Time to the first token (prompt processing, queueing) and the decode after it.
-            timings |= {"first_token": first_token - started, "decode": last_token - first_token}
-        text = completion.text
-        usage = Usage(
-            prompt_tokens=len(token_ids),
-            completion_tokens=len(completion.token_ids),
-            cached_tokens=int(output.num_cached_tokens or 0),
-            requests=1,
-        )
-        cut = completion.finish_reason == "length"
-        message, finish = read_turn(
-            self.dialect, request, text, cut=cut, constrained=structured is not None, usage=usage
-        )
-        yield ModelResponse(
-            message=message,
-            usage=usage,
-            finish_reason=finish,
-            raw_text=text,
-            timings=timings,
-            metadata={"grammar_hash": grammar_hash} if grammar_hash else {},
+        yield Completion(
+            text=completion.text,
+            cut=completion.finish_reason == "length",
+            usage=Usage(
+                prompt_tokens=len(token_ids),
+                completion_tokens=len(completion.token_ids),
+                cached_tokens=int(output.num_cached_tokens or 0),
+                requests=1,
+            ),
+            first_token_at=first_token,
+            last_token_at=last_token,
         )

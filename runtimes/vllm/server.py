@@ -19,7 +19,13 @@ does), and still checks every call against its schema and repairs once, as
 out.
 
 Both modes stream (`stream`): raw mode reads the streamed text with the
-dialect, as `VLLMEngine` does; chat mode streams as `OpenAICompatible`.
+dialect, as `VLLMEngine` does; chat mode streams as `OpenAICompatible`. Raw
+mode is the decoding pipeline's (`agentkit.decoding.decode`) over HTTP: this
+module is its transport, `complete`.
+
+Requests share one keep-alive connection pool; `await runtime.aclose()` (or
+`async with runtime:`) lets it go, and `astart()` learns the served model ahead
+of the first request.
 
 The served model's name picks the dialect options: a server started by
 `agentkit serve vllm:PRESET` (or any server naming its model by a preset's
@@ -29,21 +35,21 @@ dialect.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
-from agentkit.dialect import Dialect, final_response, get_dialect, read_stream, read_turn
+from agentkit.decoding import Completion, decode
+from agentkit.dialect import Constraint, Dialect, final_response, get_dialect, read_stream
 from agentkit.errors import RuntimeUnavailable
-from agentkit.runtime import ModelDelta, ModelRequest, ModelResponse, RuntimeInfo
-from agentkit.runtimes._http import RetryPolicy, check_url, first_choice, post_events, post_json
+from agentkit.runtime import Lifecycle, ModelDelta, ModelRequest, ModelResponse, RuntimeInfo, Sampling, close_runtime
+from agentkit.runtimes._http import ClientPool, RetryPolicy, check_url, first_choice, post_events, post_json
 from agentkit.runtimes.openai import STREAMING, OpenAICompatible, bearer, usage_of
 from agentkit.runtimes.vllm.presets import preset_for_model
 
 __all__ = ["VLLMServer"]
 
 
-class VLLMServer:
+class VLLMServer(Lifecycle):
     """A vLLM OpenAI server, in raw (grammar-constrained) or chat mode.
 
     Args:
@@ -86,6 +92,8 @@ class VLLMServer:
         self._chat = _Chat(
             self, self.base_url, model=model, server="vllm", api_key=api_key, retry=self.retry, repairs=repairs
         )
+        # Raw mode shares chat mode's connections when it pools them.
+        self._pool: ClientPool = getattr(self._chat, "pool", None) or ClientPool(self.retry)
 
     @property
     def info(self) -> RuntimeInfo:
@@ -113,6 +121,15 @@ class VLLMServer:
             options = preset.options(name) if preset else {}
             self.dialect = get_dialect(name, **options)
 
+    async def astart(self) -> None:
+        """Learn the served model ahead of the first request (`connect`)."""
+        await self.connect()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections. Safe to call twice."""
+        await close_runtime(self._chat)
+        await self._pool.aclose()
+
     async def generate(self, request: ModelRequest) -> ModelResponse:
         await self.connect()
         if self.mode == "chat":
@@ -135,18 +152,22 @@ class VLLMServer:
         async for item in turn:
             yield item
 
-    async def _raw(self, request: ModelRequest, *, live: bool) -> AsyncGenerator[str | ModelResponse, None]:
+    def _raw(self, request: ModelRequest, *, live: bool) -> AsyncGenerator[str | ModelResponse, None]:
         """Raw mode's turn: the text as it streams when `live`, then its response."""
         assert self.dialect is not None  # set by connect()
-        started = time.monotonic()
-        sampling = request.sampling
+        return decode(self, self.dialect, request, constrained=self.constrained, live=live)
+
+    async def complete(
+        self, prompt: str, constraint: Constraint | None, sampling: Sampling, stop: Sequence[str], *, live: bool
+    ) -> AsyncIterator[str | Completion]:
+        """`prompt` on `/v1/completions`: the text as it streams when `live`, then the `Completion`."""
         url = f"{self.base_url}/completions"
         payload: dict[str, Any] = {
             "model": self.model,
-            "prompt": self.dialect.render(request),
+            "prompt": prompt,
             "max_tokens": sampling.max_tokens,
             "temperature": sampling.temperature,
-            "stop": list(self.dialect.stop() + sampling.stop),
+            "stop": list(stop),
             # The dialect writes <bos> itself, and Gemma 4's markers are special
             # tokens the dialect must see in the text it parses.
             "add_special_tokens": False,
@@ -154,15 +175,15 @@ class VLLMServer:
         }
         if sampling.seed is not None:
             payload["seed"] = sampling.seed
-        grammar_hash = None
-        if self.constrained and (constraint := self.dialect.constraint(request)) is not None:
-            grammar_hash = constraint.digest
+        if constraint is not None:
             payload["structured_outputs"] = {constraint.kind: constraint.value}
+        client = self._pool.client()
         if live:
             parts: list[str] = []
             last: dict[str, Any] | None = None
             usage_seen: Any = None
-            async with post_events(url, {**payload, **STREAMING}, headers=self.headers, policy=self.retry) as events:
+            streaming = {**payload, **STREAMING}
+            async with post_events(url, streaming, headers=self.headers, policy=self.retry, client=client) as events:
                 async for event in events:
                     usage_seen = (event.get("usage") if isinstance(event, Mapping) else None) or usage_seen
                     if isinstance(event, Mapping) and not event.get("choices"):
@@ -175,23 +196,13 @@ class VLLMServer:
             # The answer as one completion: the text whole, the last chunk's finish reason.
             body = {"choices": [{**last, "text": "".join(parts)}] if last else [], "usage": usage_seen}
         else:
-            body, retries = await post_json(url, payload, headers=self.headers, policy=self.retry)
+            body, retries = await post_json(url, payload, headers=self.headers, policy=self.retry, client=client)
         choice = first_choice(body, url)
-        text, usage = str(choice.get("text") or ""), usage_of(body)
-        cut = choice.get("finish_reason") == "length"
-        message, finish = read_turn(
-            self.dialect, request, text, cut=cut, constrained=grammar_hash is not None, usage=usage
-        )
-        metadata: dict[str, Any] = {"grammar_hash": grammar_hash} if grammar_hash else {}
-        if retries:
-            metadata["retries"] = retries
-        yield ModelResponse(
-            message=message,
-            usage=usage,
-            finish_reason=finish,
-            raw_text=text,
-            timings={"total": time.monotonic() - started},
-            metadata=metadata,
+        yield Completion(
+            text=str(choice.get("text") or ""),
+            cut=choice.get("finish_reason") == "length",
+            usage=usage_of(body),
+            retries=tuple(retries),
         )
 
 

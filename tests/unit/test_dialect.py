@@ -1,4 +1,5 @@
-"""`read_stream`: an engine's text, as it decodes, into the deltas of a streamed turn.
+"""`read_stream`: an engine's text, as it decodes, into the deltas of a streamed turn;
+and `DIALECTS`, the table of dialects by name.
 
 The text comes from a generator written here, as an engine would yield it;
 the dialects that read it and make the response are the real ones.
@@ -12,9 +13,20 @@ from typing import Any
 
 import pytest
 
-from agentkit.dialect import Dialect, StreamingDialect, final_response, get_dialect, read_stream
-from agentkit.errors import ModelOutputError
+from agentkit import dialect as dialect_module
+from agentkit.dialect import (
+    DIALECTS,
+    Dialect,
+    StreamingDialect,
+    final_response,
+    get_dialect,
+    read_stream,
+    register_dialect,
+)
+from agentkit.dialects.json_action import JsonDialect
+from agentkit.errors import ModelOutputError, UnknownName
 from agentkit.messages import UserMessage
+from agentkit.registry import Registry
 from agentkit.runtime import ModelRequest, ModelResponse, TextDelta, ToolCallReady
 from agentkit.tool import ToolSpec
 
@@ -105,3 +117,26 @@ def test_final_response_is_the_response_at_the_end() -> None:
     dialect = get_dialect("gemma4")
     response = asyncio.run(final_response(decoding(dialect, ["It is ", "sunny."])))
     assert response.message.text == "It is sunny."
+
+
+def test_the_built_in_dialects_are_one_table_that_imports_nothing_to_list() -> None:
+    assert DIALECTS.names == ("gemma4", "json")
+    assert DIALECTS.target("json") == "agentkit.dialects.json_action:JsonDialect"
+    assert isinstance(get_dialect("json", examples=1), JsonDialect)
+
+
+def test_an_unknown_dialect_names_the_known_ones() -> None:
+    with pytest.raises(UnknownName, match="unknown dialect 'nope'; known: gemma4, json"):
+        get_dialect("nope")
+
+
+def test_a_registered_dialect_is_built_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A copy of the table, so that the names added here stay in this test.
+    table = Registry("dialect", {name: DIALECTS.target(name) for name in DIALECTS.names})
+    monkeypatch.setattr(dialect_module, "DIALECTS", table)
+    register_dialect("json-by-path", "agentkit.dialects.json_action:JsonDialect")
+    register_dialect("json-copy", JsonDialect)
+    dialect = get_dialect("json-copy", max_calls=2)
+    assert isinstance(dialect, JsonDialect)
+    assert dialect.max_calls == 2
+    assert isinstance(get_dialect("json-by-path"), JsonDialect)

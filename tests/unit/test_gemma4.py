@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from agentkit.dialect import Dialect
 from agentkit.dialects.gemma4 import (
     Gemma4Dialect,
+    GrammarOptions,
     StreamParser,
     format_value,
     parse_calls,
@@ -659,3 +660,18 @@ def test_worked_examples_open_their_model_turns_like_the_generation_prompt() -> 
         )
         assert prompt.count(opening + "<|tool_call>call:get_weather{") == 2
         assert prompt.endswith("<|turn>user\nWeather in Oslo?<turn|>\n" + opening)
+
+
+def test_the_grammar_options_are_one_value_given_whole_or_as_keywords() -> None:
+    small = GrammarOptions(max_string=60, max_items=4, max_text=100, parallel_calls=False)
+    assert Gemma4Dialect(max_string=60, max_items=4, max_text=100, parallel_calls=False).grammar == small
+    thinking = Gemma4Dialect(grammar=small, thinking=True)  # keywords over the value's fields
+    assert thinking.grammar == GrammarOptions(
+        thinking=True, max_string=60, max_items=4, max_text=100, parallel_calls=False
+    )
+    assert thinking.thinking
+    asked = request(UserMessage(text="Paris?"), tools=(get_weather,))
+    spelled = Gemma4Dialect(thinking=True, max_string=60, max_items=4, max_text=100, parallel_calls=False)
+    assert thinking.constraint(asked) == spelled.constraint(asked) != Gemma4Dialect().constraint(asked)
+    with pytest.raises(TypeError):
+        Gemma4Dialect(max_strings=3)

@@ -111,8 +111,10 @@ def hoist(schema: Schema, defs: dict[str, Schema]) -> Schema:
     return out
 
 
+# The grammar caps an integer at 25 digits (a model must not write digits forever).
+_INTEGERS = st.integers(-(10**25) + 1, 10**25 - 1)
 _ANY = st.recursive(
-    st.none() | st.booleans() | st.integers() | _FLOATS | _STRINGS,
+    st.none() | st.booleans() | _INTEGERS | _FLOATS | _STRINGS,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
     max_leaves=6,
 )
