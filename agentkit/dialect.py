@@ -147,9 +147,8 @@ def read_turn(
         raise OutputTruncated(request.sampling.max_tokens, text)
     try:
         message = dialect.parse(text, request)
-    except ModelOutputError as exc:
-        exc.usage = usage
-        raise
+    except ModelOutputError as exc:  # the dialect knows the text, the engine what it cost
+        raise ModelOutputError(exc.reason, exc.raw_text, usage=usage) from None
     return message, "tool_calls" if message.tool_calls else ("length" if cut else "stop")
 
 
