@@ -5,7 +5,7 @@ but not advertised. Importing agentkit is light: no vLLM, torch or
 OpenTelemetry exporter is loaded until a runtime needs it.
 """
 
-from agentkit.agent import Agent
+from agentkit.agent import Agent, ResumeOptions
 from agentkit.budget import Budget
 from agentkit.errors import (
     AgentkitError,
@@ -63,6 +63,7 @@ __all__ = [
     "ModelTurn",
     "OutputTruncated",
     "OutputValidationError",
+    "ResumeOptions",
     "RunEvent",
     "RunFailed",
     "RunFinished",

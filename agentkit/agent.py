@@ -24,7 +24,7 @@ import inspect
 import os
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast
 
 from agentkit.budget import Budget
 from agentkit.context import ContextPolicy
@@ -41,7 +41,23 @@ from agentkit.tool import BoundTool, FunctionTool, as_tool
 if TYPE_CHECKING:  # sqlite-utils is imported only by agents that record their runs
     from agentkit.store import Store
 
-__all__ = ["DEFAULT_RUNTIME", "Agent"]
+__all__ = ["DEFAULT_RUNTIME", "Agent", "ResumeOptions"]
+
+
+class ResumeOptions(TypedDict, total=False):
+    """How `Agent.resume` (and `aresume`, `stream_resume`) goes on with a stored run."""
+
+    approvals: Mapping[str, bool | str] | None
+    """Decisions on calls waiting for approval, by call id: True runs the call,
+    False or a reason refuses it (the model reads the reason). Stored (with
+    `decided_by` and the time) before anything runs; calls left undecided keep waiting."""
+    decided_by: str | None
+    """Who decided, kept with each decision."""
+    rerun_started: bool
+    """Run again a non-idempotent call that had started when the run stopped (default False)."""
+    budget: Budget | None
+    """Limits over the stored run's own budget."""
+
 
 OutputT = TypeVar("OutputT")
 
@@ -233,14 +249,7 @@ class Agent(Generic[OutputT]):
         )
 
     def stream_resume(
-        self,
-        run_id: str,
-        *,
-        approvals: Mapping[str, bool | str] | None = None,
-        decided_by: str | None = None,
-        rerun_started: bool = False,
-        budget: Budget | None = None,
-        deltas: bool = True,
+        self, run_id: str, *, deltas: bool = True, **options: Unpack[ResumeOptions]
     ) -> AsyncGenerator[RunEvent, None]:
         """Continue a stored run from its last commit, yielding events as `stream` does.
 
@@ -249,11 +258,8 @@ class Agent(Generic[OutputT]):
         run stopped runs again only with `rerun_started=True`.
 
         Args:
-            approvals: Decisions on calls waiting for approval, by call id:
-                True runs the call, False or a reason refuses it (the model
-                reads the reason). Stored (with `decided_by` and the time)
-                before anything runs; calls left undecided keep waiting.
-            budget: Limits over the stored run's own budget.
+            options: `ResumeOptions`: decisions on waiting calls (`approvals`,
+                `decided_by`), `rerun_started` and a `budget`.
 
         Raises:
             StoreError: no store, no such run, the run is already done, a
@@ -262,6 +268,8 @@ class Agent(Generic[OutputT]):
         """
         if self.store is None:
             raise StoreError(f"{self.name} has no store to resume from; pass store=... to the agent")
+        approvals, decided_by = options.get("approvals"), options.get("decided_by")
+        budget = options.get("budget")
         stored = self.store.load(run_id)
         if stored.record.status == "done":
             raise StoreError(f"run {run_id} is done (its output: {stored.record.output!r}); nothing to resume")
@@ -275,41 +283,21 @@ class Agent(Generic[OutputT]):
         if stored.record.budget is not None:
             budget = budget.over(stored.record.budget) if budget is not None else stored.record.budget
         config = self._config(budget=budget, parent=stored.record.parent, deltas=deltas)
-        return run_loop(config, (), resume=stored, rerun_started=rerun_started)
+        return run_loop(config, (), resume=stored, rerun_started=options.get("rerun_started", False))
 
-    async def aresume(
-        self,
-        run_id: str,
-        *,
-        approvals: Mapping[str, bool | str] | None = None,
-        decided_by: str | None = None,
-        rerun_started: bool = False,
-        budget: Budget | None = None,
-    ) -> RunResult[OutputT]:
+    async def aresume(self, run_id: str, **options: Unpack[ResumeOptions]) -> RunResult[OutputT]:
         """`stream_resume` to the end: the finished run's `RunResult`.
 
         Raises:
             AwaitingApproval: calls still wait for a decision.
         """
-        events = self.stream_resume(
-            run_id, approvals=approvals, decided_by=decided_by, rerun_started=rerun_started, budget=budget, deltas=False
-        )
+        events = self.stream_resume(run_id, deltas=False, **options)
         return cast(RunResult[OutputT], await final_result(events))
 
-    def resume(
-        self,
-        run_id: str,
-        *,
-        approvals: Mapping[str, bool | str] | None = None,
-        decided_by: str | None = None,
-        rerun_started: bool = False,
-        budget: Budget | None = None,
-    ) -> RunResult[OutputT]:
+    def resume(self, run_id: str, **options: Unpack[ResumeOptions]) -> RunResult[OutputT]:
         """`aresume` for code that is not async."""
         return run_sync(
-            lambda: self.aresume(
-                run_id, approvals=approvals, decided_by=decided_by, rerun_started=rerun_started, budget=budget
-            ),
+            lambda: self.aresume(run_id, **options),
             f"{self.name}.resume() was called inside an event loop; use `await agent.aresume(...)`",
         )
 

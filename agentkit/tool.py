@@ -164,14 +164,29 @@ def _check_name(owner: str, name: str) -> str:
     return name
 
 
+_TOOL_SETTINGS = frozenset(
+    (
+        "name",
+        "description",
+        "examples",
+        "retries",
+        "timeout",
+        "requires_approval",
+        "idempotent",
+        "inline",
+        "max_result_chars",
+    )
+)
+
+
 def _options(
     owner: str,
     *,
-    retries: int,
-    timeout: float | None,
-    requires_approval: bool,
-    idempotent: bool,
-    inline: bool | None,
+    retries: int = 0,
+    timeout: float | None = None,
+    requires_approval: bool = False,
+    idempotent: bool = True,
+    inline: bool | None = None,
     max_result_chars: int | None = None,
 ) -> ToolOptions:
     if not isinstance(retries, int) or retries < 0:
@@ -419,18 +434,7 @@ def tool(
 
 
 def tool(
-    func: Callable[P, R] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    retries: int = 0,
-    timeout: float | None = None,
-    requires_approval: bool = False,
-    idempotent: bool = True,
-    inline: bool | None = None,
-    max_result_chars: int | None = None,
-    examples: list[Mapping[str, Any]] | None = None,
+    func: Callable[P, R] | None = None, /, **settings: Any
 ) -> FunctionTool[P, R] | Callable[[Callable[P, R]], FunctionTool[P, R]]:
     """Turn a typed function (or an agent's method) into a tool.
 
@@ -458,18 +462,17 @@ def tool(
             (`*args`, a missing annotation, a type with no schema, a bad name).
     """
 
-    def decorate(f: Callable[P, R]) -> FunctionTool[P, R]:
-        owner = f"tool {getattr(f, '__qualname__', f)!r}"
-        options = _options(
-            owner,
-            retries=retries,
-            timeout=timeout,
-            requires_approval=requires_approval,
-            idempotent=idempotent,
-            inline=inline,
-            max_result_chars=max_result_chars,
+    # The keyword overload above is the typed signature; here the settings are checked by name.
+    if unknown := sorted(set(settings) - _TOOL_SETTINGS):
+        raise TypeError(
+            f"tool() got unexpected keyword argument(s) {', '.join(unknown)}; known: {sorted(_TOOL_SETTINGS)}"
         )
-        return FunctionTool(f, name=name, description=description, options=options, examples=tuple(examples or ()))
+    name, description = settings.pop("name", None), settings.pop("description", None)
+    examples = tuple(settings.pop("examples", None) or ())
+
+    def decorate(f: Callable[P, R]) -> FunctionTool[P, R]:
+        options = _options(f"tool {getattr(f, '__qualname__', f)!r}", **settings)
+        return FunctionTool(f, name=name, description=description, options=options, examples=examples)
 
     return decorate if func is None else decorate(func)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from agentkit.runtime import Runtime
 from agentkit.store import Store
@@ -28,7 +28,27 @@ from agentkit.workflow.runner import StepEvent, WorkflowResult, execute
 from agentkit.workflow.source import Problem, Source
 from agentkit.workflow.spec import WorkflowSpec, json_schema, schema_text
 
-__all__ = ["Problem", "StepEvent", "Workflow", "WorkflowResult", "WorkflowSpec", "json_schema", "schema_text"]
+__all__ = [
+    "Problem",
+    "RunOptions",
+    "StepEvent",
+    "Workflow",
+    "WorkflowResult",
+    "WorkflowSpec",
+    "json_schema",
+    "schema_text",
+]
+
+
+class RunOptions(TypedDict, total=False):
+    """How `Workflow.run` (and `arun`) runs."""
+
+    runtime: Runtime | str | None
+    """The runtime for agent steps that do not name their own; replaces the file's `runtime`."""
+    store: Store | str | Path | None
+    """Record the workflow run and its agent runs here."""
+    on_event: Callable[[StepEvent], None] | None
+    """Called as each step starts, ends or is skipped."""
 
 
 class Workflow:
@@ -90,43 +110,29 @@ class Workflow:
         """
         return resolve_inputs(self.plan.source, self.spec.inputs, given or {}, as_text=frozenset(as_text))
 
-    async def arun(
-        self,
-        inputs: Mapping[str, Any] | None = None,
-        *,
-        runtime: Runtime | str | None = None,
-        store: Store | str | Path | None = None,
-        on_event: Callable[[StepEvent], None] | None = None,
-    ) -> WorkflowResult:
+    async def arun(self, inputs: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]) -> WorkflowResult:
         """Run the workflow.
 
         Args:
             inputs: The inputs by name (checked before any step runs).
-            runtime: The runtime for agent steps that do not name their own;
-                replaces the file's `runtime`.
-            store: Record the workflow run and its agent runs here.
-            on_event: Called as each step starts, ends or is skipped.
+            options: `RunOptions`: the `runtime`, a `store`, an `on_event` callback.
 
         Raises:
             WorkflowSpecError: the inputs do not fit (nothing ran).
             WorkflowFailed: a step failed; its error is the `__cause__`.
         """
         values = self.inputs(inputs)
+        store = options.get("store")
         if isinstance(store, str | Path):
             store = Store(store)
-        return await execute(self.plan, values, runtime=runtime, store=store, on_event=on_event)
+        return await execute(
+            self.plan, values, runtime=options.get("runtime"), store=store, on_event=options.get("on_event")
+        )
 
-    def run(
-        self,
-        inputs: Mapping[str, Any] | None = None,
-        *,
-        runtime: Runtime | str | None = None,
-        store: Store | str | Path | None = None,
-        on_event: Callable[[StepEvent], None] | None = None,
-    ) -> WorkflowResult:
+    def run(self, inputs: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]) -> WorkflowResult:
         """`arun` for code that is not async."""
         return run_sync(
-            lambda: self.arun(inputs, runtime=runtime, store=store, on_event=on_event),
+            lambda: self.arun(inputs, **options),
             f"workflow {self.name!r}: run() was called inside an event loop; use `await flow.arun(...)`",
         )
 

@@ -1155,3 +1155,8 @@ def test_a_paced_tool_that_turns_slow_goes_back_to_threads() -> None:
     places = _threads_of(sometimes_slow, 3 * PACE_CALLS + 3)
     # Back to threads after the slow call, and inline again only after twice as many fast calls.
     assert places == ["thread"] * PACE_CALLS + ["loop"] + ["thread"] * 2 * PACE_CALLS + ["loop"] * 2
+
+
+def test_an_unknown_tool_setting_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) timout; known: .*'timeout'"):
+        tool(timout=5)  # type: ignore[call-overload]
