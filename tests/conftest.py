@@ -76,7 +76,14 @@ class ServeCommand:
         self.server_pid: int | None = None
 
     def start(self, timeout: float = 600.0) -> None:
-        command = [str(Path(sys.executable).with_name("agentkit")), "serve", "vllm:default", "--port", str(self.port)]
+        command = [
+            str(Path(sys.executable).with_name("agentkit")),
+            "-v",
+            "serve",
+            "vllm:default",
+            "--port",
+            str(self.port),
+        ]
         seen = self.log.stat().st_size if self.log.exists() else 0  # a restart appends to the log
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log)

@@ -25,9 +25,8 @@ from agentkit import (
     ToolResult,
     ToolSpec,
     UserMessage,
-    terminal,
 )
-from agentkit.cli import app
+from agentkit.cli import app, printing
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import RunRecorder, Store
 
@@ -79,12 +78,36 @@ class Total(pydantic.BaseModel):
 
 class Buggy(Adder):
     output_type = Total
+
+
+@tool
+def rumble() -> str:
+    """Make the noise an engine makes as it starts."""
+    import logging, subprocess, sys, warnings
+
+    logging.getLogger("vllm.engine").info("engine: loading weights")
+    logging.getLogger("agentkit.noise").debug("agentkit: a debug detail")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("torch: a deprecation", DeprecationWarning, stacklevel=1)
+    subprocess.run([sys.executable, "-c", "import sys; print('engine core: ready', file=sys.stderr)"], check=True)
+    return "rumbled"
+
+
+class Noisy(Agent):
+    instructions = "Start up."
+    tools = [rumble]
+    max_steps = 3
 '''
 
 ADD = {"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}
+RUMBLE = {"tool_calls": [{"name": "rumble", "arguments": {}}]}
+NOISE = ["engine: loading weights", "torch: a deprecation", "engine core: ready"]
 TURNS: list[Any] = [ADD, "The sum is 3 apricots."]
 
 Cli = Callable[..., Result]
+Script = Callable[[list[Any]], str]  # the `cli`, `script` and `on_a_terminal` fixtures are in conftest.py
+Terminal = Callable[[list[str], list[str], Path], tuple[int, str]]
 
 
 @pytest.fixture
@@ -98,30 +121,6 @@ def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleTy
     module = importlib.import_module(name)
     yield module
     sys.modules.pop(name, None)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def cli(db: Path) -> Cli:
-    """`agentkit ARGS --db DB`; an exception the command lets through fails the test."""
-    # Wide enough that rich wraps no line the tests read.
-    runner = CliRunner(env={"COLUMNS": "200"})
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, [*args, "--db", str(db)], catch_exceptions=False)
-
-    return invoke
-
-
-def script(tmp_path: Path, turns: list[Any]) -> str:
-    """A `scripted:` runtime URI playing `turns`."""
-    path = tmp_path / f"script_{uuid.uuid4().hex[:8]}.json"
-    path.write_text(json.dumps(turns), encoding="utf-8")
-    return f"scripted:{path}"
 
 
 def lines(text: str) -> list[str]:
@@ -144,9 +143,9 @@ def assert_fails(result: Result, message: str) -> None:
 
 
 def run_adder(
-    cli: Cli, agents: ModuleType, tmp_path: Path, prompt: str = "Add 1 and 2.", answer: str = TURNS[-1]
+    cli: Cli, agents: ModuleType, script: Script, prompt: str = "Add 1 and 2.", answer: str = TURNS[-1]
 ) -> str:
-    result = cli("run", f"{agents.__name__}:Adder", prompt, "--runtime", script(tmp_path, [ADD, answer]))
+    result = cli("run", f"{agents.__name__}:Adder", prompt, "--runtime", script([ADD, answer]))
     assert result.exit_code == 0, result.output
     assert result.stdout == answer + "\n"
     return run_id_of(result)
@@ -155,8 +154,8 @@ def run_adder(
 # --- run, list, show, search, export --------------------------------------------------------------
 
 
-def test_run_stores_the_run_and_list_shows_it(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
-    run_id = run_adder(cli, agents, tmp_path)
+def test_run_stores_the_run_and_list_shows_it(cli: Cli, agents: ModuleType, script: Script) -> None:
+    run_id = run_adder(cli, agents, script)
     assert agents.CALLS == ["add 1 2"]
     listed = cli("runs", "list")
     assert listed.exit_code == 0
@@ -165,8 +164,8 @@ def test_run_stores_the_run_and_list_shows_it(cli: Cli, agents: ModuleType, tmp_
     assert run_id not in cli("runs", "list", "--status", "failed").stdout
 
 
-def test_a_failed_run_exits_1_with_the_error_and_its_id(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
-    result = cli("run", f"{agents.__name__}:Adder", "Add.", "--runtime", script(tmp_path, [ADD]))
+def test_a_failed_run_exits_1_with_the_error_and_its_id(cli: Cli, agents: ModuleType, script: Script) -> None:
+    result = cli("run", f"{agents.__name__}:Adder", "Add.", "--runtime", script([ADD]))
     assert result.exit_code == 1
     assert result.stdout == ""
     error, stopped = result.stderr.splitlines()
@@ -176,9 +175,9 @@ def test_a_failed_run_exits_1_with_the_error_and_its_id(cli: Cli, agents: Module
     assert run_id[1] in cli("runs", "list", "--status", "failed").stdout
 
 
-def test_show_prints_the_record_and_the_conversation(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
+def test_show_prints_the_record_and_the_conversation(cli: Cli, agents: ModuleType, script: Script) -> None:
     # Brackets are the user's and the model's text, not rich markup.
-    run_id = run_adder(cli, agents, tmp_path, prompt="Add 1 and 2, [red]please[/].", answer="Sum: [b]3[/b].")
+    run_id = run_adder(cli, agents, script, prompt="Add 1 and 2, [red]please[/].", answer="Sum: [b]3[/b].")
     shown = cli("runs", "show", run_id)
     assert shown.exit_code == 0
     out = lines(shown.stdout)
@@ -206,8 +205,8 @@ def test_show_prints_the_record_and_the_conversation(cli: Cli, agents: ModuleTyp
         assert re.fullmatch(pattern, line), (line, pattern)
 
 
-def test_search_finds_the_message(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
-    run_id = run_adder(cli, agents, tmp_path)
+def test_search_finds_the_message(cli: Cli, agents: ModuleType, script: Script) -> None:
+    run_id = run_adder(cli, agents, script)
     found = cli("runs", "search", "apricots")
     assert found.exit_code == 0
     assert [line for line in lines(found.stdout) if run_id in line] == [
@@ -216,8 +215,10 @@ def test_search_finds_the_message(cli: Cli, agents: ModuleType, tmp_path: Path) 
     assert cli("runs", "search", "pears").stdout == "no message matches 'pears'\n"
 
 
-def test_export_writes_the_run_then_its_messages_then_its_steps(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
-    run_id = run_adder(cli, agents, tmp_path)
+def test_export_writes_the_run_then_its_messages_then_its_steps(
+    cli: Cli, script: Script, agents: ModuleType, tmp_path: Path
+) -> None:
+    run_id = run_adder(cli, agents, script)
     exported = cli("runs", "export", run_id, "--format", "jsonl")
     assert exported.exit_code == 0
     items = [json.loads(line) for line in exported.stdout.splitlines()]
@@ -255,8 +256,10 @@ def assert_unexpected(result: Result, error: str) -> None:
     ]
 
 
-def test_an_unexpected_exception_in_run_is_one_line_and_a_hint(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
-    failed = cli("run", f"{agents.__name__}:Buggy", "Add.", "--runtime", script(tmp_path, [ADD, '{"total": 3}']))
+def test_an_unexpected_exception_in_run_is_one_line_and_a_hint(
+    cli: Cli, script: Script, agents: ModuleType, tmp_path: Path
+) -> None:
+    failed = cli("run", f"{agents.__name__}:Buggy", "Add.", "--runtime", script([ADD, '{"total": 3}']))
     assert_unexpected(failed, "ZeroDivisionError: integer division or modulo by zero")
     [record] = Store(tmp_path / "runs.db").runs()
     assert (record.status, record.steps) == ("failed", 2)  # the run is stored as far as it went
@@ -264,14 +267,14 @@ def test_an_unexpected_exception_in_run_is_one_line_and_a_hint(cli: Cli, agents:
 
 
 def test_an_unexpected_exception_in_resume_is_one_line_and_a_hint_or_with_v_a_traceback(
-    cli: Cli, agents: ModuleType, tmp_path: Path
+    cli: Cli, script: Script, agents: ModuleType, tmp_path: Path
 ) -> None:
-    cli("run", f"{agents.__name__}:Buggy", "Add.", "--runtime", script(tmp_path, [ADD, '{"total": 3}']))
+    cli("run", f"{agents.__name__}:Buggy", "Add.", "--runtime", script([ADD, '{"total": 3}']))
     [record] = Store(tmp_path / "runs.db").runs()
-    resumed = cli("runs", "resume", record.id, "--runtime", script(tmp_path, []))
+    resumed = cli("runs", "resume", record.id, "--runtime", script([]))
     assert_unexpected(resumed, "ZeroDivisionError: integer division or modulo by zero")
 
-    verbose = cli("-v", "runs", "resume", record.id, "--runtime", script(tmp_path, []))
+    verbose = cli("-v", "runs", "resume", record.id, "--runtime", script([]))
     assert verbose.exit_code == 1
     told = lines(verbose.stderr)
     assert told[0] == "Traceback (most recent call last):"
@@ -284,8 +287,8 @@ def test_an_unexpected_exception_in_resume_is_one_line_and_a_hint_or_with_v_a_tr
     ]
 
 
-def test_v_adds_the_traceback_to_an_agentkit_error(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
-    result = cli("-v", "run", f"{agents.__name__}:Adder", "Add.", "--runtime", script(tmp_path, [ADD]))
+def test_v_adds_the_traceback_to_an_agentkit_error(cli: Cli, agents: ModuleType, script: Script) -> None:
+    result = cli("-v", "run", f"{agents.__name__}:Adder", "Add.", "--runtime", script([ADD]))
     told = lines(result.stderr)
     assert (result.exit_code, told[0]) == (1, "Traceback (most recent call last):")
     assert told[-2:-1] == ["error: the script has 1 turns and all were played; add more turns"]
@@ -306,9 +309,16 @@ def test_v_adds_the_traceback_to_an_agentkit_error(cli: Cli, agents: ModuleType,
     ],
 )
 def test_a_run_that_spends_a_budget_exits_1_as_budget_exhausted(
-    cli: Cli, agents: ModuleType, tmp_path: Path, flags: list[str], exhausted: str, shown: str, calls: list[str]
+    cli: Cli,
+    script: Script,
+    agents: ModuleType,
+    tmp_path: Path,
+    flags: list[str],
+    exhausted: str,
+    shown: str,
+    calls: list[str],
 ) -> None:
-    ran = cli("run", f"{agents.__name__}:Adder", "Add.", *flags, "--runtime", script(tmp_path, [ADD, ADD, "3."]))
+    ran = cli("run", f"{agents.__name__}:Adder", "Add.", *flags, "--runtime", script([ADD, ADD, "3."]))
     assert (ran.exit_code, ran.stdout) == (1, "")
     error, stopped = ran.stderr.splitlines()
     assert error.startswith(f"error: the run {'took 1 model steps' if exhausted == 'steps' else 'spent its'}")
@@ -323,9 +333,11 @@ def test_a_run_that_spends_a_budget_exits_1_as_budget_exhausted(
         assert any(re.fullmatch(rf"budget +{re.escape(shown.split(' (')[0])} \d+", line) for line in out), out
 
 
-def test_a_budget_the_run_keeps_to_changes_nothing(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
+def test_a_budget_the_run_keeps_to_changes_nothing(
+    cli: Cli, script: Script, agents: ModuleType, tmp_path: Path
+) -> None:
     flags = ["--max-tool-calls", "3", "--max-tokens", "100000", "--max-seconds", "60", "--max-steps", "3"]
-    ran = cli("run", f"{agents.__name__}:Adder", "Add.", *flags, "--runtime", script(tmp_path, TURNS))
+    ran = cli("run", f"{agents.__name__}:Adder", "Add.", *flags, "--runtime", script(TURNS))
     assert (ran.exit_code, ran.stdout) == (0, "The sum is 3 apricots.\n"), ran.stderr
     [record] = Store(tmp_path / "runs.db").runs()
     assert record.budget is not None
@@ -362,27 +374,29 @@ def stopped_run(db: Path, agents: ModuleType, call: ToolCall) -> tuple[str, RunR
     return recorder.run_id, recorder, store
 
 
-def test_resume_finishes_a_run_left_running(cli: Cli, db: Path, agents: ModuleType, tmp_path: Path) -> None:
+def test_resume_finishes_a_run_left_running(cli: Cli, db: Path, agents: ModuleType, script: Script) -> None:
     run_id, _, store = stopped_run(db, agents, ToolCall(name="add", arguments={"a": 1, "b": 2}, id="c1"))
     store.close()
     shown = lines(cli("runs", "show", run_id).stdout)
     assert any(re.fullmatch("status +running", line) for line in shown)
     assert any(line.endswith("· no result yet: add #c1") for line in shown)
 
-    resumed = cli("runs", "resume", run_id, "--runtime", script(tmp_path, ["3."]))
+    resumed = cli("runs", "resume", run_id, "--runtime", script(["3."]))
     assert (resumed.exit_code, resumed.stdout, resumed.stderr) == (0, "3.\n", f"run {run_id} done\n")
     assert agents.CALLS == ["add 1 2"]
     assert f"│ {run_id} │ {agents.__name__}:Adder │ done " in cli("runs", "list").stdout
-    assert_fails(cli("runs", "resume", run_id, "--runtime", script(tmp_path, [])), f"run {run_id} is done")
+    assert_fails(cli("runs", "resume", run_id, "--runtime", script([])), f"run {run_id} is done")
 
 
-def test_resume_with_a_script_that_numbers_its_calls_afresh(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
+def test_resume_with_a_script_that_numbers_its_calls_afresh(
+    cli: Cli, script: Script, agents: ModuleType, tmp_path: Path
+) -> None:
     """A run stopped after one step, resumed with the remaining script: the
     resumed run's first call has the id the script gave the run's first call."""
-    stopped = cli("run", f"{agents.__name__}:Adder", "Add twice.", "--runtime", script(tmp_path, [ADD]))
+    stopped = cli("run", f"{agents.__name__}:Adder", "Add twice.", "--runtime", script([ADD]))
     assert stopped.exit_code == 1
     [record] = Store(tmp_path / "runs.db").runs()
-    resumed = cli("runs", "resume", record.id, "--runtime", script(tmp_path, [ADD, "3 and 3."]))
+    resumed = cli("runs", "resume", record.id, "--runtime", script([ADD, "3 and 3."]))
     assert (resumed.exit_code, resumed.stdout, resumed.stderr) == (0, "3 and 3.\n", f"run {record.id} done\n")
     assert agents.CALLS == ["add 1 2", "add 1 2"]
     ids = [
@@ -394,18 +408,18 @@ def test_resume_with_a_script_that_numbers_its_calls_afresh(cli: Cli, agents: Mo
     assert ids == ["call_0_0", "call_0_0@1"]
 
 
-def test_resume_asks_before_rerunning_a_started_call(cli: Cli, db: Path, agents: ModuleType, tmp_path: Path) -> None:
+def test_resume_asks_before_rerunning_a_started_call(cli: Cli, db: Path, agents: ModuleType, script: Script) -> None:
     call = ToolCall(name="charge", arguments={"amount": 5}, id="p1")
     run_id, recorder, store = stopped_run(db, agents, call)
     recorder.tool_started(call)
     store.close()
-    refused = cli("runs", "resume", run_id, "--runtime", script(tmp_path, ["Charged."]))
+    refused = cli("runs", "resume", run_id, "--runtime", script(["Charged."]))
     assert_fails(refused, "charge (p1)")
     assert "--rerun-started" in refused.stderr
     assert agents.CALLS == []
     assert run_id in cli("runs", "list", "--status", "running").stdout
 
-    resumed = cli("runs", "resume", run_id, "--rerun-started", "--runtime", script(tmp_path, ["Charged."]))
+    resumed = cli("runs", "resume", run_id, "--rerun-started", "--runtime", script(["Charged."]))
     assert (resumed.exit_code, resumed.stdout) == (0, "Charged.\n")
     assert agents.CALLS == ["charge 5"]
 
@@ -449,9 +463,9 @@ def test_show_puts_an_unreadable_turn_before_its_feedback(cli: Cli, db: Path, ag
 # --- replay ---------------------------------------------------------------------------------------
 
 
-def test_replay_prints_each_step_and_the_first_divergence(cli: Cli, agents: ModuleType, tmp_path: Path) -> None:
-    run_id = run_adder(cli, agents, tmp_path)
-    replayed = cli("runs", "replay", run_id, "--runtime", script(tmp_path, [ADD, "Three."]))
+def test_replay_prints_each_step_and_the_first_divergence(cli: Cli, agents: ModuleType, script: Script) -> None:
+    run_id = run_adder(cli, agents, script)
+    replayed = cli("runs", "replay", run_id, "--runtime", script([ADD, "Three."]))
     assert replayed.exit_code == 0, replayed.output
     out = lines(replayed.stdout)
     rows = [re.split(r" *│ *", line.strip("│ ")) for line in out if line.startswith("│")]
@@ -507,12 +521,12 @@ def test_a_module_that_fails_to_import_is_one_line(cli: Cli, tmp_path: Path, mon
     assert_fails(cli("run", "broken_agents_cli:X", "hi"), "importing broken_agents_cli failed: RuntimeError: no config")
 
 
-def test_the_console_script_imports_agents_from_the_current_directory(tmp_path: Path) -> None:
+def test_the_console_script_imports_agents_from_the_current_directory(tmp_path: Path, script: Script) -> None:
     # -I: no current directory on sys.path, as when the installed `agentkit` script runs.
     (tmp_path / "my_cli_agents.py").write_text(AGENTS, encoding="utf-8")
     command = [sys.executable, "-I", "-c", "from agentkit.cli import main; main()"]
     ran = subprocess.run(
-        [*command, "run", "my_cli_agents:Adder", "Add.", "--runtime", script(tmp_path, TURNS), "--db", "runs.db"],
+        [*command, "run", "my_cli_agents:Adder", "Add.", "--runtime", script(TURNS), "--db", "runs.db"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -540,12 +554,12 @@ def test_the_console_script_imports_agents_from_the_current_directory(tmp_path: 
     ],
 )
 def test_recent_times_read_as_how_long_ago(ago: float, shown: str) -> None:
-    assert terminal.ago(1_000_000.0 - ago, 1_000_000.0) == shown
+    assert printing.ago(1_000_000.0 - ago, 1_000_000.0) == shown
 
 
 def test_older_and_future_times_read_as_dates() -> None:
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", terminal.ago(0.0, 1_000_000.0))
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", terminal.ago(2_000_000.0, 1_000_000.0))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", printing.ago(0.0, 1_000_000.0))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", printing.ago(2_000_000.0, 1_000_000.0))
 
 
 def test_the_reference_page_is_current() -> None:
@@ -557,3 +571,65 @@ def test_the_reference_page_is_current() -> None:
         "regenerate docs/cli.md's reference (see reference_markdown)"
     )
     assert "### `agentkit runs export`" in section
+
+
+# --- logs and --version -------------------------------------------------------------------------
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"], catch_exceptions=False)
+    assert (result.exit_code, result.stdout) == (0, f"agentkit {version('agentkit')}\n")
+
+
+def test_library_and_engine_logs_go_to_the_log_file(cli: Cli, agents: ModuleType, db: Path, script: Script) -> None:
+    ran = cli("run", f"{agents.__name__}:Noisy", "Start.", "--runtime", script([RUMBLE, "Started."]))
+    assert (ran.exit_code, ran.stdout) == (0, "Started.\n"), ran.output
+    run_id_of(ran)  # stderr is the run's id alone: no log lines, no log path off a terminal
+    log = (db.parent / "cache" / "logs" / "agentkit.log").read_text(encoding="utf-8")
+    for noise in NOISE:  # a logger, the warnings module, a subprocess writing to its stderr
+        assert noise in log
+    assert "agentkit: a debug detail" not in log  # INFO and above
+
+
+def test_a_failed_run_names_the_log_file_when_it_has_something(
+    cli: Cli, agents: ModuleType, db: Path, script: Script
+) -> None:
+    ran = cli("run", f"{agents.__name__}:Noisy", "Start.", "--runtime", script([RUMBLE]))
+    assert ran.exit_code == 1
+    error, log, status = ran.stderr.splitlines()
+    assert error.startswith("error: the script has 1 turns")
+    assert log == f"logs: {db.parent / 'cache' / 'logs' / 'agentkit.log'}"
+    assert status.endswith(" failed")
+
+
+@pytest.mark.parametrize(("flag", "env", "shown"), [("-v", {}, 1), (None, {"AGENTKIT_LOG": "debug"}, 2)])
+def test_v_or_agentkit_log_sends_the_logs_to_stderr(
+    agents: ModuleType, db: Path, script: Script, flag: str | None, env: dict[str, str], shown: int
+) -> None:
+    runner = CliRunner(env={"AGENTKIT_CACHE": str(db.parent / "cache"), **env})
+    args = [*([flag] if flag else []), "run", f"{agents.__name__}:Noisy", "Start.", "--db", str(db)]
+    with pytest.warns(DeprecationWarning, match="torch"):  # not captured into the logs: shown as Python shows it
+        ran = runner.invoke(app, [*args, "--runtime", script([RUMBLE, "Started."])], catch_exceptions=False)
+    assert (ran.exit_code, ran.stdout) == (0, "Started.\n"), ran.output
+    assert "INFO vllm.engine: engine: loading weights" in ran.stderr
+    assert ran.stderr.count("agentkit: a debug detail") == shown - 1  # DEBUG only with AGENTKIT_LOG=debug
+    assert not (db.parent / "cache" / "logs").exists()
+
+
+def test_agentkit_log_must_name_a_level(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTKIT_LOG", "loud")
+    assert_fails(cli("runs", "list"), "error: AGENTKIT_LOG='loud' names no log level; use one of debug, info")
+
+
+def test_on_a_terminal_the_log_path_is_shown_once_and_the_noise_is_not(
+    tmp_path: Path, db: Path, script: Script, on_a_terminal: Terminal
+) -> None:
+    (tmp_path / "noisy_agents.py").write_text(AGENTS, encoding="utf-8")
+    args = ["run", "noisy_agents:Noisy", "Start.", "--runtime", script([RUMBLE, "Started."]), "--db", str(db)]
+    code, shown = on_a_terminal(args, [], tmp_path)
+    log = tmp_path / "cache" / "logs" / "agentkit.log"
+    assert code == 0, shown
+    assert re.fullmatch(rf"logs: {re.escape(str(log))}\nStarted\.\nrun \w{{26}} done\n", shown), shown
+    assert all(noise in log.read_text(encoding="utf-8") for noise in NOISE)

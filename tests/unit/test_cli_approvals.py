@@ -7,14 +7,8 @@ import asyncio
 import getpass
 import importlib
 import io
-import json
-import os
-import pty
 import re
-import select
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,11 +16,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from agentkit import Agent, ToolCall, ToolResult, tool
-from agentkit.cli import app
-from agentkit.cli_run import TerminalApprover, drive, paused_text
+from agentkit.cli.run import TerminalApprover, drive, paused_text
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import Store
 
@@ -66,6 +59,8 @@ PAY_TWO = {
 }
 
 Cli = Callable[..., Result]
+Script = Callable[[list[Any]], str]  # the `cli`, `script` and `on_a_terminal` fixtures are in conftest.py
+Terminal = Callable[[list[str], list[str], Path], tuple[int, str]]
 
 
 @pytest.fixture
@@ -85,37 +80,15 @@ def agents(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType
     sys.modules.pop(name, None)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def cli(db: Path) -> Cli:
-    """`agentkit ARGS --db DB` with stdin and stdout not terminals (as in a script or CI)."""
-    runner = CliRunner(env={"COLUMNS": "200"})
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, [*args, "--db", str(db)], catch_exceptions=False)
-
-    return invoke
-
-
-def script(tmp_path: Path, turns: list[Any]) -> str:
-    path = tmp_path / f"script_{uuid.uuid4().hex[:8]}.json"
-    path.write_text(json.dumps(turns), encoding="utf-8")
-    return f"scripted:{path}"
-
-
 def ledger(folder: Path) -> list[str]:
     """The payments the tool made, one a line."""
     path = folder / "ledger.txt"
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
-def paused(cli: Cli, agents: ModuleType, tmp_path: Path, turn: dict[str, Any] = PAY) -> str:
+def paused(cli: Cli, agents: ModuleType, script: Script, turn: dict[str, Any] = PAY) -> str:
     """A run of Payer paused on its first turn's calls; its id."""
-    ran = cli("run", f"{agents.__name__}:Payer", "Pay bob 5.", "--runtime", script(tmp_path, [turn]))
+    ran = cli("run", f"{agents.__name__}:Payer", "Pay bob 5.", "--runtime", script([turn]))
     assert ran.exit_code == 3, ran.output
     found = re.search(r"^run ([0-9A-Z]{26}) awaiting_approval$", ran.stderr, re.MULTILINE)
     assert found, ran.stderr
@@ -126,9 +99,9 @@ def paused(cli: Cli, agents: ModuleType, tmp_path: Path, turn: dict[str, Any] = 
 
 
 def test_without_a_terminal_a_call_that_needs_approval_pauses_the_run_with_exit_code_3(
-    cli: Cli, agents: ModuleType, folder: Path, db: Path, tmp_path: Path
+    cli: Cli, agents: ModuleType, folder: Path, db: Path, script: Script
 ) -> None:
-    runtime = script(tmp_path, [PAY])
+    runtime = script([PAY])
     ran = cli("run", f"{agents.__name__}:Payer", "Pay bob 5.", "--runtime", runtime)
     assert (ran.exit_code, ran.stdout) == (3, "")
     run_id = re.findall(r"[0-9A-Z]{26}", ran.stderr)[0]
@@ -148,9 +121,9 @@ def test_without_a_terminal_a_call_that_needs_approval_pauses_the_run_with_exit_
 
 
 def test_show_lists_the_waiting_calls_then_the_decisions(
-    cli: Cli, agents: ModuleType, tmp_path: Path, db: Path
+    cli: Cli, agents: ModuleType, script: Script, db: Path
 ) -> None:
-    run_id = paused(cli, agents, tmp_path)
+    run_id = paused(cli, agents, script)
     shown = [line.rstrip() for line in cli("runs", "show", run_id).stdout.splitlines()]
     assert any(re.fullmatch("status +awaiting_approval", line) for line in shown)
     waiting = r' *call_0_0 +pay \{"amount": 5, "to": "bob"\} +waiting +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d'
@@ -181,10 +154,10 @@ def test_paused_text_names_every_waiting_call_and_quotes_what_a_shell_would_spli
 
 
 def test_approve_runs_the_call_exactly_once_and_finishes_the_run(
-    cli: Cli, agents: ModuleType, folder: Path, db: Path, tmp_path: Path
+    cli: Cli, agents: ModuleType, folder: Path, db: Path, script: Script
 ) -> None:
-    run_id = paused(cli, agents, tmp_path)
-    approved = cli("runs", "approve", run_id, "--by", "ann", "--runtime", script(tmp_path, ["Paid bob 5."]))
+    run_id = paused(cli, agents, script)
+    approved = cli("runs", "approve", run_id, "--by", "ann", "--runtime", script(["Paid bob 5."]))
     assert (approved.exit_code, approved.stdout, approved.stderr) == (0, "Paid bob 5.\n", f"run {run_id} done\n")
     assert ledger(folder) == ["5 bob"]
     stored = Store(db).load(run_id)
@@ -192,19 +165,17 @@ def test_approve_runs_the_call_exactly_once_and_finishes_the_run(
     decision = stored.approvals["call_0_0"]
     assert (decision.approved, decision.decided_by, decision.reason) == (True, "ann", None)
 
-    again = cli("runs", "approve", run_id, "--runtime", script(tmp_path, ["Paid twice?"]))
+    again = cli("runs", "approve", run_id, "--runtime", script(["Paid twice?"]))
     assert again.exit_code == 1
     assert again.stderr == f"error: run {run_id} has no call waiting for a decision (its status: done)\n"
     assert ledger(folder) == ["5 bob"]
 
 
 def test_deny_gives_the_model_the_reason_and_the_run_finishes(
-    cli: Cli, agents: ModuleType, folder: Path, db: Path, tmp_path: Path
+    cli: Cli, agents: ModuleType, folder: Path, db: Path, script: Script
 ) -> None:
-    run_id = paused(cli, agents, tmp_path)
-    denied = cli(
-        "runs", "deny", run_id, "call_0_0", "--reason", "bob was paid", "--runtime", script(tmp_path, ["Not paid."])
-    )
+    run_id = paused(cli, agents, script)
+    denied = cli("runs", "deny", run_id, "call_0_0", "--reason", "bob was paid", "--runtime", script(["Not paid."]))
     assert (denied.exit_code, denied.stdout, denied.stderr) == (0, "Not paid.\n", f"run {run_id} done\n")
     assert ledger(folder) == []
     stored = Store(db).load(run_id)
@@ -217,26 +188,26 @@ def test_deny_gives_the_model_the_reason_and_the_run_finishes(
 
 
 def test_approving_some_calls_pauses_again_on_the_others(
-    cli: Cli, agents: ModuleType, folder: Path, db: Path, tmp_path: Path
+    cli: Cli, agents: ModuleType, folder: Path, db: Path, script: Script
 ) -> None:
-    run_id = paused(cli, agents, tmp_path, PAY_TWO)
-    first = cli("runs", "approve", run_id, "call_0_0", "--runtime", script(tmp_path, []))
+    run_id = paused(cli, agents, script, PAY_TWO)
+    first = cli("runs", "approve", run_id, "call_0_0", "--runtime", script([]))
     assert (first.exit_code, first.stdout) == (3, "")
     assert first.stderr.splitlines()[:2] == [
         f"run {run_id} waits for approval of 1 call:",
         '  call_0_1: pay {"amount": 7, "to": "eve"}',
     ]
     assert ledger(folder) == ["5 bob"]
-    second = cli("runs", "deny", run_id, "call_0_1", "--runtime", script(tmp_path, ["Paid bob only."]))
+    second = cli("runs", "deny", run_id, "call_0_1", "--runtime", script(["Paid bob only."]))
     assert (second.exit_code, second.stdout) == (0, "Paid bob only.\n"), second.output
     assert ledger(folder) == ["5 bob"]
     assert Store(db).run(run_id).status == "done"
 
 
 def test_no_resume_only_records_the_decision(
-    cli: Cli, agents: ModuleType, folder: Path, db: Path, tmp_path: Path
+    cli: Cli, agents: ModuleType, folder: Path, db: Path, script: Script
 ) -> None:
-    run_id = paused(cli, agents, tmp_path, PAY_TWO)
+    run_id = paused(cli, agents, script, PAY_TWO)
     recorded = cli("runs", "approve", run_id, "call_0_1", "--by", "ann", "--no-resume")
     assert recorded.exit_code == 0, recorded.output
     assert recorded.stdout == 'approved call_0_1: pay {"amount": 7, "to": "eve"} (by ann)\n'
@@ -251,7 +222,7 @@ def test_no_resume_only_records_the_decision(
     assert ledger(folder) == []
 
     # Resumed without a terminal: the decided call runs, the other one keeps the run paused.
-    resumed = cli("runs", "resume", run_id, "--runtime", script(tmp_path, []))
+    resumed = cli("runs", "resume", run_id, "--runtime", script([]))
     assert resumed.exit_code == 3, resumed.output
     assert ledger(folder) == ["7 eve"]
 
@@ -266,10 +237,10 @@ def test_no_resume_only_records_the_decision(
     ],
 )
 def test_deciding_on_a_call_that_does_not_wait_is_an_error_and_records_nothing(
-    cli: Cli, agents: ModuleType, folder: Path, db: Path, tmp_path: Path, args: list[str], message: str
+    cli: Cli, agents: ModuleType, folder: Path, db: Path, script: Script, args: list[str], message: str
 ) -> None:
-    run_id = paused(cli, agents, tmp_path)
-    failed = cli("runs", *(a.format(run=run_id) for a in args), "--runtime", script(tmp_path, ["Paid."]))
+    run_id = paused(cli, agents, script)
+    failed = cli("runs", *(a.format(run=run_id) for a in args), "--runtime", script(["Paid."]))
     assert (failed.exit_code, failed.stdout) == (1, "")
     assert re.fullmatch(r"error: [^\n]+\n", failed.stderr), failed.stderr
     assert message.format(run=run_id) in failed.stderr
@@ -279,9 +250,9 @@ def test_deciding_on_a_call_that_does_not_wait_is_an_error_and_records_nothing(
 
 
 def test_a_run_whose_calls_are_all_decided_is_continued_with_resume(
-    cli: Cli, agents: ModuleType, tmp_path: Path, db: Path
+    cli: Cli, agents: ModuleType, script: Script, db: Path
 ) -> None:
-    run_id = paused(cli, agents, tmp_path)
+    run_id = paused(cli, agents, script)
     assert cli("runs", "approve", run_id, "--no-resume").exit_code == 0
     failed = cli("runs", "approve", run_id)
     assert failed.stderr == (
@@ -352,53 +323,15 @@ def test_drive_writes_the_text_as_it_comes_each_turn_on_its_line_and_not_the_thi
 # --- on a real terminal ---------------------------------------------------------------------------
 
 
-def on_a_terminal(args: list[str], answers: list[str], cwd: Path) -> tuple[int, str]:
-    """`python -m agentkit.cli ARGS` with a pseudo-terminal as stdin, stdout and stderr, answering each
-    approval question in turn; the exit code and everything the terminal showed."""
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agentkit.cli", *args],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(cwd)},
-    )
-    os.close(terminal)
-    shown, left, deadline = b"", list(answers), time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], 1)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the process exited: the terminal is gone (EIO)
-                break
-            if not chunk:
-                break
-            shown += chunk
-            if left and shown.rstrip().endswith(b"[y/n/p]"):
-                os.write(controller, left.pop(0).encode() + b"\n")
-        code = process.wait(timeout=30)
-    finally:
-        os.close(controller)
-        if process.poll() is None:
-            process.kill()
-    assert not left, shown
-    return code, shown.decode().replace("\r\n", "\n")
-
-
 def test_on_a_terminal_the_call_is_asked_about_and_the_answer_streams(
-    agents: ModuleType, folder: Path, db: Path, tmp_path: Path
+    agents: ModuleType, folder: Path, db: Path, script: Script, on_a_terminal: Terminal
 ) -> None:
     turns = [{"text": "Paying bob.", **PAY}, "Paid bob 5 euros."]
-    args = ["run", f"{agents.__name__}:Payer", "Pay bob 5.", "--runtime", script(tmp_path, turns), "--db", str(db)]
+    args = ["run", f"{agents.__name__}:Payer", "Pay bob 5.", "--runtime", script(turns), "--db", str(db)]
     code, shown = on_a_terminal(args, ["y"], folder)
     assert code == 0, shown
     assert re.fullmatch(
+        rf"logs: {re.escape(str(folder / 'cache' / 'logs' / 'agentkit.log'))}\n"  # where the engine's would go
         r"Paying bob\.\n"
         r"pay \(call call_0_0\) needs your approval; its arguments:\n"
         r'  \{\n    "amount": 5,\n    "to": "bob"\n  \}\n'
@@ -414,9 +347,9 @@ def test_on_a_terminal_the_call_is_asked_about_and_the_answer_streams(
 
 
 def test_on_a_terminal_pausing_exits_3_and_the_run_waits(
-    agents: ModuleType, folder: Path, db: Path, tmp_path: Path
+    agents: ModuleType, folder: Path, db: Path, script: Script, on_a_terminal: Terminal
 ) -> None:
-    args = ["run", f"{agents.__name__}:Payer", "Pay bob 5.", "--runtime", script(tmp_path, [PAY]), "--db", str(db)]
+    args = ["run", f"{agents.__name__}:Payer", "Pay bob 5.", "--runtime", script([PAY]), "--db", str(db)]
     code, shown = on_a_terminal(args, ["p"], folder)
     assert code == 3, shown
     assert "approve, deny or pause? [y/n/p] p\n" in shown

@@ -79,7 +79,7 @@ def test_an_unknown_run_is_refused_with_where_it_looked(recorded: tuple[Path, st
 
 def test_a_missing_database_is_refused_and_not_created(tmp_path: Path) -> None:
     db = tmp_path / "typo.db"
-    with pytest.raises(RuntimeUnavailable, match="no run database at .*typo.db"):
+    with pytest.raises(RuntimeUnavailable, match=r"no run database at .*typo\.db"):
         resolve(f"replay:01ABC?db={db}")
     assert not db.exists()
 

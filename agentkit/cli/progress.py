@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
-from agentkit.terminal import brief, one_line
+from agentkit.cli.printing import brief, one_line
 from agentkit.workflow.runner import StepEvent
 
 __all__ = ["Progress"]

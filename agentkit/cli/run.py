@@ -1,4 +1,4 @@
-"""Running agents for the `agentkit` commands: build one, run it on the terminal, end the command.
+"""`agentkit run`, and running agents for every command that does: build one, run it on the terminal, end.
 
     agent = build(agent_class("payments:Payer"), "payments:Payer", store, runtime=None)
     finish(agent, lambda deltas: agent.stream("Pay the invoice.", deltas=deltas), store, verbose=False)
@@ -21,13 +21,28 @@ import importlib
 import shlex
 import sys
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import pydantic_core
 import typer
 
-from agentkit import terminal
 from agentkit.agent import Agent
+from agentkit.budget import Budget
+from agentkit.cli.options import (
+    AllowModule,
+    CommandError,
+    Db,
+    RuntimeURI,
+    Trace,
+    carried_options,
+    is_verbose,
+    open_store,
+    tracing,
+)
+from agentkit.cli.printing import as_json, print_error, say, stderr
+from agentkit.cli.workflows import run_workflow
 from agentkit.errors import AgentkitError, AwaitingApproval
 from agentkit.events import ModelTurn, RunEvent, RunFinished, RunPaused, RunResult
 from agentkit.messages import ToolCall
@@ -38,24 +53,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PAUSED",
-    "CommandError",
     "TerminalApprover",
     "agent_class",
     "build",
     "decide",
     "drive",
     "finish",
+    "is_workflow",
     "paused_text",
-    "print_error",
     "resume",
+    "run_agent",
 ]
 
 PAUSED = 3
 """The exit code of a command whose run paused for approval (failures exit 1)."""
-
-
-class CommandError(Exception):
-    """A problem with what the command was asked to do (a bad import path, a missing file)."""
 
 
 class TerminalApprover:
@@ -76,7 +87,7 @@ class TerminalApprover:
         self.out = out
 
     def __call__(self, call: ToolCall) -> bool | str | None:
-        arguments = terminal.as_json(dict(call.arguments), indent=2).replace("\n", "\n  ")
+        arguments = as_json(dict(call.arguments), indent=2).replace("\n", "\n  ")
         self._say(f"{call.name} (call {call.id}) needs your approval; its arguments:\n  {arguments}\n")
         while True:
             answer = self._ask("approve, deny or pause? [y/n/p] ")
@@ -104,6 +115,89 @@ class TerminalApprover:
     def _say(self, text: str) -> None:
         self.out.write(text)
         self.out.flush()
+
+
+# --- the run command ---------------------------------------------------------------------------
+
+
+def run_agent(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TARGET",
+            help="An agent class (MODULE:CLASS, e.g. myagents:WeatherAgent) or a workflow file (.yaml).",
+        ),
+    ],
+    prompt: Annotated[
+        str | None, typer.Argument(help="What to ask the agent (an agent only).", show_default=False)
+    ] = None,
+    given: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", metavar="KEY=VALUE", help="A workflow input; repeatable.", show_default=False),
+    ] = None,
+    inputs_file: Annotated[
+        Path | None,
+        typer.Option("--inputs", metavar="FILE", help="A workflow's inputs as a JSON object.", show_default=False),
+    ] = None,
+    allow_module: AllowModule = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="Most model turns (default: the agent's max_steps).", show_default=False),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1, metavar="N", help="Most tokens, prompt plus completion over every turn.", show_default=False
+        ),
+    ] = None,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(metavar="S", help="Most seconds of wall time (more than 0).", show_default=False),
+    ] = None,
+    max_tool_calls: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Most tool calls.", show_default=False)
+    ] = None,
+    runtime: RuntimeURI = None,
+    db: Db = None,
+    trace: Trace = False,
+) -> None:
+    """Run an agent on a prompt, or a workflow on its inputs, and store the run; prints the output (ids: stderr).
+
+    On a terminal, a text answer is printed as the model writes it, and calls of tools that need approval are
+    asked about (y, n or p). Exit code 1: the run failed or spent a --max-* budget (budget_exhausted);
+    3: it paused for approval (see agentkit runs approve and deny).
+    """
+    if max_seconds is not None and not max_seconds > 0:
+        raise CommandError(f"--max-seconds must be more than 0, got {max_seconds:g}")
+    budget = Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds, max_tool_calls=max_tool_calls)
+    if is_workflow(target):
+        if prompt is not None:
+            raise CommandError(f"a workflow takes inputs, not a prompt: agentkit run {target} -i KEY=VALUE")
+        if budget != Budget():
+            raise CommandError("--max-steps, --max-tokens, --max-seconds and --max-tool-calls are for agents")
+        allowed = allow_module or []
+        run_workflow(Path(target), given or [], inputs_file, allowed, runtime, db, trace, verbose=is_verbose(ctx))
+        return
+    if given or inputs_file or allow_module:
+        raise CommandError("--input, --inputs and --allow-module are for workflows (a .yaml file), not agents")
+    if prompt is None:
+        raise CommandError(f'what should {target} do? give a prompt: agentkit run {target} "QUESTION"')
+    cls = agent_class(target)
+    with closing(open_store(db, create=True)) as store, tracing(trace):
+        agent = build(cls, target, store, runtime)
+        finish(
+            agent,
+            lambda deltas: agent.stream(prompt, budget=budget, deltas=deltas),
+            store,
+            verbose=is_verbose(ctx),
+            again=carried_options(runtime, db),
+        )
+
+
+def is_workflow(target: str) -> bool:
+    """Whether `agentkit run TARGET` names a workflow file rather than an agent class."""
+    return target.endswith((".yaml", ".yml")) or (":" not in target and Path(target).is_file())
 
 
 # --- building and running ---------------------------------------------------------------------
@@ -140,7 +234,7 @@ def build(cls: type[Agent[Any]], path: str, store: Store, runtime: str | None) -
     if runtime is not None:
         given["runtime"] = runtime
     if _terminal(sys.stdin):  # else no one could answer: a call that needs approval pauses the run
-        given["approve"] = TerminalApprover(sys.stdin, sys.stderr)
+        given["approve"] = TerminalApprover(sys.stdin, stderr())
     try:
         return cls(**given)
     except AgentkitError:
@@ -167,8 +261,8 @@ def finish(
     try:
         result = asyncio.run(drive(start(live is not None), live=live))
     except AwaitingApproval as exc:
-        typer.echo(paused_text(exc.run_id, exc.calls, again), err=True)
-        typer.echo(f"run {exc.run_id} awaiting_approval", err=True)
+        say(paused_text(exc.run_id, exc.calls, again))
+        say(f"run {exc.run_id} awaiting_approval")
         raise typer.Exit(PAUSED) from None
     except AgentkitError as exc:
         if exc.partial is None:  # nothing was stored: the run did not start
@@ -176,17 +270,15 @@ def finish(
         run_id = exc.partial.run_id
         print_error(exc, traceback=verbose)
         try:
-            status = store.run(run_id).status
+            status: str = store.run(run_id).status
         except AgentkitError:  # the store itself is what failed
             status = "stopped (its status could not be read back)"
-        typer.echo(f"run {run_id} {status}", err=True)
+        say(f"run {run_id} {status}")
         raise typer.Exit(1) from None
     output = result.output
     if live is None:  # else it was printed as it came
-        typer.echo(
-            output if isinstance(output, str) else terminal.as_json(pydantic_core.to_jsonable_python(output), indent=2)
-        )
-    typer.echo(f"run {result.run_id} done", err=True)
+        typer.echo(output if isinstance(output, str) else as_json(pydantic_core.to_jsonable_python(output), indent=2))
+    say(f"run {result.run_id} done")
 
 
 async def drive(events: AsyncGenerator[RunEvent, None], *, live: TextIO | None = None) -> RunResult[Any]:
@@ -224,7 +316,7 @@ def paused_text(run_id: str, calls: Sequence[ToolCall], again: Sequence[str] = (
     """
     tail = f" {shlex.join(again)}" if again else ""
     ids = " ".join(shlex.quote(c.id) for c in calls)
-    waiting = "".join(f"\n  {c.id}: {c.name} {terminal.as_json(dict(c.arguments))}" for c in calls)
+    waiting = "".join(f"\n  {c.id}: {c.name} {as_json(dict(c.arguments))}" for c in calls)
     return (
         f"run {run_id} waits for approval of {len(calls)} call{'s' if len(calls) != 1 else ''}:{waiting}\n"
         f"approve (every waiting call; or name some after the run id):\n"
@@ -327,15 +419,14 @@ def decide(
         call = waiting[call_id]
         typer.echo(
             f"{'approved' if decision is True else 'denied'} {call_id}: {call.name} "
-            f"{terminal.as_json(dict(call.arguments))}"
+            f"{as_json(dict(call.arguments))}"
             + (f" (by {decided_by})" if decided_by else "")
             + (f": {reason}" if reason else "")
         )
     left = [c for c in waiting if c not in chosen]
-    typer.echo(
+    say(
         f"run {run_id} awaiting_approval: continue it with {resume_command}"
-        + (f" (still waiting: {', '.join(left)})" if left else ""),
-        err=True,
+        + (f" (still waiting: {', '.join(left)})" if left else "")
     )
 
 
@@ -350,18 +441,3 @@ def _user() -> str | None:
         return getpass.getuser()
     except (OSError, KeyError):  # no name in the environment and none for the uid
         return None
-
-
-def print_error(exc: BaseException, *, traceback: bool = False, unexpected: bool = False) -> None:
-    """`error: ...` on stderr; an unexpected exception is named by its type, `traceback` adds the traceback."""
-    from agentkit.errors import WorkflowSpecError
-
-    if traceback:
-        import traceback as tb
-
-        typer.echo("".join(tb.format_exception(exc)).rstrip(), err=True)
-    # A workflow's problems are one per line, each with its file:line:column.
-    text = str(exc) if isinstance(exc, WorkflowSpecError) else terminal.one_line(str(exc))
-    if unexpected:
-        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    typer.echo(f"error: {text}", err=True)

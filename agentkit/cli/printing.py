@@ -1,18 +1,33 @@
-"""How runs, their steps and messages read on a terminal: the pieces `agentkit`'s commands print."""
+"""How runs, their steps and messages read on a terminal, and where a command's messages go.
+
+    say(f"run {run_id} done")  # the terminal's stderr, even while the log file holds descriptor 2
+    console().print(record_grid(record, 120, 40))
+
+The answer and tables go to stdout; a command's other messages (ids, errors,
+warnings, questions) go to `stderr()`: the terminal's stderr, which is not
+`sys.stderr` while `agentkit.logs.quiet_logs` sends library logs to a file
+(`logging_to`); an error then names that file when something was logged.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import fields
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
+import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from agentkit.budget import Budget
+from agentkit.logs import Logs
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.store import Approval, RunRecord, StoredRun, StoredStep
 
@@ -24,6 +39,61 @@ STATUS_STYLE = {
     "cancelled": "red",
     "budget_exhausted": "red",
 }
+
+
+_LOGS: ContextVar[Logs | None] = ContextVar("agentkit.cli.logs", default=None)
+
+
+def stderr() -> TextIO:
+    """Where a command's own messages go: the terminal's stderr (`sys.stderr` unless the logs took it)."""
+    logs = _LOGS.get()
+    return logs.stderr if logs is not None else sys.stderr
+
+
+def log_file() -> Path | None:
+    """The file library and engine logs go to; None when they go to stderr (`agentkit -v`)."""
+    logs = _LOGS.get()
+    return logs.path if logs is not None else None
+
+
+def announce_logs() -> None:
+    """`logs: PATH` on a terminal, before a command that may start a model (whose logs go there)."""
+    logs = _LOGS.get()
+    if logs is not None and logs.stderr.isatty():
+        logs.announce()
+
+
+@contextmanager
+def logging_to(logs: Logs) -> Iterator[None]:
+    """Inside the block, messages go to `logs.stderr` and errors name the log file when it has something."""
+    token = _LOGS.set(logs)
+    try:
+        yield
+    finally:
+        _LOGS.reset(token)
+
+
+def say(text: str) -> None:
+    """One message (a run's id, a warning, a hint) on the terminal's stderr."""
+    typer.echo(text, file=stderr())
+
+
+def print_error(exc: BaseException, *, traceback: bool = False, unexpected: bool = False) -> None:
+    """`error: ...` on stderr; an unexpected exception is named by its type, `traceback` adds the traceback."""
+    from agentkit.errors import WorkflowSpecError
+
+    if traceback:
+        import traceback as tb
+
+        say("".join(tb.format_exception(exc)).rstrip())
+    # A workflow's problems are one per line, each with its file:line:column.
+    text = str(exc) if isinstance(exc, WorkflowSpecError) else one_line(str(exc))
+    if unexpected:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    say(f"error: {text}")
+    logs = _LOGS.get()
+    if logs is not None and logs.written():
+        say(f"logs: {logs.shown_path()}")
 
 
 def console() -> Console:
