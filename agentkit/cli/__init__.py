@@ -28,7 +28,8 @@ a command that runs a model prints once on a terminal, and an error names
 when the file got something; `-v` or `AGENTKIT_LOG=debug` sends them to
 stderr instead. The modules: `run` (agent runs), `runs`, `workflows`,
 `serve` (serve, doctor), `options` (shared options, the store, tracing),
-`printing`, `reference` (docs/cli.md's reference).
+`printing` and `progress` (what the commands print). docs/cli.md's reference is
+made from `app` by docs/generate.py.
 """
 
 from __future__ import annotations
@@ -45,12 +46,11 @@ from typer.exceptions import TyperException
 
 from agentkit.cli import printing, runs, serve, workflows
 from agentkit.cli.options import VERBOSE, CommandError
-from agentkit.cli.reference import reference_markdown
 from agentkit.cli.run import run_agent
 from agentkit.errors import AgentkitError
 from agentkit.logs import env_level, quiet_logs, verbose_logs
 
-__all__ = ["app", "main", "reference_markdown"]
+__all__ = ["app", "main"]
 
 _CONSOLE_SCRIPT = object()
 """`ctx.obj` when `main()` runs the command: the logs stay routed until the process ends."""

@@ -562,17 +562,6 @@ def test_older_and_future_times_read_as_dates() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", printing.ago(2_000_000.0, 1_000_000.0))
 
 
-def test_the_reference_page_is_current() -> None:
-    from agentkit.cli import reference_markdown
-
-    page = (Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
-    section = page.split("<!-- reference: generated", 1)[1].split("\n", 1)[1].split("<!-- reference: end -->", 1)[0]
-    assert section.strip() == reference_markdown().strip(), (
-        "regenerate docs/cli.md's reference (see reference_markdown)"
-    )
-    assert "### `agentkit runs export`" in section
-
-
 # --- logs and --version -------------------------------------------------------------------------
 
 
