@@ -19,24 +19,20 @@ Run it from the shell (the Makefile's `install` does, after the embedded model):
 
 from __future__ import annotations
 
-import fcntl
 import json
-import shutil
 import sys
-import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agentkit.dialects.gemma4 import MARKER_TOKENS
 from agentkit.errors import RuntimeUnavailable
 from agentkit.runtimes.vllm import embedded
+from agentkit.runtimes.vllm.prepared import Preparation, require
 
 __all__ = ["EOS_TOKEN_IDS", "MARKERS", "MODEL_DIRNAME", "is_prepared", "model_dir", "prepare", "save_tokenizer"]
 
 MODEL_DIRNAME = "tiny-gemma4-random"
-_MARKER = "agentkit-prepared.json"
-_FORMAT = 1  # bump when the preparation changes, so caches are rebuilt
 _SEED = 0
 
 MARKERS: dict[int, str] = {token: marker for marker, token in MARKER_TOKENS.items()}
@@ -68,15 +64,12 @@ _CONFIG: dict[str, Any] = {
 
 def model_dir() -> Path:
     """Where the prepared tiny model lives (it may not exist yet), beside the embedded one."""
-    return embedded.cache_dir() / MODEL_DIRNAME
+    return _PREPARATION.model_dir()
 
 
 def is_prepared(path: Path | None = None) -> bool:
-    marker = (path or model_dir()) / _MARKER
-    try:
-        return bool(json.loads(marker.read_text()).get("format") == _FORMAT)
-    except (OSError, ValueError):
-        return False
+    """Whether `path` (`model_dir()` by default) holds the tiny model as this agentkit prepares it."""
+    return _PREPARATION.is_prepared(path)
 
 
 def save_tokenizer(path: Path) -> None:
@@ -126,9 +119,6 @@ def save_tokenizer(path: Path) -> None:
 def prepare(*, force: bool = False, quiet: bool = False) -> Path:
     """Build the tiny model and its tokenizer into the cache, once.
 
-    Built in a temporary folder next to the target and moved in place at the
-    end, so an interrupted preparation never leaves a half model.
-
     Returns:
         The prepared model folder.
 
@@ -136,41 +126,20 @@ def prepare(*, force: bool = False, quiet: bool = False) -> Path:
         RuntimeUnavailable: transformers (with Gemma 4) or the embedded model
             is missing.
     """
-    target = model_dir()
-    if is_prepared(target) and not force:
-        return target
-    try:
-        import torch
-        import transformers
-    except ImportError as exc:
-        raise RuntimeUnavailable(
-            f"cannot build the tiny Gemma 4 ({exc.name} is missing): install agentkit with the cpu or "
-            "vllm extra, or run `make install` in a checkout"
-        ) from exc
+    return _PREPARATION.prepare(force=force, quiet=quiet)
+
+
+def _build(out: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    torch, transformers = require(
+        "torch",
+        "transformers",
+        cannot="build the tiny Gemma 4",
+        remedy="install agentkit with the cpu or vllm extra, or run `make install` in a checkout",
+    )
     if not hasattr(transformers, "Gemma4TextConfig"):
         raise RuntimeUnavailable(
             f"transformers {transformers.__version__} has no Gemma 4: the tiny model needs a newer one"
         )
-    started = time.monotonic()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{MODEL_DIRNAME}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if is_prepared(target) and not force:
-            return target
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-") as tmp:
-            out = Path(tmp) / MODEL_DIRNAME
-            _build(torch, transformers, out)
-            save_tokenizer(out)
-            (out / _MARKER).write_text(json.dumps({"format": _FORMAT, "seed": _SEED, "config": _CONFIG}))
-            if target.exists():
-                shutil.rmtree(target)
-            out.rename(target)
-    if not quiet:
-        print(f"[agentkit] prepared {target} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-    return target
-
-
-def _build(torch: Any, transformers: Any, out: Path) -> None:
     torch.manual_seed(_SEED)
     config = transformers.Gemma4TextConfig(**_CONFIG)
     model = transformers.Gemma4ForCausalLM(config).to(torch.bfloat16)
@@ -178,10 +147,15 @@ def _build(torch: Any, transformers: Any, out: Path) -> None:
         bos_token_id=2, pad_token_id=0, eos_token_id=list(EOS_TOKEN_IDS)
     )
     model.save_pretrained(out)
+    save_tokenizer(out)
+    return {"seed": _SEED, "config": _CONFIG}
+
+
+_PREPARATION = Preparation(dirname=MODEL_DIRNAME, format=1, build=_build)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return embedded.command(sys.modules[__name__], argv)
+    return _PREPARATION.command(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
