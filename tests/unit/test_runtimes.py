@@ -61,9 +61,8 @@ def test_every_list_of_runtimes_comes_from_the_one_table() -> None:
     import agentkit.runtimes
 
     assert RUNTIMES.names == agentkit.runtimes.SCHEMES
-    assert {"vllm", "vllm-server", "openai", "ollama", "lmstudio", "llamacpp", "scripted", "replay"} == set(
-        RUNTIMES.names
-    )
+    built_in = {"vllm", "vllm-server", "openai", "ollama", "lmstudio", "llamacpp", "scripted", "replay"}
+    assert built_in <= set(RUNTIMES.names)  # docs/runtimes.md's example adds `echo` for the session
     for scheme in RUNTIMES.names:  # each entry names a function that exists
         assert callable(RUNTIMES.load(scheme)), scheme
     for name in agentkit.runtimes.__all__:
