@@ -443,18 +443,20 @@ def tool(
     Args:
         func: The function; its type hints become the argument schema and its
             Google-style docstring the descriptions.
-        name: The name the model sees (default: the function's name).
-        description: Overrides the docstring's description.
-        retries: Extra attempts when the tool raises.
-        timeout: Seconds before a call fails with a timeout result.
-        requires_approval: Each call needs a decision first: the agent's
+
+    Keyword Args:
+        name (str | None): The name the model sees (default: the function's name).
+        description (str | None): Overrides the docstring's description.
+        retries (int): Extra attempts when the tool raises.
+        timeout (float | None): Seconds before a call fails with a timeout result.
+        requires_approval (bool): Each call needs a decision first: the agent's
             `approve` callback's, else the run pauses until one is given.
-        idempotent: Safe to run twice with the same arguments.
-        max_result_chars: Cut longer results for the model (the store keeps them whole).
-        inline: True runs a sync tool on the event loop, not in a thread (it
+        idempotent (bool): Safe to run twice with the same arguments.
+        max_result_chars (int | None): Cut longer results for the model (the store keeps them whole).
+        inline (bool | None): True runs a sync tool on the event loop, not in a thread (it
             then cannot have a timeout); False always in a thread; None (the
             default) inline once its calls prove to take microseconds.
-        examples: Example argument objects (validated now), used to write
+        examples (list[Mapping[str, Any]] | None): Example argument objects (validated now), used to write
             worked examples for small models.
 
     Raises:

@@ -38,6 +38,7 @@ from agentkit.runtime import Runtime
 if TYPE_CHECKING:  # for type checkers: the classes `__getattr__` imports on first use
     from agentkit.replay import ReplayRuntime as ReplayRuntime
     from agentkit.runtimes._http import RetryPolicy as RetryPolicy
+    from agentkit.runtimes.function import FunctionRuntime as FunctionRuntime
     from agentkit.runtimes.openai import OpenAICompatible as OpenAICompatible
     from agentkit.runtimes.scripted import ScriptedRuntime as ScriptedRuntime
     from agentkit.runtimes.vllm.engine import VLLMEngine as VLLMEngine
@@ -64,6 +65,7 @@ RUNTIMES: Registry[RuntimeFactory] = Registry(
 _CLASSES: Registry[type] = Registry(
     "runtime class",
     {
+        "FunctionRuntime": "agentkit.runtimes.function:FunctionRuntime",
         "OpenAICompatible": "agentkit.runtimes.openai:OpenAICompatible",
         "ReplayRuntime": "agentkit.replay:ReplayRuntime",
         "RetryPolicy": "agentkit.runtimes._http:RetryPolicy",
@@ -74,7 +76,20 @@ _CLASSES: Registry[type] = Registry(
 )
 """The classes this package exports, imported when first asked for."""
 
-__all__ = ["RUNTIMES", "SCHEMES", "RuntimeFactory", "check_uri", "resolve", *_CLASSES.names]
+__all__ = [  # spelled out for static tools; tests/unit/runtimes checks it against _CLASSES
+    "RUNTIMES",
+    "SCHEMES",
+    "FunctionRuntime",
+    "OpenAICompatible",
+    "ReplayRuntime",
+    "RetryPolicy",
+    "RuntimeFactory",
+    "ScriptedRuntime",
+    "VLLMEngine",
+    "VLLMServer",
+    "check_uri",
+    "resolve",
+]
 
 
 def _split(uri: str) -> tuple[str, str]:

@@ -67,6 +67,8 @@ def test_every_list_of_runtimes_comes_from_the_one_table() -> None:
         assert callable(RUNTIMES.load(scheme)), scheme
     for name in agentkit.runtimes.__all__:
         assert getattr(agentkit.runtimes, name) is not None, name
+    lazy = set(agentkit.runtimes._CLASSES.names)
+    assert lazy <= set(agentkit.runtimes.__all__), "a lazily exported class is missing from __all__"
 
 
 def test_a_runtime_added_to_the_table_resolves_by_its_uri(monkeypatch: pytest.MonkeyPatch) -> None:
