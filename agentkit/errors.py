@@ -9,7 +9,7 @@ The tree (builtin bases in parentheses); catch `AgentkitError` for all of them:
         ├── UnknownToolError (LookupError)         the model called a tool not offered
         ├── ToolExecutionError (RuntimeError)      a tool raised
         │   └── ToolTimeoutError                   a tool ran past its timeout
-        ├── ModelOutputError (ValueError)          the model's text is not a decision; carries `usage`
+        ├── ModelOutputError (ValueError)          the model's reply is no usable decision; carries `usage`
         ├── OutputValidationError (ValueError)     the answer does not fit `output_type`
         ├── OutputTruncated                        the reply was cut off at max_tokens
         ├── ContextLengthExceeded (ValueError)     the conversation no longer fits
@@ -176,17 +176,22 @@ class ToolTimeoutError(ToolExecutionError):
 
 
 class ModelOutputError(AgentkitError, ValueError):
-    """The model's text could not be read as a decision (unconstrained runtimes).
+    """The model's reply is no decision the run can use (unconstrained runtimes):
+    its text could not be read, or its calls do not fit the request.
 
-    A runtime that decoded the text gives its `usage`, so the tokens still
-    count; `reason` is what was wrong, without the model's text.
+    A runtime that decoded the reply gives its `usage`, so the tokens still
+    count; `reason` is what was wrong, without the model's text. `problems`
+    lists each thing wrong with the calls, when the runtime checked them (an
+    unknown tool, arguments that do not fit the schema). The agent's loop
+    keeps the reply as a step, tells the model what was wrong and asks again.
     """
 
-    def __init__(self, reason: str, raw_text: str, *, usage: Usage | None = None) -> None:
+    def __init__(self, reason: str, raw_text: str, *, usage: Usage | None = None, problems: Sequence[str] = ()) -> None:
         super().__init__(f"{reason}; the model said: {raw_text[:300]!r}")
         self.reason = reason
         self.raw_text = raw_text
         self.usage = usage
+        self.problems = tuple(problems)
 
 
 class OutputValidationError(AgentkitError, ValueError):

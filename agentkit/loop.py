@@ -150,7 +150,7 @@ class Run:
         self._began: dict[str, float] = {}
         self._context: Mapping[str, Any] = {}
         """What the context policy did to the last request (kept with its step)."""
-        self._last_turn: str | None = None
+        self.last_turn: str | None = None
         """The budget that made the last request the last turn, if one did."""
         self._timed_out = False
         observers: list[RunObserver] = [Recording(config.store)] if config.store is not None else []
@@ -231,7 +231,7 @@ class Run:
         base = ModelRequest(
             messages=(),
             tools=self.specs,
-            tool_choice="auto" if self.specs else "none",
+            tool_choice="auto" if self.specs and not self._answer_missed() else "none",
             output_schema=self.schema,
             sampling=sampling,
         )
@@ -239,7 +239,7 @@ class Run:
         prompt = self._prompt_tokens(request)
         if (last := self.meter.last_turn(prompt + sampling.max_tokens)) is not None and self.specs:
             request = replace(request, tool_choice="none")
-            self._last_turn = last
+            self.last_turn = last
         reply = self.meter.reply_tokens(prompt, sampling.max_tokens)
         if reply < min(MIN_REPLY_TOKENS, sampling.max_tokens):
             raise self._exhausted("tokens")
@@ -247,6 +247,13 @@ class Run:
             request = replace(request, sampling=replace(sampling, max_tokens=reply))
         self._context = report
         return request
+
+    def _answer_missed(self) -> bool:
+        """The last turn answered and the run did not end on it: the answer missed the
+        output type, so the model must answer now (a runtime that can then enforces
+        the schema: `response_format` on a chat server)."""
+        last = self.steps[-1].response if self.steps else None
+        return last is not None and last.finish_reason != "error" and not last.message.tool_calls
 
     def _prompt_tokens(self, request: ModelRequest) -> int:
         """The prompt's size for the token budget: the last turn's, plus what came after it."""
@@ -261,8 +268,10 @@ class Run:
     async def ask(self, index: int, request: ModelRequest) -> AsyncIterator[ModelDelta]:
         """Turn `index` from the model, streamed; `self.turn` is the whole turn after the last delta.
 
-        A turn an unconstrained model garbled is kept (finish reason `error`)
-        with feedback for the model, and the run goes on.
+        A turn the run cannot use (the runtime raises `ModelOutputError`: an
+        unconstrained model garbled it, or its calls do not fit) is kept
+        (finish reason `error`, its raw text), the model is told what was
+        wrong, and the run goes on.
         """
         self.observers.asking(self, index, request)
         runtime = self.config.runtime
@@ -279,7 +288,7 @@ class Run:
                 yield item
         except ModelOutputError as exc:
             self.observers.ask_failed(self, index, exc)
-            self._garbled(index, exc)
+            self._garbled(index, exc, request)
             return
         except BaseException as exc:
             self.observers.ask_failed(self, index, exc)
@@ -306,17 +315,19 @@ class Run:
         self.messages.append(response.message)
         self._turn = response
 
-    def _garbled(self, index: int, exc: ModelOutputError) -> None:
+    def _garbled(self, index: int, exc: ModelOutputError, request: ModelRequest) -> None:
+        """Keep the unusable turn `index` as a step (its raw text, usage and problems) and tell the model."""
         garbled = ModelResponse(
             message=AssistantMessage(),
             usage=exc.usage or Usage(requests=1),
             finish_reason="error",
             raw_text=exc.raw_text,
+            metadata={"problems": list(exc.problems)} if exc.problems else {},
         )
         self._count(garbled.usage)
         self.observers.answered(self, index, garbled, None)
         self.steps.append(Step(index=index, response=garbled))
-        self.feedback(index, f"Your last reply could not be read ({exc}). Reply with one valid action.")
+        self.feedback(index, exc, calls_allowed=bool(request.allowed_tools))
         self._turn = garbled
 
     def _count(self, usage: Usage) -> None:
@@ -324,9 +335,15 @@ class Run:
         self.meter.steps += 1
         self.meter.tokens += usage.total_tokens
 
-    def feedback(self, step: int, text: str) -> None:
-        """Tell the model something after `step` (its reply could not be used)."""
-        message = UserMessage(text=text)
+    def feedback(
+        self, step: int, problem: ModelOutputError | OutputValidationError, *, calls_allowed: bool = True
+    ) -> None:
+        """Tell the model why its reply at `step` could not be used (`feedback_text`); the run then asks again.
+
+        The one place a run sends a reply back: runtimes only report what was
+        wrong (they do not re-ask), and each retry is a step under the budget.
+        """
+        message = UserMessage(text=feedback_text(problem, calls_allowed=calls_allowed))
         self.observers.message_added(self, len(self.messages), message, step)
         self.messages.append(message)
 
@@ -496,15 +513,16 @@ class Run:
         try:
             output = parse_output(self.config.output_type, response.message.text)
         except OutputValidationError as exc:
-            # An unconstrained runtime can miss the schema: tell the model and go on.
-            self.feedback(index, f"{exc}. Answer again with JSON that fits the schema.")
+            # An unconstrained runtime can miss the schema: tell the model and go on
+            # (the next turn must answer; see `_answer_missed`).
+            self.feedback(index, exc)
             return
         self.finish(output, response)
 
     def overspent(self, index: int, started: float) -> None:
         """The last turn a budget allowed called tools anyway (an unconstrained model): they do not run."""
         self.steps.append(Step(index=index, response=self.turn, seconds=time.monotonic() - started))
-        raise self._exhausted(self._last_turn or "steps")
+        raise self._exhausted(self.last_turn or "steps")
 
     def finish(self, output: Any, answer: ModelResponse) -> None:
         result = RunResult(
@@ -592,7 +610,7 @@ async def run_loop(
             response = run.turn
             yield ModelTurn(step=index, response=response)
             calls = response.message.tool_calls
-            if calls and request.tool_choice == "none":
+            if calls and run.last_turn:
                 run.overspent(index, started)
             elif calls:
                 async for event in run.act(index, calls, started):
@@ -624,6 +642,27 @@ async def final_result(events: AsyncGenerator[RunEvent, None]) -> RunResult[Any]
             if isinstance(event, RunPaused):
                 raise AwaitingApproval(event.run_id, event.calls, event.partial)
     raise AssertionError("the loop ended without a result")  # pragma: no cover - run_loop raises instead
+
+
+def feedback_text(problem: ModelOutputError | OutputValidationError, *, calls_allowed: bool = True) -> str:
+    """What the model is told when its reply could not be used, worded from what was wrong.
+
+    Calls a runtime found wrong (`ModelOutputError.problems`) are listed, and
+    the model is asked to call again (`calls_allowed`) or to answer; the reply
+    itself is not repeated, as a model would copy it. A reply that could not be
+    read is quoted with why; an answer that misses the output type gets the
+    validation errors.
+    """
+    if isinstance(problem, OutputValidationError):
+        return f"{problem}. Answer again with JSON that fits the schema."
+    if problem.problems:
+        again = (
+            "Call the tools again with arguments that fit their schemas."
+            if calls_allowed
+            else "Answer without calling a tool."
+        )
+        return f"Your last reply could not be used: {'; '.join(problem.problems)}. {again}"
+    return f"Your last reply could not be read ({problem}). Reply with one valid action."
 
 
 def describe_result(result: ToolResult) -> str:

@@ -140,7 +140,7 @@ class ModelResponse:
     """The digest of the constraint the turn was decoded under (None: decoded free);
     the store keeps it with the step, so a trajectory says which grammar made each turn."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    """Runtime-specific facts worth keeping with the step (e.g. `retries`, `repairs`)."""
+    """Runtime-specific facts worth keeping with the step (e.g. `retries`, `problems`)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,14 +9,16 @@
 The server renders the prompt with its own chat template and parses the calls
 with its own parser, so nothing is guaranteed while decoding. agentkit makes up
 for it on the client side: every call is checked against its tool's JSON
-Schema, and a turn with an invalid call gets one repair turn (the errors are
-shown to the model, which answers again) before it fails with a
-`ModelOutputError`. A final answer that must fit an `output_schema` is asked
-for with `response_format` where the server supports it.
+Schema, and a turn with an invalid call is a `ModelOutputError` listing what is
+wrong (`problems`); the agent's loop tells the model and asks again, as for any
+turn it cannot use. A final answer that must fit an `output_schema` is asked
+for with `response_format` when no call is possible (`tool_choice="none"`,
+which the loop sends after an answer that missed the schema) and the server
+supports it.
 
 `stream(request)` asks for the answer as a stream of chunks and yields its
 text, thinking and calls as they come, then the response `generate` returns
-(see `OpenAICompatible.stream` for repairs and retries).
+(see `OpenAICompatible.stream` for retries).
 
 What each kind of server supports is in `SERVERS`; `agentkit doctor URI`
 probes a live one.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -423,7 +426,9 @@ class OpenAICompatible(Lifecycle):
         api_key: Sent as a bearer token. Defaults to `AGENTKIT_API_KEY`, and
             for OpenAI's own API (api.openai.com) to `OPENAI_API_KEY`.
         retry: How hard to try before giving up on a request.
-        repairs: Repair turns allowed for a turn with invalid calls.
+        repairs: Deprecated, ignored: a turn with invalid calls raises
+            `ModelOutputError` at once, and the agent's loop asks again
+            (bounded by the run's budget).
         extra_body: Fields added to every request (e.g. `{"top_k": 20}`).
     """
 
@@ -435,10 +440,12 @@ class OpenAICompatible(Lifecycle):
         server: str = "openai",
         api_key: str | None = None,
         retry: RetryPolicy | None = None,
-        repairs: int = 1,
+        repairs: int | None = None,
         extra_body: Mapping[str, Any] | None = None,
         uri: str | None = None,
     ) -> None:
+        if repairs is not None:
+            warn_repairs()
         if server not in SERVERS:
             raise RuntimeUnavailable(f"unknown server kind {server!r}; known: {', '.join(SERVERS)}")
         self.base_url = check_url(base_url)
@@ -449,7 +456,6 @@ class OpenAICompatible(Lifecycle):
         self.retry = retry or RetryPolicy()
         self.pool = ClientPool(self.retry)
         """The keep-alive HTTP clients every request goes through (one per event loop)."""
-        self.repairs = repairs
         self.extra_body = dict(extra_body or {})
         self._uri = uri or f"openai:{self.base_url}"
         self._context_length: int | None = None
@@ -544,9 +550,8 @@ class OpenAICompatible(Lifecycle):
 
         Text and thinking come as the server sends them; a call comes once it
         is complete (the next call begins, or the answer ends) and valid on its
-        own. Only the first request streams: when the answer needs a repair
-        turn or a typed retry, those are asked for whole, and the response is
-        theirs (its metadata lists the repairs), not what was streamed.
+        own. A turn with an invalid call raises after its deltas, as `generate`
+        does.
 
         Retries happen only before the first delta: once the server has begun
         to answer, a stream that breaks is a `ServerError`.
@@ -554,83 +559,59 @@ class OpenAICompatible(Lifecycle):
         return self._turn(request, live=True)
 
     async def _turn(self, request: ModelRequest, *, live: bool) -> AsyncIterator[ModelDelta | ModelResponse]:
-        """The turn's response, after the deltas of its first answer when `live` (streamed)."""
+        """The turn's response, after its deltas when `live` (streamed). One request: asking
+        again is the agent loop's to decide.
+
+        Raises:
+            ModelOutputError: a call does not fit the request (`problems` says how).
+            OutputTruncated: the reply was cut off at `max_tokens` where that cannot be used.
+        """
         started = time.monotonic()
         if self.model is None:
             self.choose_model(await self.models())
         messages = chat_messages(request.messages, request.output_schema)
-        usage, retries, repairs = Usage(), [], list[dict[str, Any]]()
         final = not request.allowed_tools  # no call possible: the answer alone, under the schema
-        typed_retry = True
+        payload = self.payload(request, messages, final=final)
         url = f"{self.base_url}/chat/completions"
-        while True:
-            payload = self.payload(request, messages, final=final)
-            if live:  # the first answer only: what follows replaces it
-                live, streamed = False, _StreamedReply(request)
-                async with post_events(
-                    url, {**payload, **STREAMING}, headers=self.headers, policy=self.retry, client=self.pool.client()
-                ) as events:
-                    async for event in events:
-                        for delta in streamed.add(event):
-                            yield delta
-                for delta in streamed.close():
-                    yield delta
-                body, tried = streamed.body(), events.retries
-            else:
-                body, tried = await post_json(
-                    url, payload, headers=self.headers, policy=self.retry, client=self.pool.client()
-                )
-            retries += tried
-            usage = usage + usage_of(body)
-            choice = first_choice(body, url)
-            message = choice.get("message")
-            reply: dict[str, Any] = dict(message) if isinstance(message, Mapping) else {}
-            text = str(reply.get("content") or "")
-            calls, problems = check_calls(reply, request)
-            # Servers report a reply cut off inside a call as complete calls
-            # (vLLM: finish_reason "tool_calls"); the token count tells.
-            cut = (
-                choice.get("finish_reason") == "length"
-                or usage_of(body).completion_tokens >= request.sampling.max_tokens
+        if live:
+            streamed = _StreamedReply(request)
+            async with post_events(
+                url, {**payload, **STREAMING}, headers=self.headers, policy=self.retry, client=self.pool.client()
+            ) as events:
+                async for event in events:
+                    for delta in streamed.add(event):
+                        yield delta
+            for delta in streamed.close():
+                yield delta
+            body, retries = streamed.body(), events.retries
+        else:
+            body, retries = await post_json(
+                url, payload, headers=self.headers, policy=self.retry, client=self.pool.client()
             )
-            if cut and (problems or self.truncation_is_final(request)):
-                raise OutputTruncated(request.sampling.max_tokens, json.dumps(reply, ensure_ascii=False))
-            if problems:
-                if len(repairs) >= self.repairs:
-                    raise ModelOutputError(
-                        f"the model's tool calls were invalid after {len(repairs)} repair turn(s): "
-                        + "; ".join(problems),
-                        json.dumps(reply, ensure_ascii=False),
-                        usage=usage,
-                    )
-                # One bounded repair: the model's unusable turn is not replayed (it
-                # would copy it); a user turn says what was wrong, and it answers again.
-                repairs.append({"problems": problems, "reply": reply})
-                ask_again = (
-                    "Call the tools again with arguments that fit their schemas."
-                    if request.allowed_tools and not final
-                    else "Answer without calling a tool."
-                )
-                messages = [
-                    *messages,
-                    {
-                        "role": "user",
-                        "content": "Your last reply could not be used: " + "; ".join(problems) + ". " + ask_again,
-                    },
-                ]
-                continue
-            if not calls and typed_retry and self._needs_typed_retry(request, text, final):
-                typed_retry, final = False, True
-                continue
-            break
+        usage = usage_of(body)
+        choice = first_choice(body, url)
+        message = choice.get("message")
+        reply: dict[str, Any] = dict(message) if isinstance(message, Mapping) else {}
+        text = str(reply.get("content") or "")
+        calls, problems = check_calls(reply, request)
+        # Servers report a reply cut off inside a call as complete calls
+        # (vLLM: finish_reason "tool_calls"); the token count tells.
+        cut = choice.get("finish_reason") == "length" or usage.completion_tokens >= request.sampling.max_tokens
+        if cut and (problems or self.truncation_is_final(request)):
+            raise OutputTruncated(request.sampling.max_tokens, json.dumps(reply, ensure_ascii=False))
+        if problems:
+            raise ModelOutputError(
+                "the reply's tool calls do not fit the request: " + "; ".join(problems),
+                json.dumps(reply, ensure_ascii=False),
+                usage=usage,
+                problems=problems,
+            )
         if choice.get("finish_reason") == "length" and not calls and final and request.output_schema:
             raise OutputTruncated(request.sampling.max_tokens, text)
         finish: FinishReason = (
             "tool_calls" if calls else ("length" if choice.get("finish_reason") == "length" else "stop")
         )
-        metadata: dict[str, Any] = {"retries": retries} if retries else {}
-        if repairs:
-            metadata["repairs"] = repairs
+        metadata: dict[str, Any] = {"retries": list(retries)} if retries else {}
         yield ModelResponse(
             message=AssistantMessage(
                 text=text, tool_calls=tuple(calls), thinking=reply.get("reasoning_content") or reply.get("reasoning")
@@ -647,12 +628,13 @@ class OpenAICompatible(Lifecycle):
         (true where decoding is constrained: the grammar had not finished)."""
         return False
 
-    def _needs_typed_retry(self, request: ModelRequest, text: str, final: bool) -> bool:
-        """A text answer that misses the output schema, on a server that can enforce it."""
-        if final or request.output_schema is None or not self.capabilities.response_format:
-            return False
-        try:
-            jsonschema.validate(json.loads(text), request.output_schema)
-        except (ValueError, jsonschema.ValidationError):
-            return True
-        return False
+
+def warn_repairs() -> None:
+    """`repairs=` is deprecated: the agent's loop asks again for a turn with invalid calls."""
+    warnings.warn(
+        "repairs= is ignored and will be removed: a turn with invalid calls raises ModelOutputError at once, "
+        "and the agent's loop tells the model what was wrong and asks again (bounded by the run's budget); "
+        "leave repairs= out",
+        DeprecationWarning,
+        stacklevel=3,
+    )

@@ -14,8 +14,9 @@ template writes the prompt and its `--tool-call-parser gemma4` reads the calls
 (start it with `--enable-auto-tool-choice --tool-call-parser gemma4`). vLLM
 does not constrain Gemma 4 calls itself, so agentkit sends the same grammar in
 `structured_outputs` (Gemma 4's template ends its prompt where agentkit's
-does), and still checks every call against its schema and repairs once, as
-`OpenAICompatible` does for any server. `constrained=False` leaves the grammar
+does), and still checks every call against its schema, as `OpenAICompatible`
+does for any server (an invalid call is a `ModelOutputError` the agent's loop
+feeds back). `constrained=False` leaves the grammar
 out.
 
 Both modes stream (`stream`): raw mode reads the streamed text with the
@@ -43,7 +44,7 @@ from agentkit.dialect import Constraint, Dialect, final_response, get_dialect, r
 from agentkit.errors import RuntimeUnavailable
 from agentkit.runtime import Lifecycle, ModelDelta, ModelRequest, ModelResponse, RuntimeInfo, Sampling, close_runtime
 from agentkit.runtimes._http import ClientPool, RetryPolicy, check_url, first_choice, post_events, post_json
-from agentkit.runtimes.openai import STREAMING, OpenAICompatible, bearer, usage_of
+from agentkit.runtimes.openai import STREAMING, OpenAICompatible, bearer, usage_of, warn_repairs
 from agentkit.runtimes.vllm.presets import preset_for_model
 
 __all__ = ["VLLMServer"]
@@ -62,7 +63,8 @@ class VLLMServer(Lifecycle):
         api_key: Sent as a bearer token (a server started with `--api-key`);
             defaults to `AGENTKIT_API_KEY`.
         retry: How hard to try before giving up on a request.
-        repairs: Chat mode's repair turns for a turn with invalid calls.
+        repairs: Deprecated, ignored: in chat mode a turn with invalid calls
+            raises `ModelOutputError` at once, and the agent's loop asks again.
     """
 
     def __init__(
@@ -75,9 +77,11 @@ class VLLMServer(Lifecycle):
         constrained: bool = True,
         api_key: str | None = None,
         retry: RetryPolicy | None = None,
-        repairs: int = 1,
+        repairs: int | None = None,
         uri: str | None = None,
     ) -> None:
+        if repairs is not None:
+            warn_repairs()
         if mode not in ("raw", "chat"):
             raise RuntimeUnavailable(f"VLLMServer mode must be 'raw' or 'chat', not {mode!r}")
         self.base_url = check_url(base_url)
@@ -89,9 +93,7 @@ class VLLMServer(Lifecycle):
         self._dialect_choice = dialect
         self.dialect: Dialect | None = dialect if dialect is not None and not isinstance(dialect, str) else None
         self._uri = uri or f"vllm-server:{self.base_url}" + ("?mode=chat" if mode == "chat" else "")
-        self._chat = _Chat(
-            self, self.base_url, model=model, server="vllm", api_key=api_key, retry=self.retry, repairs=repairs
-        )
+        self._chat = _Chat(self, self.base_url, model=model, server="vllm", api_key=api_key, retry=self.retry)
         # Raw mode shares chat mode's connections when it pools them.
         self._pool: ClientPool = getattr(self._chat, "pool", None) or ClientPool(self.retry)
 

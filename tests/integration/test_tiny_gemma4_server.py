@@ -144,9 +144,8 @@ def pairs(tiny_server: ServedModel) -> list[Pair]:
         pairs = []
         for thinking in (False, True):
             dialect = get_dialect("gemma4", **options, thinking=thinking)
-            # repairs=0: a call vLLM's parser reads wrong fails the turn rather than asking again.
             raw = VLLMServer(tiny_server.url, dialect=dialect)
-            chat = VLLMServer(tiny_server.url, mode="chat", repairs=0, dialect=dialect)
+            chat = VLLMServer(tiny_server.url, mode="chat", dialect=dialect)  # a call read wrong fails the turn
             for request in REQUESTS:
                 pairs.append(
                     Pair(request, thinking, await exchange(raw, request, sent), await exchange(chat, request, sent))

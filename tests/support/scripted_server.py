@@ -1,6 +1,6 @@
 """A real HTTP server on loopback that answers with scripted replies.
 
-For tests of a client's own logic (retries, repairs, validation): the server
+For tests of a client's own logic (retries, validation): the server
 is real (sockets, HTTP/1.1), only its answers are written by the test.
 
     with ScriptedServer() as server:

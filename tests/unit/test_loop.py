@@ -443,6 +443,9 @@ def test_a_final_answer_that_misses_the_type_is_sent_back_to_the_model() -> None
     assert isinstance(feedback, UserMessage)
     assert "not a valid Sum" in feedback.text
     assert "total" in feedback.text
+    assert feedback.text.endswith("Answer again with JSON that fits the schema.")
+    # The model must answer now: a runtime that can then enforces the schema.
+    assert [r.tool_choice for r in runtime.requests] == ["auto", "none"]
 
 
 def test_a_final_answer_that_never_fits_ends_in_max_steps() -> None:
@@ -596,6 +599,34 @@ def test_an_unreadable_turn_is_fed_back_and_its_tokens_counted() -> None:
     assert isinstance(feedback, UserMessage)
     assert "could not be read" in feedback.text
     assert "blah blah" in feedback.text
+    assert runtime.requests[1].tool_choice == "auto"
+
+
+@pytest.mark.parametrize(
+    ("tools", "again"),
+    [
+        ([add], "Call the tools again with arguments that fit their schemas."),
+        ([], "Answer without calling a tool."),  # the turn offered no tool to call
+    ],
+)
+def test_calls_a_runtime_found_wrong_are_listed_in_the_feedback(tools: list[Any], again: str) -> None:
+    problems = ["add: arguments: 'b' is a required property", "'sub' is not a tool you may call now"]
+
+    def wrong_once(request: ModelRequest, index: int) -> str:
+        if index == 0:
+            raise ModelOutputError("invalid calls", '{"tool_calls": []}', problems=problems)
+        return "fine"
+
+    runtime = FunctionRuntime(wrong_once)
+    result = Agent(tools=tools, runtime=runtime).run("x")
+    assert result.output == "fine"
+    wrong = result.steps[0].response
+    assert (wrong.finish_reason, wrong.raw_text) == ("error", '{"tool_calls": []}')
+    assert wrong.metadata["problems"] == problems
+    feedback = runtime.requests[1].messages[-1]
+    assert isinstance(feedback, UserMessage)
+    # Listed, not quoted: a model shown its unusable reply would copy it.
+    assert feedback.text == f"Your last reply could not be used: {'; '.join(problems)}. {again}"
 
 
 def test_a_tools_own_timeout_error_is_an_ordinary_failure() -> None:

@@ -1,4 +1,4 @@
-"""`OpenAICompatible`'s own logic: URIs, the chat form, client-side validation and repair.
+"""`OpenAICompatible`'s own logic: URIs, the chat form, client-side validation, and what a run does with it.
 
 The server here is a real HTTP server whose answers the tests script; the
 runtime against real vLLM is in tests/integration/test_server_runtimes.py.
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
 from agentkit import (
@@ -28,7 +30,7 @@ from agentkit import (
     tool,
 )
 from agentkit.dialect import get_dialect
-from agentkit.errors import ModelOutputError, OutputTruncated, RuntimeUnavailable, ServerError
+from agentkit.errors import MaxStepsExceeded, ModelOutputError, OutputTruncated, RuntimeUnavailable, ServerError
 from agentkit.runtime import TextDelta, ThinkingDelta, ToolCallReady
 from agentkit.runtimes import OpenAICompatible, VLLMServer, resolve
 from agentkit.runtimes._http import RetryPolicy
@@ -223,31 +225,70 @@ def test_a_server_that_numbers_calls_per_answer_runs_to_the_end_and_sees_its_own
         (("sub", "{}"), "'sub' is not a tool you may call now (allowed: add)"),
     ],
 )
-def test_an_invalid_call_gets_one_repair_turn(server: ScriptedServer, bad: tuple[str, str], problem: str) -> None:
-    server.replies = [reply(calls=[bad]), reply(calls=[("add", {"a": 2, "b": 3})], usage=20)]
-    response = ask(runtime(server))
-    assert response.message.tool_calls[0].arguments == {"a": 2, "b": 3}  # an object is accepted as well
-    assert response.usage.prompt_tokens == 30
-    assert response.usage.requests == 2
-    assert response.metadata["repairs"][0]["problems"][0].startswith(problem)
-    repair = server.seen[1][2]["messages"]
+def test_an_invalid_call_is_kept_as_a_step_and_the_run_asks_again(
+    server: ScriptedServer, bad: tuple[str, str], problem: str
+) -> None:
+    server.replies = [
+        reply(calls=[bad]),
+        reply(calls=[("add", {"a": 2, "b": 3})], usage=20),  # an object is accepted as well
+        reply("5", usage=30),
+    ]
+    result = Agent(tools=[add], runtime=runtime(server)).run("2+3?")
+    assert result.output == "5"
+    invalid, called, answered = result.steps
+    assert invalid.response.finish_reason == "error"
+    assert not invalid.response.message.tool_calls
+    assert invalid.tool_results == ()
+    assert invalid.response.metadata["problems"][0].startswith(problem)
+    # The trajectory keeps the reply the run could not use, as the server sent it.
+    assert json.loads(invalid.response.raw_text)["tool_calls"][0]["function"]["name"] == bad[0]
+    assert [r.content for r in called.tool_results] == [5]
+    assert answered.response.message.text == "5"
+    # Every turn's tokens count, the invalid one's too.
+    assert (result.usage.prompt_tokens, result.usage.requests) == (60, 3)
+    again = server.seen[1][2]["messages"]
     # The unusable turn is not replayed (the model would copy it): one user turn says what was wrong.
-    assert repair[:-1] == server.seen[0][2]["messages"]
-    assert repair[-1]["role"] == "user"
-    assert problem in repair[-1]["content"]
-    assert repair[-1]["content"].endswith("Call the tools again with arguments that fit their schemas.")
+    assert again[:-1] == server.seen[0][2]["messages"]
+    assert again[-1]["role"] == "user"
+    assert again[-1]["content"].startswith("Your last reply could not be used: " + problem)
+    assert again[-1]["content"].endswith("Call the tools again with arguments that fit their schemas.")
+    assert "tools" in server.seen[1][2]
 
 
-def test_a_call_still_invalid_after_the_repair_is_a_clear_error(server: ScriptedServer) -> None:
-    server.replies = [reply(calls=[("add", '{"a": 1}')]), reply(calls=[("add", '{"b": 1}')])]
-    with pytest.raises(ModelOutputError, match=r"invalid after 1 repair turn.*'a' is a required property") as info:
+def test_every_problem_of_a_turn_is_listed_in_the_feedback(server: ScriptedServer) -> None:
+    server.replies = [reply(calls=[("add", '{"a": 1}'), ("sub", "{}")]), reply("fine")]
+    result = Agent(tools=[add], runtime=runtime(server)).run("2+3?")
+    problems = ["add: arguments: 'b' is a required property", "'sub' is not a tool you may call now (allowed: add)"]
+    assert result.steps[0].response.metadata["problems"] == problems
+    feedback = server.seen[1][2]["messages"][-1]["content"]
+    assert feedback.startswith("Your last reply could not be used: " + "; ".join(problems) + ". ")
+
+
+def test_an_invalid_call_is_a_model_output_error_at_once(server: ScriptedServer) -> None:
+    server.replies = [reply(calls=[("add", '{"a": 1}')]), reply(calls=[("add", '{"a": 1, "b": 1}')])]
+    with pytest.raises(ModelOutputError, match=r"do not fit the request: add: .*'b' is a required property") as info:
         ask(runtime(server))
+    assert info.value.problems == ("add: arguments: 'b' is a required property",)
     assert info.value.usage is not None
-    assert info.value.usage.requests == 2
-    assert len(server.seen) == 2
+    assert (info.value.usage.prompt_tokens, info.value.usage.requests) == (10, 1)
+    assert len(server.seen) == 1
 
 
-def test_an_invalid_call_cut_off_at_max_tokens_is_truncation_not_a_repair(server: ScriptedServer) -> None:
+def test_calls_that_stay_invalid_end_in_the_runs_budget(server: ScriptedServer) -> None:
+    server.replies = [reply(calls=[("add", '{"a": 1}')]), reply(calls=[("add", '{"a": 1}')])]
+    with pytest.raises(MaxStepsExceeded) as info:
+        Agent(tools=[add], runtime=runtime(server), max_steps=2).run("2+3?")
+    partial = info.value.partial
+    assert partial is not None
+    assert [s.response.finish_reason for s in partial.steps] == ["error", "error"]
+    assert partial.usage.requests == 2
+    # The last turn the budget affords must answer: no tools are sent, and the feedback says so.
+    assert "tools" not in server.seen[1][2]
+    assert partial.steps[1].response.metadata["problems"] == ["'add' is not a tool you may call now (allowed: none)"]
+    assert partial.messages[-1].text.endswith("Answer without calling a tool.")
+
+
+def test_an_invalid_call_cut_off_at_max_tokens_is_truncation(server: ScriptedServer) -> None:
     # vLLM reports a call cut off by max_tokens as a finished call ("tool_calls"); the count tells.
     server.replies = [reply(calls=[("add", '{"a": 1}')], spent=512)]
     with pytest.raises(OutputTruncated, match="max_tokens=512"):
@@ -255,33 +296,51 @@ def test_an_invalid_call_cut_off_at_max_tokens_is_truncation_not_a_repair(server
     assert len(server.seen) == 1
 
 
-def test_no_repair_when_repairs_is_zero(server: ScriptedServer) -> None:
-    server.replies = [reply(calls=[("add", '{"a": 1}')])]
-    with pytest.raises(ModelOutputError, match="after 0 repair turn"):
-        ask(runtime(server, repairs=0))
+def test_repairs_is_deprecated_and_ignored(server: ScriptedServer) -> None:
+    with pytest.warns(DeprecationWarning, match="repairs= is ignored"):
+        built = runtime(server, repairs=1)
+    with pytest.warns(DeprecationWarning, match="repairs= is ignored"):
+        VLLMServer(server.base + "/v1", mode="chat", repairs=0)
+    server.replies = [reply(calls=[("add", '{"a": 1}')]), reply(calls=[("add", '{"a": 1, "b": 1}')])]
+    with pytest.raises(ModelOutputError):
+        ask(built)
+    assert len(server.seen) == 1
 
 
 def test_a_named_tool_choice_is_checked_on_the_client(server: ScriptedServer) -> None:
     other = ToolSpec(name="noop", description="Nothing.", parameters={"type": "object", "properties": {}})
-    server.replies = [reply("I'd rather not."), reply(calls=[("add", '{"a": 1, "b": 1}')])]
-    response = ask(runtime(server, server="ollama"), tools=(ADD, other), tool_choice="add")
-    assert response.message.tool_calls[0].name == "add"
+    server.replies = [reply("I'd rather not.")]
+    with pytest.raises(ModelOutputError) as info:
+        ask(runtime(server, server="ollama"), tools=(ADD, other), tool_choice="add")
     assert "tool_choice" not in server.seen[0][2]  # Ollama ignores it: not sent
-    assert response.metadata["repairs"][0]["problems"] == ["you must call add"]
+    assert info.value.problems == ("you must call add",)
 
 
-def test_a_typed_answer_that_misses_the_schema_is_asked_for_under_response_format(server: ScriptedServer) -> None:
-    server.replies = [reply("The sum is 5."), reply('{"sum": 5}')]
-    response = ask(runtime(server), output_schema=ANSWER)
-    assert response.message.text == '{"sum": 5}'
+class Total(pydantic.BaseModel):
+    sum: int
+
+
+def test_a_typed_answer_that_misses_the_schema_is_asked_for_again_under_response_format(
+    server: ScriptedServer,
+) -> None:
+    server.replies = [reply("The sum is 5."), reply('{"sum": 5}', usage=20)]
+    result = Agent[Total](tools=[add], output_type=Total, runtime=runtime(server)).run("2+3?")
+    assert result.output == Total(sum=5)
+    missed, answered = result.steps
+    assert missed.response.message.text == "The sum is 5."  # kept in the trajectory
+    assert answered.response.message.text == '{"sum": 5}'
+    assert (result.usage.prompt_tokens, result.usage.requests) == (30, 2)
     first, second = server.seen[0][2], server.seen[1][2]
     assert "tools" in first
     assert "response_format" not in first
+    # The loop asks for an answer (tool_choice "none"): the server gets no tools and the schema to enforce.
     assert "tools" not in second
-    assert second["response_format"] == {
-        "type": "json_schema",
-        "json_schema": {"name": "final_answer", "schema": ANSWER},
-    }
+    assert second["response_format"]["json_schema"]["name"] == "final_answer"
+    assert second["response_format"]["json_schema"]["schema"]["required"] == ["sum"]
+    said, feedback = second["messages"][-2:]
+    assert said == {"role": "assistant", "content": "The sum is 5."}
+    assert feedback["role"] == "user"
+    assert feedback["content"].endswith("Answer again with JSON that fits the schema.")
 
 
 def test_a_typed_answer_that_fits_needs_no_second_request(server: ScriptedServer) -> None:
@@ -498,18 +557,36 @@ def test_streamed_calls_are_put_together_and_ready_when_the_next_begins(server: 
     assert response_at - first_at >= 0.5  # the first call came when the second began, not at the end
 
 
-def test_an_invalid_streamed_call_is_not_ready_and_the_repair_is_asked_for_whole(server: ScriptedServer) -> None:
+def test_an_invalid_streamed_call_is_not_ready_and_the_turn_fails_after_its_deltas(server: ScriptedServer) -> None:
     server.replies = [
-        (200, {}, Events([chunk(call_part(0, '{"a": 2}', name="add", id="bad")), chunk(finish="tool_calls"), USAGE])),
+        (
+            200,
+            {},
+            Events(
+                [
+                    chunk({"content": "Adding."}),
+                    chunk(call_part(0, '{"a": 2}', name="add", id="bad")),
+                    chunk(finish="tool_calls"),
+                    USAGE,
+                ]
+            ),
+        ),
         reply(calls=[("add", '{"a": 2, "b": 3}')]),
     ]
-    items = [item for _, item in streamed(runtime(server))]
-    assert len(items) == 1
-    (response,) = items
-    assert response.message.tool_calls == (ToolCall(name="add", arguments={"a": 2, "b": 3}, id="call_0"),)
-    assert response.metadata["repairs"][0]["problems"] == ["add: arguments: 'b' is a required property"]
-    assert response.usage.requests == 2
-    assert "stream" not in server.seen[1][2]
+    items: list[Any] = []
+
+    async def read() -> None:
+        request = ModelRequest(messages=(UserMessage(text="2+3?"),), tools=(ADD,))
+        async for item in runtime(server).stream(request):
+            items.append(item)
+
+    with pytest.raises(ModelOutputError) as info:
+        asyncio.run(read())
+    assert items == [TextDelta(text="Adding.")]  # the invalid call was never ready
+    assert info.value.problems == ("add: arguments: 'b' is a required property",)
+    assert info.value.usage is not None
+    assert info.value.usage.requests == 1
+    assert len(server.seen) == 1
 
 
 def test_a_stream_is_retried_only_before_it_opens(server: ScriptedServer) -> None:
