@@ -30,7 +30,7 @@ from agentkit.errors import (
     WorkflowFailed,
     WorkflowSpecError,
 )
-from agentkit.events import ModelTurn, RunEvent, RunFinished, RunParent, RunPaused, RunResult, Step, ToolResults
+from agentkit.events import ModelTurn, RunEvent, RunFinished, RunParent, RunPaused, RunResult, Step, ToolsFinished
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import (
     ModelRequest,
@@ -89,9 +89,9 @@ __all__ = [
     "ToolExecutionError",
     "ToolOptions",
     "ToolResult",
-    "ToolResults",
     "ToolSpec",
     "ToolTimeoutError",
+    "ToolsFinished",
     "TracingError",
     "UnknownToolError",
     "Usage",

@@ -212,7 +212,7 @@ class Agent(Generic[OutputT]):
         The model's text and thinking come as `TextDelta` and `ThinkingDelta`
         while it decodes (one delta per turn on runtimes that cannot stream),
         each complete call as `ToolCallReady`, then `ModelTurn` and
-        `ToolResults` per step. The last event is `RunFinished` with the
+        `ToolsFinished` per step. The last event is `RunFinished` with the
         `RunResult`, or `RunPaused` when calls wait for approval.
 
         Args:

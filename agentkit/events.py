@@ -24,7 +24,7 @@ __all__ = [
     "RunPaused",
     "RunResult",
     "Step",
-    "ToolResults",
+    "ToolsFinished",
     "output_schema",
     "parse_output",
 ]
@@ -83,7 +83,7 @@ class ModelTurn:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ToolResults:
+class ToolsFinished:
     """A turn's tool calls finished (those that ran: calls waiting for approval have none yet)."""
 
     step: int
@@ -106,7 +106,9 @@ class RunPaused:
     partial: RunResult[Any]
 
 
-RunEvent: TypeAlias = ModelTurn | ToolResults | RunFinished[Any] | RunPaused | TextDelta | ThinkingDelta | ToolCallReady
+RunEvent: TypeAlias = (
+    ModelTurn | ToolsFinished | RunFinished[Any] | RunPaused | TextDelta | ThinkingDelta | ToolCallReady
+)
 """What `Agent.stream` yields: the model's text and thinking as they decode, each
 call once complete, each turn, each turn's results, and the end."""
 

@@ -74,7 +74,7 @@ from agentkit.events import (
     RunPaused,
     RunResult,
     Step,
-    ToolResults,
+    ToolsFinished,
     output_schema,
     parse_output,
 )
@@ -380,7 +380,7 @@ class Run:
             self.steps[-1] = step
         else:
             self.steps.append(step)
-        yield ToolResults(step=index, results=results)
+        yield ToolsFinished(step=index, results=results)
         if self._timed_out:
             raise self._exhausted("seconds")
         if waiting:

@@ -14,7 +14,7 @@ import asyncio
 import sys
 from typing import Literal
 
-from agentkit import Agent, ModelTurn, RunFinished, ToolResults, tool
+from agentkit import Agent, ModelTurn, RunFinished, ToolsFinished, tool
 from agentkit.logs import quiet_logs
 from agentkit.loop import describe_result
 from agentkit.tools import calculate
@@ -59,7 +59,7 @@ async def main(prompts: list[str]) -> None:
             if isinstance(event, ModelTurn):
                 for call in event.response.message.tool_calls:
                     print(f"  call   {call.name}({call.arguments})", flush=True)
-            elif isinstance(event, ToolResults):
+            elif isinstance(event, ToolsFinished):
                 for result in event.results:
                     print(f"  result {result.name}: {describe_result(result)}", flush=True)
             elif isinstance(event, RunFinished):

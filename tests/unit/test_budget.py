@@ -161,7 +161,7 @@ def test_a_resumed_run_keeps_the_budget_it_began_with(tmp_path: Path) -> None:
     async def stop_after_first_results() -> str:
         agent = Agent(tools=[add], runtime=ScriptedRuntime(turns), store=store)
         async for event in agent.stream("x", budget=Budget(max_steps=2)):
-            if type(event).__name__ == "ToolResults":
+            if type(event).__name__ == "ToolsFinished":
                 return agent.store.runs(limit=1)[0].id if agent.store else ""
         return ""
 

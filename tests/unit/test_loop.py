@@ -30,7 +30,7 @@ from agentkit import (
     ToolCallReady,
     ToolDefinitionError,
     ToolResult,
-    ToolResults,
+    ToolsFinished,
     Usage,
     UserMessage,
     tool,
@@ -108,7 +108,7 @@ def test_arun_and_stream_yield_events_in_order() -> None:
         return [event async for event in Calculator(runtime=runtime).stream("1+1?")]
 
     events = asyncio.run(collect())
-    assert [type(e) for e in events] == [ToolCallReady, ModelTurn, ToolResults, TextDelta, ModelTurn, RunFinished]
+    assert [type(e) for e in events] == [ToolCallReady, ModelTurn, ToolsFinished, TextDelta, ModelTurn, RunFinished]
     assert events[0].call.arguments == {"a": 1, "b": 1}
     assert events[2].results[0].content == 2
     assert events[3].text == "two"
@@ -118,7 +118,7 @@ def test_arun_and_stream_yield_events_in_order() -> None:
         runtime.reset()
         return [event async for event in Calculator(runtime=runtime).stream("1+1?", deltas=False)]
 
-    assert [type(e) for e in asyncio.run(whole())] == [ModelTurn, ToolResults, ModelTurn, RunFinished]
+    assert [type(e) for e in asyncio.run(whole())] == [ModelTurn, ToolsFinished, ModelTurn, RunFinished]
 
 
 def test_run_inside_an_event_loop_says_to_use_arun() -> None:
