@@ -84,7 +84,11 @@ def test_close_puts_everything_back(tmp_path: Path, capfd: pytest.CaptureFixture
     assert (root.handlers, root.level, dict(os.environ)) == (handlers, level, environ)
 
 
-def test_verbose_logs_writes_every_librarys_log_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+def test_verbose_logs_writes_every_librarys_log_to_stderr(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a fresh process: an earlier test's engine import may have set vLLM's level.
+    monkeypatch.delenv("VLLM_LOGGING_LEVEL", raising=False)
     with verbose_logs(logging.DEBUG) as logs:
         logging.getLogger("some_library.module").debug("a detail")
         assert os.environ["VLLM_LOGGING_LEVEL"] == "DEBUG"

@@ -51,7 +51,7 @@ from agentkit.tracing.exporting import _choice, wanted
 from agentkit.tracing.spans import error_type
 from agentkit.workflow import Workflow
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class OpenSpans(SpanProcessor):

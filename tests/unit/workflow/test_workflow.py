@@ -30,7 +30,7 @@ from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import Store
 from agentkit.workflow import StepEvent, Workflow, json_schema, schema_text
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 EXAMPLES = ROOT / "examples" / "workflows"
 
 TOOLS = '''
