@@ -250,6 +250,51 @@ def _format_validation_error(exc: pydantic.ValidationError) -> str:
 # --- the function form --------------------------------------------------------------
 
 
+def _argument_field(
+    owner: str, param: inspect.Parameter, hints: Mapping[str, Any], docs: Mapping[str, str]
+) -> tuple[Any, Any]:
+    """A function parameter as a field of the arguments' model: its type and a `pydantic.Field`.
+
+    Raises:
+        ToolDefinitionError: the parameter cannot be described to a model.
+    """
+    where = f"{owner}, parameter {param.name!r}"
+    if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+        raise ToolDefinitionError(
+            f"{where}: *args and **kwargs cannot be described to a model; declare each argument with a type"
+        )
+    if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+        raise ToolDefinitionError(f"{where}: positional-only parameters are not supported")
+    if param.name not in hints:
+        raise ToolDefinitionError(f"{where}: add a type annotation (the schema is built from it)")
+    annotation = hints[param.name]
+    try:
+        pydantic.TypeAdapter(annotation).json_schema()
+    except Exception as exc:
+        raise ToolDefinitionError(
+            f"{where}: type {annotation!r} has no JSON Schema ({exc}); use str, int, float, "
+            "bool, Literal, Enum, Optional, list, dict or a Pydantic model"
+        ) from exc
+    default = ... if param.default is inspect.Parameter.empty else param.default
+    # A description from `Annotated[..., Field(description=...)]` stands unless the docstring gives one.
+    extra: dict[str, Any] = {"description": docs[param.name]} if docs.get(param.name) else {}
+    return annotation, pydantic.Field(default, alias=param.name, **extra)
+
+
+def _result_schema(owner: str, returns: Any) -> dict[str, Any] | None:
+    """The JSON Schema of what a function returns (None when it says nothing useful)."""
+    if returns in (inspect.Parameter.empty, None, type(None), Any):
+        return None
+    try:
+        schema: dict[str, Any] = strip_titles(pydantic.TypeAdapter(returns).json_schema())
+    except Exception as exc:
+        raise ToolDefinitionError(
+            f"{owner}: return type {returns!r} has no JSON Schema ({exc}); return a str, a "
+            "dict, a list, a dataclass or a Pydantic model"
+        ) from exc
+    return schema
+
+
 class FunctionTool(Generic[P, R]):
     """A function turned into a tool by `@tool`. Still callable as the function.
 
@@ -286,33 +331,12 @@ class FunctionTool(Generic[P, R]):
             raise ToolDefinitionError(f"{owner}: cannot resolve its type hints: {exc}") from exc
 
         doc_description, arg_docs = _describe(func.__doc__)
-        fields: dict[str, Any] = {}
-        for param in params:
-            where = f"{owner}, parameter {param.name!r}"
-            if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-                raise ToolDefinitionError(
-                    f"{where}: *args and **kwargs cannot be described to a model; declare each argument with a type"
-                )
-            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
-                raise ToolDefinitionError(f"{where}: positional-only parameters are not supported")
-            if param.name not in hints:
-                raise ToolDefinitionError(f"{where}: add a type annotation (the schema is built from it)")
-            annotation = hints[param.name]
-            try:
-                pydantic.TypeAdapter(annotation).json_schema()
-            except Exception as exc:
-                raise ToolDefinitionError(
-                    f"{where}: type {annotation!r} has no JSON Schema ({exc}); use str, int, float, "
-                    "bool, Literal, Enum, Optional, list, dict or a Pydantic model"
-                ) from exc
-            default = ... if param.default is inspect.Parameter.empty else param.default
-            extra: dict[str, Any] = {}
-            if arg_docs.get(param.name):
-                extra["description"] = arg_docs[param.name]
-            # Internal field names, the parameter's name as the alias: a parameter
-            # may then be called `json`, `schema` or `_private` without clashing
-            # with BaseModel's own attributes.
-            fields[f"p{len(fields)}"] = (annotation, pydantic.Field(default, alias=param.name, **extra))
+        # Internal field names, the parameter's name as the alias: a parameter may
+        # then be called `json`, `schema` or `_private` without clashing with
+        # BaseModel's own attributes.
+        fields: dict[str, Any] = {
+            f"p{n}": _argument_field(owner, param, hints, arg_docs) for n, param in enumerate(params)
+        }
 
         self._is_async = inspect.iscoroutinefunction(func)
         tool_name = _check_name(owner, func.__name__ if name is None else name)
@@ -325,22 +349,11 @@ class FunctionTool(Generic[P, R]):
             raise ToolDefinitionError(f"{owner}: its arguments cannot be described: {exc}") from exc
         _check_schema(owner, parameters)
 
-        result_schema: dict[str, Any] | None = None
-        returns = hints.get("return", inspect.Parameter.empty)
-        if returns not in (inspect.Parameter.empty, None, type(None), Any):
-            try:
-                result_schema = strip_titles(pydantic.TypeAdapter(returns).json_schema())
-            except Exception as exc:
-                raise ToolDefinitionError(
-                    f"{owner}: return type {returns!r} has no JSON Schema ({exc}); return a str, a "
-                    "dict, a list, a dataclass or a Pydantic model"
-                ) from exc
-
         self.spec = ToolSpec(
             name=tool_name,
             description=(description if description is not None else doc_description),
             parameters=parameters,
-            result=result_schema,
+            result=_result_schema(owner, hints.get("return", inspect.Parameter.empty)),
             examples=tuple(self._checked_examples(examples)),
         )
         self.__wrapped__ = func
