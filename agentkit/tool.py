@@ -164,47 +164,22 @@ def _check_name(owner: str, name: str) -> str:
     return name
 
 
-_TOOL_SETTINGS = frozenset(
-    (
-        "name",
-        "description",
-        "examples",
-        "retries",
-        "timeout",
-        "requires_approval",
-        "idempotent",
-        "inline",
-        "max_result_chars",
-    )
-)
+_TOOL_SETTINGS = frozenset(("name", "description", "examples", *(f.name for f in dataclasses.fields(ToolOptions))))
 
 
-def _options(
-    owner: str,
-    *,
-    retries: int = 0,
-    timeout: float | None = None,
-    requires_approval: bool = False,
-    idempotent: bool = True,
-    inline: bool | None = None,
-    max_result_chars: int | None = None,
-) -> ToolOptions:
+def _options(owner: str, **settings: Any) -> ToolOptions:
+    """`ToolOptions` from `settings`, each checked (`owner` names the tool in errors)."""
+    options = ToolOptions(**settings)
+    retries, timeout, limit = options.retries, options.timeout, options.max_result_chars
     if not isinstance(retries, int) or retries < 0:
         raise ToolDefinitionError(f"{owner}: retries must be a whole number >= 0, got {retries!r}")
     if timeout is not None and not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
         raise ToolDefinitionError(f"{owner}: timeout must be a finite number of seconds > 0, got {timeout!r}")
-    if inline is True and timeout is not None:
+    if options.inline is True and timeout is not None:
         raise ToolDefinitionError(f"{owner}: an inline tool runs on the event loop and cannot be timed out")
-    if max_result_chars is not None and not (isinstance(max_result_chars, int) and max_result_chars >= 64):
-        raise ToolDefinitionError(f"{owner}: max_result_chars must be a whole number >= 64, got {max_result_chars!r}")
-    return ToolOptions(
-        retries=retries,
-        timeout=timeout,
-        requires_approval=requires_approval,
-        idempotent=idempotent,
-        inline=inline,
-        max_result_chars=max_result_chars,
-    )
+    if limit is not None and not (isinstance(limit, int) and limit >= 64):
+        raise ToolDefinitionError(f"{owner}: max_result_chars must be a whole number >= 64, got {limit!r}")
+    return options
 
 
 def _describe(doc: str | None) -> tuple[str, dict[str, str]]:
