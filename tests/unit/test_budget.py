@@ -16,17 +16,7 @@ from agentkit import Agent, Budget, BudgetExceeded, MaxStepsExceeded, ModelReque
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.runtimes.function import FunctionRuntime
 from agentkit.store import Store
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first.
-        b: The second.
-    """
-    return a + b
+from tests.support.tools import add
 
 
 @tool

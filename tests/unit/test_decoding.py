@@ -28,13 +28,8 @@ from agentkit.runtime import (
     ToolCallReady,
     Usage,
 )
-from agentkit.tool import ToolSpec
+from tests.support.tools import WEATHER
 
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="The weather in a city.",
-    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-)
 ASKED = ModelRequest(
     messages=(UserMessage(text="Paris?"),), tools=(WEATHER,), sampling=Sampling(max_tokens=64, stop=("STOP",))
 )

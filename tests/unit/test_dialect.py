@@ -28,13 +28,8 @@ from agentkit.errors import ModelOutputError, UnknownName
 from agentkit.messages import UserMessage
 from agentkit.registry import Registry
 from agentkit.runtime import ModelRequest, ModelResponse, TextDelta, ToolCallReady
-from agentkit.tool import ToolSpec
+from tests.support.tools import WEATHER
 
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="The weather in a city.",
-    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-)
 ASKED = ModelRequest(messages=(UserMessage(text="Paris?"),), tools=(WEATHER,))
 
 

@@ -40,21 +40,11 @@ from agentkit.observers import RunEnd
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.runtimes.function import FunctionRuntime
 from agentkit.runtimes.scripted import Turn
+from tests.support.tools import add
 
 
 def calls(*pairs: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     return {"tool_calls": [{"name": name, "arguments": args} for name, args in pairs]}
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first.
-        b: The second.
-    """
-    return a + b
 
 
 @tool

@@ -7,23 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from agentkit import Agent, AssistantMessage, ModelRequest, RuntimeUnavailable, ToolCall, UserMessage, tool
+from agentkit import Agent, AssistantMessage, ModelRequest, RuntimeUnavailable, ToolCall, UserMessage
 from agentkit.errors import ScriptError, UnknownName
 from agentkit.replay import ReplayRuntime
 from agentkit.runtimes import ScriptedRuntime, check_uri, resolve
 from agentkit.store import Store
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two numbers.
-
-    Args:
-        a: The first.
-        b: The second.
-    """
-    return a + b
-
+from tests.support.tools import add
 
 SCRIPT = [AssistantMessage(tool_calls=[ToolCall(name="add", arguments={"a": 2, "b": 3}, id="c1")]), "2 + 3 = 5."]
 

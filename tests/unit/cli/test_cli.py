@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+import tests.support.ledger
 from agentkit import (
     AssistantMessage,
     ModelResponse,
@@ -30,35 +31,14 @@ from agentkit.cli import app, printing
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import RunRecorder, Store
 
-AGENTS = '''
+# The user's module: the ledger's tools (`add`, `charge` and their `CALLS`), then agents that use them.
+AGENTS = (
+    Path(tests.support.ledger.__file__).read_text(encoding="utf-8")
+    + '''
+
 import pydantic
 
 from agentkit import Agent, tool
-
-CALLS = []
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two numbers.
-
-    Args:
-        a: The first.
-        b: The second.
-    """
-    CALLS.append(f"add {a} {b}")
-    return a + b
-
-
-@tool(idempotent=False)
-def charge(amount: int) -> str:
-    """Charge a card.
-
-    Args:
-        amount: Euros.
-    """
-    CALLS.append(f"charge {amount}")
-    return f"charged {amount}"
 
 
 class Adder(Agent):
@@ -99,6 +79,7 @@ class Noisy(Agent):
     tools = [rumble]
     max_steps = 3
 '''
+)
 
 ADD = {"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}
 RUMBLE = {"tool_calls": [{"name": "rumble", "arguments": {}}]}

@@ -8,13 +8,11 @@ agentkit.
 
 from __future__ import annotations
 
-import enum
 import itertools
 import warnings
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,6 +33,7 @@ from agentkit.errors import ModelOutputError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest, TextDelta, ThinkingDelta, ToolCallReady
 from agentkit.tool import tool
+from tests.support.tools import get_weather, plant, ship
 
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, max_examples=150)
 
@@ -44,68 +43,13 @@ def g(text: str) -> str:
     return text.replace('"', '<|"|>')
 
 
-# --- tools ------------------------------------------------------------------------------
-
-
-@tool
-def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> str:
-    """Get the current weather for a city.
-
-    Args:
-        city: The city's name.
-        unit: The temperature unit.
-    """
-    return f"18 degrees in {city}"
+# --- tools (get_weather, ship and plant are tests.support.tools') --------------------------
 
 
 @tool
 def search(query: str) -> list[str]:
     """Search the web."""
     return []
-
-
-class Color(enum.Enum):
-    RED = "red"
-    BLUE = "blue"
-
-
-class Address(pydantic.BaseModel):
-    """A postal address."""
-
-    street: str
-    zip: str | None = None
-
-
-@tool
-def ship(
-    address: Address,
-    color: Color,
-    stops: list[Address],
-    note: str | None = None,
-    weight: Annotated[float, pydantic.Field(ge=0)] = 1.0,
-    counts: dict[str, int] | None = None,
-) -> str:
-    """Ship a parcel.
-
-    Args:
-        address: Where to.
-        color: Box colour.
-        stops: Extra stops.
-        note: A note for the driver.
-        weight: Kilograms.
-        counts: Items per kind.
-    """
-    return "shipped"
-
-
-class Node(pydantic.BaseModel):
-    name: str
-    children: list[Node] = []
-
-
-@tool
-def plant(tree: Node, mode: Literal["fast"] = "fast") -> None:
-    """Plant a tree."""
 
 
 WEATHER_DECLARATION = g(
@@ -143,6 +87,7 @@ def test_declaration_with_enum_optional_nested_and_array_parameters() -> None:
         f'address:{{description:"Where to.",{address}}},'
         'color:{description:"Box colour.",enum:["red","blue"],type:"STRING"},'
         'counts:{description:"Items per kind.",nullable:true,properties:{},type:"OBJECT"},'
+        'express:{description:"Next-day delivery.",type:"BOOLEAN"},'
         'note:{description:"A note for the driver.",nullable:true,type:"STRING"},'
         f'stops:{{description:"Extra stops.",items:{{description:"A postal address.",{address}}},type:"ARRAY"}},'
         'weight:{description:"Kilograms.",type:"NUMBER"}'

@@ -12,6 +12,7 @@ import enum
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -316,18 +317,25 @@ def test_golden_gemma4_results_as_a_user_turn() -> None:
     )
 
 
+ADDER = ToolSpec(
+    name="add",
+    description="Add two numbers.",
+    parameters={
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+        "required": ["a", "b"],
+    },
+    result={"type": "integer"},
+    examples=({"a": 2, "b": 3},),
+)
+ADDER_TOOL_LINE = (
+    '{"name":"add","description":"Add two numbers.","parameters":'
+    '{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"required":["a","b"]}}'
+)
+
+
 def test_golden_gemma3_worked_example() -> None:
-    adder = ToolSpec(
-        name="add",
-        description="Add two numbers.\n\nBoth must be integers.",
-        parameters={
-            "type": "object",
-            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-            "required": ["a", "b"],
-        },
-        result={"type": "integer"},
-        examples=({"a": 2, "b": 3},),
-    )
+    adder = replace(ADDER, description="Add two numbers.\n\nBoth must be integers.")
     conversation = ModelRequest(messages=[UserMessage(text="What is 7+5?")], tools=[adder])
 
     prompt = JsonDialect(turns="gemma3", examples=1).render(conversation)
@@ -349,23 +357,6 @@ def test_golden_gemma3_worked_example() -> None:
         "<start_of_turn>user\nWhat is 7+5?<end_of_turn>\n"
         "<start_of_turn>model\n"
     )
-
-
-ADDER = ToolSpec(
-    name="add",
-    description="Add two numbers.",
-    parameters={
-        "type": "object",
-        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-        "required": ["a", "b"],
-    },
-    result={"type": "integer"},
-    examples=({"a": 2, "b": 3},),
-)
-ADDER_TOOL_LINE = (
-    '{"name":"add","description":"Add two numbers.","parameters":'
-    '{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"required":["a","b"]}}'
-)
 
 
 def test_golden_gemma4_worked_example_without_an_answer_closes_its_turn() -> None:

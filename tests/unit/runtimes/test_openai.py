@@ -27,7 +27,6 @@ from agentkit import (
     ToolCall,
     ToolResult,
     UserMessage,
-    tool,
 )
 from agentkit.dialect import get_dialect
 from agentkit.errors import MaxStepsExceeded, ModelOutputError, OutputTruncated, RuntimeUnavailable, ServerError
@@ -38,6 +37,7 @@ from agentkit.runtimes.openai import chat_messages, parse_server_uri
 from agentkit.store import Store
 from agentkit.tool import ToolSpec
 from tests.support.scripted_server import Events, ScriptedServer
+from tests.support.tools import add
 
 ADD = ToolSpec(
     name="add",
@@ -49,17 +49,6 @@ ADD = ToolSpec(
         "additionalProperties": False,
     },
 )
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first.
-        b: The second.
-    """
-    return a + b
 
 
 ANSWER = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}

@@ -25,31 +25,7 @@ from agentkit import (
 from agentkit.errors import StoreError
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import MIGRATIONS, Store, default_path
-
-CALLS: list[str] = []
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two numbers.
-
-    Args:
-        a: The first.
-        b: The second.
-    """
-    CALLS.append(f"add {a} {b}")
-    return a + b
-
-
-@tool(idempotent=False)
-def charge(amount: int) -> str:
-    """Charge a card.
-
-    Args:
-        amount: Euros.
-    """
-    CALLS.append(f"charge {amount}")
-    return f"charged {amount}"
+from tests.support.ledger import CALLS, add, charge
 
 
 def two_adds(first: str = "c1", second: str = "c2") -> AssistantMessage:

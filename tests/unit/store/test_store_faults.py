@@ -338,6 +338,28 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     assert proc.wait(timeout=FINISH_SECONDS) == -signal.SIGKILL
 
 
+def kill_a_run(workers: Workers, folder: Path, hold: str, *flags: str) -> tuple[Path, Path]:
+    """Start the script in a fresh database in `folder` and kill it where it holds; returns the database and
+    the folder the tools count their runs in.
+
+    `hold` is "tool" (`fast` finished and was committed while `slow`, its sibling, still runs) or "model"
+    (the model started step 1).
+    """
+    db, counts = folder / "runs.db", folder / "counts"
+    counts.mkdir()
+    proc = workers.start("killed", "run", db, counts, "--hold", hold, *flags)
+    if hold == "tool":
+        wait_until(
+            "slow started and fast's result was committed",
+            lambda: (counts / "slow_started").exists() and "call-fast-a" in committed_results(db),
+            proc,
+        )
+    else:
+        wait_until("the model started step 1", (counts / "model_started").exists, proc)
+    kill(proc)
+    return db, counts
+
+
 def uninterrupted(workers: Workers, *flags: str) -> dict[str, Any]:
     """The same script and tools, never killed, in a fresh database."""
     counts = workers.root / "counts-uninterrupted"
@@ -358,16 +380,7 @@ def messages(payload: dict[str, Any]) -> tuple[Message, ...]:
 def test_a_run_killed_while_a_tool_runs_resumes_without_rerunning_finished_tools(
     workers: Workers, tmp_path: Path
 ) -> None:
-    db, counts = tmp_path / "runs.db", tmp_path / "counts"
-    counts.mkdir()
-    proc = workers.start("killed", "run", db, counts, "--hold", "tool")
-    # `fast` finished and was committed while `slow`, its sibling, still runs.
-    wait_until(
-        "slow started and fast's result was committed",
-        lambda: (counts / "slow_started").exists() and "call-fast-a" in committed_results(db),
-        proc,
-    )
-    kill(proc)
+    db, counts = kill_a_run(workers, tmp_path, "tool")
 
     ((run_id, status),) = query(db, "SELECT id, status FROM runs")
     assert status == "running"
@@ -387,11 +400,7 @@ def test_a_run_killed_while_a_tool_runs_resumes_without_rerunning_finished_tools
 def test_a_run_killed_while_the_model_generates_resumes_from_the_last_decision(
     workers: Workers, tmp_path: Path
 ) -> None:
-    db, counts = tmp_path / "runs.db", tmp_path / "counts"
-    counts.mkdir()
-    proc = workers.start("killed", "run", db, counts, "--hold", "model")
-    wait_until("the model started step 1", (counts / "model_started").exists, proc)
-    kill(proc)
+    db, counts = kill_a_run(workers, tmp_path, "model")
 
     ((run_id, status, steps),) = query(
         db, "SELECT id, status, (SELECT COUNT(*) FROM steps WHERE run_id = runs.id) FROM runs"
@@ -408,15 +417,7 @@ def test_a_run_killed_while_the_model_generates_resumes_from_the_last_decision(
 
 
 def test_a_killed_non_idempotent_tool_reruns_only_when_asked(workers: Workers, tmp_path: Path) -> None:
-    db, counts = tmp_path / "runs.db", tmp_path / "counts"
-    counts.mkdir()
-    proc = workers.start("killed", "run", db, counts, "--hold", "tool", "--non-idempotent")
-    wait_until(
-        "slow started and fast's result was committed",
-        lambda: (counts / "slow_started").exists() and "call-fast-a" in committed_results(db),
-        proc,
-    )
-    kill(proc)
+    db, counts = kill_a_run(workers, tmp_path, "tool", "--non-idempotent")
     ((run_id,),) = query(db, "SELECT id FROM runs")
     ((started,),) = query(db, "SELECT started FROM tool_calls WHERE id = 'call-slow-a'")
     assert started is not None

@@ -344,26 +344,6 @@ def test_one_expression_keeps_its_type_and_text_writes_lists_as_json(folder: Pat
     assert flow.run().output == {"native": [1, "two"], "text": 'xs=[1, "two"] flag=False', "flag": True}
 
 
-def test_templates_are_sandboxed(folder: Path) -> None:
-    flow = load(
-        folder,
-        """
-        name: sandbox
-        steps:
-          - id: first
-            tool: T:echo
-            arguments: {value: 1}
-          - id: peek
-            tool: T:echo
-            arguments: {value: "{{ steps.first.output.__class__.__mro__ }}"}
-        """,
-    )
-    with pytest.raises(
-        WorkflowFailed, match=r"flow.yaml:9:\d+: steps\[1\].arguments.value: the template failed: .*unsafe"
-    ):
-        flow.run()
-
-
 # --- agents ----------------------------------------------------------------------------------
 
 
@@ -574,23 +554,44 @@ def test_a_failure_inside_foreach_names_the_item(folder: Path) -> None:
     assert re.fullmatch(r"each\[[01]\]\.check", caught.value.step)
 
 
-def test_foreach_over_something_not_a_list_fails_the_step(folder: Path) -> None:
-    flow = load(
-        folder,
-        """
-        name: items
-        inputs:
-          xs: {type: object, default: {a: 1}}
-        steps:
-          - id: each
-            foreach: "{{ inputs.xs }}"
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        pytest.param(
+            """
+            name: sandbox
             steps:
-              - id: show
+              - id: first
                 tool: T:echo
-                arguments: {value: "{{ item }}"}
-        """,
-    )
-    with pytest.raises(WorkflowFailed, match="foreach needs a list, got dict"):
+                arguments: {value: 1}
+              - id: peek
+                tool: T:echo
+                arguments: {value: "{{ steps.first.output.__class__.__mro__ }}"}
+            """,
+            r"flow.yaml:9:\d+: steps\[1\].arguments.value: the template failed: .*unsafe",
+            id="templates-are-sandboxed",
+        ),
+        pytest.param(
+            """
+            name: items
+            inputs:
+              xs: {type: object, default: {a: 1}}
+            steps:
+              - id: each
+                foreach: "{{ inputs.xs }}"
+                steps:
+                  - id: show
+                    tool: T:echo
+                    arguments: {value: "{{ item }}"}
+            """,
+            "foreach needs a list, got dict",
+            id="foreach-over-something-not-a-list",
+        ),
+    ],
+)
+def test_a_step_that_cannot_run_fails_the_workflow(folder: Path, text: str, match: str) -> None:
+    flow = load(folder, text)
+    with pytest.raises(WorkflowFailed, match=match):
         flow.run()
 
 

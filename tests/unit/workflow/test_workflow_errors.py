@@ -190,6 +190,13 @@ CASES = [
         id="yaml-tab-indentation",
     ),
     pytest.param(
+        # PyYAML's reader refuses it while the loader is made, before any parsing.
+        "name: hello\x00\nsteps: []\n",
+        "1:12 (top)",
+        "not valid YAML: the character",
+        id="yaml-control-character",
+    ),
+    pytest.param(
         """
         name: twice
         steps:
@@ -201,6 +208,20 @@ CASES = [
         "6:5 steps[0].tool",
         "the key 'tool' is given twice (first on line 4); keep one",
         id="duplicate-key",
+    ),
+    pytest.param(
+        """
+        name: keys
+        steps:
+          - id: a
+            tool: calculate
+            arguments: {expression: "1"}
+            ? [a, b]
+            : c
+        """,
+        "6:7 steps[0]",
+        "a key must be a plain name",
+        id="key-that-is-not-a-plain-name",
     ),
     # the shape: unknown keys, wrong types, step kinds
     pytest.param(
@@ -869,6 +890,18 @@ CASES = [
     ),
     pytest.param(
         """
+        name: classes
+        steps:
+          - id: a
+            agent: tests.support.weather
+            prompt: Hi.
+        """,
+        "4:12 steps[0].agent",
+        "'tests.support.weather' is not an import path; write module:name",
+        id="agent-path-that-is-no-import-path",
+    ),
+    pytest.param(
+        """
         name: tools
         steps:
           - id: a
@@ -1070,28 +1103,6 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(WorkflowSpecError) as caught:
         Workflow.load(path)
     assert_one(caught.value, 1, 1, "(top)", "cannot read the file: 'utf-8' codec can't decode byte 0xe9")
-
-
-def test_a_control_character_is_a_yaml_error_at_its_place(tmp_path: Path) -> None:
-    # PyYAML's reader refuses it while the loader is made, before any parsing.
-    error = refused(tmp_path, "name: hello\x00\nsteps: []\n")
-    assert_one(error, 1, 12, "(top)", "not valid YAML: the character")
-
-
-def test_a_key_that_is_not_a_plain_name(tmp_path: Path) -> None:
-    error = refused(
-        tmp_path,
-        """
-        name: keys
-        steps:
-          - id: a
-            tool: calculate
-            arguments: {expression: "1"}
-            ? [a, b]
-            : c
-        """,
-    )
-    assert_one(error, 6, 7, "steps[0]", "a key must be a plain name")
 
 
 def test_a_number_as_a_key_is_at_the_key(tmp_path: Path) -> None:
@@ -1296,20 +1307,6 @@ def test_a_module_in_the_workflows_directory_is_allowed(tmp_path: Path, modules:
     assert [[t.name for t in node.tools] for node in flow.plan.steps] == [["shout"], ["shout", "calculate"]]
 
 
-def test_a_local_name_that_is_not_a_tool(tmp_path: Path, modules: Modules) -> None:
-    name = modules()
-    error = refused(
-        tmp_path,
-        f"""
-        name: local
-        steps:
-          - id: a
-            tool: {name}:GREETING
-        """,
-    )
-    assert_one(error, 4, 11, "steps[0].tool", f"{name}:GREETING is a str, not a tool: pass a @tool function")
-
-
 def test_an_agent_class_given_as_a_tool(tmp_path: Path) -> None:
     error = refused(
         tmp_path,
@@ -1350,20 +1347,6 @@ def test_an_agent_path_that_is_not_an_agent_subclass(tmp_path: Path, modules: Mo
     assert_one(error, 4, 12, "steps[0].agent", f"{ref} is {what}, not an Agent subclass")
 
 
-def test_an_agent_path_that_is_no_import_path(tmp_path: Path) -> None:
-    error = refused(
-        tmp_path,
-        """
-        name: classes
-        steps:
-          - id: a
-            agent: tests.support.weather
-            prompt: Hi.
-        """,
-    )
-    assert_one(error, 4, 12, "steps[0].agent", "'tests.support.weather' is not an import path; write module:name")
-
-
 def test_an_agent_class_the_user_allows(tmp_path: Path) -> None:
     text = """
         name: classes
@@ -1376,18 +1359,34 @@ def test_an_agent_class_the_user_allows(tmp_path: Path) -> None:
     assert flow.plan.steps[0].agent_class is tests.support.weather.WeatherAgent
 
 
-def test_a_local_module_that_fails_to_import(tmp_path: Path, modules: Modules) -> None:
-    name = modules("raise RuntimeError('no config')\n")
+@pytest.mark.parametrize(
+    ("source", "ref", "phrase"),
+    [
+        pytest.param(
+            MARK_TOOLS, "GREETING", "NAME:GREETING is a str, not a tool: pass a @tool function", id="a-name-not-a-tool"
+        ),
+        pytest.param(
+            "raise RuntimeError('no config')\n",
+            "shout",
+            "importing NAME failed: RuntimeError: no config",
+            id="a-module-that-fails-to-import",
+        ),
+    ],
+)
+def test_a_local_module_that_gives_no_tool(
+    tmp_path: Path, modules: Modules, source: str, ref: str, phrase: str
+) -> None:
+    name = modules(source)
     error = refused(
         tmp_path,
         f"""
         name: local
         steps:
           - id: a
-            tool: {name}:shout
+            tool: {name}:{ref}
         """,
     )
-    assert_one(error, 4, 11, "steps[0].tool", f"importing {name} failed: RuntimeError: no config")
+    assert_one(error, 4, 11, "steps[0].tool", phrase.replace("NAME", name))
 
 
 def test_a_local_module_named_like_an_imported_one(tmp_path: Path) -> None:
@@ -1602,21 +1601,49 @@ def test_the_marker_workflow_does_run_when_nothing_is_wrong(tmp_path: Path, modu
         store.close()
 
 
-def test_a_bad_reference_after_the_first_step_refuses_the_whole_run(tmp_path: Path, modules: Modules) -> None:
-    flow, marker = marked(tmp_path, modules, MARKED.replace("inputs.count", "steps.frist.output"))
+@pytest.mark.parametrize(
+    ("text", "args", "where", "phrase"),
+    [
+        pytest.param(
+            MARKED.replace("inputs.count", "steps.frist.output"),
+            ["-i", "topic=tides", "-i", "count=41"],
+            "11:29 steps[1].arguments.expression",
+            "no step 'frist'; did you mean 'first'?",
+            id="a-bad-reference-after-the-first-step",
+        ),
+        pytest.param(
+            MARKED + "  - id: third\n    agent: {instructions: Help.}\n    prompt: Hi.\n    runtime: nope\n",
+            ["-i", "topic=tides", "-i", "count=41"],
+            "15:14 steps[2].runtime",
+            "runtime URI 'nope' must look like SCHEME:VALUE",
+            id="a-bad-runtime-after-the-first-step",
+        ),
+        pytest.param(
+            MARKED,
+            ["-i", "topic=tides", "-i", "count=1", "-i", "cuont=2"],
+            "2:1 inputs",
+            "no input 'cuont' in this workflow (its inputs: topic, count)",
+            id="an-unknown-input",
+        ),
+        pytest.param(
+            MARKED + 'output: !!python/object/apply:os.system ["touch OWNED"]\n',
+            ["-i", "topic=tides", "-i", "count=1"],
+            "12:9 output",
+            "the tag !!python/object/apply:os.system is not allowed",
+            id="a-python-tag",
+        ),
+    ],
+)
+def test_a_mistake_refuses_the_whole_run_through_the_cli(
+    tmp_path: Path, modules: Modules, text: str, args: list[str], where: str, phrase: str
+) -> None:
+    owned = tmp_path / "owned"  # what the python tag would touch, were it ever run
+    flow, marker = marked(tmp_path, modules, text.replace("OWNED", str(owned)))
     db = tmp_path / "runs.db"
-    result = cli("run", str(flow), "-i", "topic=tides", "-i", "count=41", "--db", str(db))
-    assert_cli_refused(result, flow, 11, 29, "steps[1].arguments.expression", "no step 'frist'; did you mean 'first'?")
+    result = cli("run", str(flow), *args, "--db", str(db))
+    assert_cli_refused(result, flow, *at(where), phrase)
     assert_nothing_ran(marker, db)
-
-
-def test_a_bad_runtime_after_the_first_step_refuses_the_whole_run(tmp_path: Path, modules: Modules) -> None:
-    text = MARKED + "  - id: third\n    agent: {instructions: Help.}\n    prompt: Hi.\n    runtime: nope\n"
-    flow, marker = marked(tmp_path, modules, text)
-    db = tmp_path / "runs.db"
-    result = cli("run", str(flow), "-i", "topic=tides", "-i", "count=41", "--db", str(db))
-    assert_cli_refused(result, flow, 15, 14, "steps[2].runtime", "runtime URI 'nope' must look like SCHEME:VALUE")
-    assert_nothing_ran(marker, db)
+    assert not owned.exists()
 
 
 @pytest.mark.parametrize(
@@ -1680,25 +1707,6 @@ def test_inputs_that_do_not_fit_refuse_the_whole_run(
     result = cli("run", str(flow), *args, "--db", str(db))
     assert_cli_refused(result, flow, 4, 3, "inputs.count", phrase)
     assert_nothing_ran(marker, db)
-
-
-def test_an_unknown_input_refuses_the_whole_run(tmp_path: Path, modules: Modules) -> None:
-    flow, marker = marked(tmp_path, modules)
-    db = tmp_path / "runs.db"
-    result = cli("run", str(flow), "-i", "topic=tides", "-i", "count=1", "-i", "cuont=2", "--db", str(db))
-    assert_cli_refused(result, flow, 2, 1, "inputs", "no input 'cuont' in this workflow (its inputs: topic, count)")
-    assert_nothing_ran(marker, db)
-
-
-def test_a_python_tag_never_runs_through_the_cli(tmp_path: Path, modules: Modules) -> None:
-    owned = tmp_path / "owned"
-    text = MARKED + f'output: !!python/object/apply:os.system ["touch {owned}"]\n'
-    flow, marker = marked(tmp_path, modules, text)
-    db = tmp_path / "runs.db"
-    result = cli("run", str(flow), "-i", "topic=tides", "-i", "count=1", "--db", str(db))
-    assert_cli_refused(result, flow, 12, 9, "output", "the tag !!python/object/apply:os.system is not allowed")
-    assert_nothing_ran(marker, db)
-    assert not owned.exists()
 
 
 def test_a_missing_workflow_file_through_the_cli(tmp_path: Path) -> None:

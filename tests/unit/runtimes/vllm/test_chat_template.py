@@ -34,6 +34,7 @@ from agentkit.runtimes.openai import chat_messages, tool_definition
 from agentkit.runtimes.vllm.serve import CHAT_TEMPLATE
 from agentkit.schema import example_value
 from agentkit.tool import ToolSpec, tool
+from tests.support.tools import get_weather, plant, ship
 
 NO_THOUGHT = "<|turn>model\n<|channel>thought\n<channel|>"
 
@@ -102,70 +103,18 @@ def conversation(*messages: Message, tools: tuple[Any, ...] = (), tool_choice: s
     return ModelRequest(messages=list(messages), tools=[t.spec for t in tools], tool_choice=tool_choice)
 
 
-# --- tools ------------------------------------------------------------------------------
+PARIS_CALL = AssistantMessage(tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"}, id="c1")])
+"""The model asks for the weather in Paris; `PARIS_RESULT` is the answer."""
+PARIS_RESULT = ToolResult(call_id="c1", name="get_weather", content="18 degrees")
 
 
-@tool
-def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> str:
-    """Get the current weather for a city.
-
-    Args:
-        city: The city's name.
-        unit: The temperature unit.
-    """
-    return f"18 degrees in {city}"
+# --- tools (get_weather, ship and plant are tests.support.tools') --------------------------
 
 
 @tool
 def search(query: str, limit: int = 5) -> list[str]:
     """Search the web."""
     return []
-
-
-class Color(enum.Enum):
-    RED = "red"
-    BLUE = "blue"
-
-
-class Address(pydantic.BaseModel):
-    """A postal address."""
-
-    street: str
-    zip: str | None = None
-
-
-@tool
-def ship(
-    address: Address,
-    color: Color,
-    stops: list[Address],
-    note: str | None = None,
-    weight: Annotated[float, pydantic.Field(ge=0)] = 1.0,
-    counts: dict[str, int] | None = None,
-    express: bool = False,
-) -> str:
-    """Ship a parcel.
-
-    Args:
-        address: Where to.
-        color: Box colour.
-        stops: Extra stops.
-        note: A note for the driver.
-        weight: Kilograms.
-        counts: Items per kind.
-        express: Next-day delivery.
-    """
-    return "shipped"
-
-
-class Node(pydantic.BaseModel):
-    name: str
-    children: list[Node] = []
-
-
-@tool
-def plant(tree: Node, mode: Literal["fast"] = "fast") -> None:
-    """Plant a tree."""
 
 
 class Priority(enum.IntEnum):
@@ -349,7 +298,7 @@ def test_parallel_calls_and_their_results_stay_in_the_model_turn() -> None:
                     ToolCall(name="get_weather", arguments={"city": "Oslo", "unit": "celsius"}, id="c2"),
                 ]
             ),
-            ToolResult(call_id="c1", name="get_weather", content="18 degrees"),
+            PARIS_RESULT,
             ToolResult(call_id="c2", name="get_weather", content="3 degrees"),
             tools=(get_weather,),
         )
@@ -357,21 +306,19 @@ def test_parallel_calls_and_their_results_stay_in_the_model_turn() -> None:
     assert prompt.endswith("<tool_response|>")  # the model goes on in the same turn
 
 
-def test_a_result_then_an_answer_then_a_new_user_turn() -> None:
-    assert_same_prompt(
+CONVERSATIONS_WITH_CALLS = [
+    pytest.param(
         conversation(
             UserMessage(text="Weather in Paris?"),
-            AssistantMessage(tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"}, id="c1")]),
-            ToolResult(call_id="c1", name="get_weather", content="18 degrees"),
+            PARIS_CALL,
+            PARIS_RESULT,
             AssistantMessage(text="  It is 18 degrees in Paris.\n"),
             UserMessage(text="And Oslo?"),
             tools=(get_weather,),
-        )
-    )
-
-
-def test_object_and_error_results_arrive_as_strings() -> None:
-    assert_same_prompt(
+        ),
+        id="a-result-then-an-answer-then-a-new-user-turn",
+    ),
+    pytest.param(
         conversation(
             UserMessage(text="Search twice"),
             AssistantMessage(
@@ -384,31 +331,34 @@ def test_object_and_error_results_arrive_as_strings() -> None:
             ToolResult(call_id="c2", name="search", content="query must not be empty", is_error=True),
             AssistantMessage(text="Found two."),
             tools=(search,),
-        )
-    )
-
-
-def test_a_user_closes_a_turn_left_on_results() -> None:
-    assert_same_prompt(
+        ),
+        id="object-and-error-results-arrive-as-strings",
+    ),
+    pytest.param(
         conversation(
             UserMessage(text="Weather?"),
-            AssistantMessage(tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"}, id="c1")]),
-            ToolResult(call_id="c1", name="get_weather", content="18 degrees"),
+            PARIS_CALL,
+            PARIS_RESULT,
             UserMessage(text="Never mind."),
             tools=(get_weather,),
-        )
-    )
-
-
-def test_a_call_without_a_result_before_the_next_user_turn() -> None:
-    assert_same_prompt(
+        ),
+        id="a-user-closes-a-turn-left-on-results",
+    ),
+    pytest.param(
         conversation(
             UserMessage(text="Weather?"),
-            AssistantMessage(tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"}, id="c1")]),
+            PARIS_CALL,
             UserMessage(text="Stop."),
             tools=(get_weather,),
-        )
-    )
+        ),
+        id="a-call-without-a-result-before-the-next-user-turn",
+    ),
+]
+
+
+@pytest.mark.parametrize("request_", CONVERSATIONS_WITH_CALLS)
+def test_a_conversation_with_calls_renders_as_the_dialect_does(request_: ModelRequest) -> None:
+    assert_same_prompt(request_)
 
 
 # --- thinking ---------------------------------------------------------------------------------
@@ -436,7 +386,7 @@ def test_only_thoughts_after_the_last_user_message_are_kept() -> None:
                     thinking="The user wants Paris.",
                     tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"}, id="c1")],
                 ),
-                ToolResult(call_id="c1", name="get_weather", content="18 degrees"),
+                PARIS_RESULT,
                 tools=(get_weather,),
             ),
             thinking=thinking,
@@ -530,7 +480,7 @@ def test_a_result_without_a_name_takes_its_call_name() -> None:
 def test_arguments_left_as_a_string_are_written_as_they_are() -> None:
     request = conversation(
         UserMessage(text="Weather?"),
-        AssistantMessage(tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"}, id="c1")]),
+        PARIS_CALL,
     )
     messages, _ = as_vllm_passes_it(request)
     messages[1]["tool_calls"][0]["function"]["arguments"] = '{"city": "Paris"}'
