@@ -18,7 +18,6 @@ from agentkit.errors import TracingError
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import MetricExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -106,36 +105,35 @@ def _grpc_missing(exc: ImportError) -> TracingError:
     return TracingError(f"OTLP over gRPC needs its exporter ({exc.name} is missing): pip install 'agentkit[grpc]'")
 
 
-def _span_exporter(kind: str, protocol: str) -> SpanExporter:
-    if kind == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+_EXPORTERS = {
+    # signal: (console, OTLP over gRPC, OTLP over HTTP), each as module:class
+    "traces": (
+        "opentelemetry.sdk.trace.export:ConsoleSpanExporter",
+        "opentelemetry.exporter.otlp.proto.grpc.trace_exporter:OTLPSpanExporter",
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter:OTLPSpanExporter",
+    ),
+    "metrics": (
+        "opentelemetry.sdk.metrics.export:ConsoleMetricExporter",
+        "opentelemetry.exporter.otlp.proto.grpc.metric_exporter:OTLPMetricExporter",
+        "opentelemetry.exporter.otlp.proto.http.metric_exporter:OTLPMetricExporter",
+    ),
+}
 
-        return ConsoleSpanExporter(out=sys.stderr)
-    if protocol == "grpc":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
-        except ImportError as exc:
+
+def _exporter(signal: str, kind: str, protocol: str) -> Any:
+    """The exporter of `signal` (`traces`, `metrics`) for `kind` (`console`, `otlp`) over `protocol`."""
+    import importlib
+
+    console, grpc, http = _EXPORTERS[signal]
+    where = console if kind == "console" else grpc if protocol == "grpc" else http
+    module, _, name = where.partition(":")
+    try:
+        exporter = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        if where == grpc:
             raise _grpc_missing(exc) from None
-        return GrpcSpans()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter()
-
-
-def _metric_exporter(kind: str, protocol: str) -> MetricExporter:
-    if kind == "console":
-        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-
-        return ConsoleMetricExporter(out=sys.stderr)
-    if protocol == "grpc":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
-        except ImportError as exc:
-            raise _grpc_missing(exc) from None
-        return GrpcMetrics()
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-    return OTLPMetricExporter()
+        raise
+    return exporter(out=sys.stderr) if where == console else exporter()
 
 
 def configure(
@@ -192,7 +190,7 @@ def configure(
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource.create({"service.name": service_name or "agentkit"}))
     provider = TracerProvider(resource=resource)
-    span_exporter = cast("SpanExporter", _Counting(_span_exporter(traces_to, traces_protocol)))
+    span_exporter = cast("SpanExporter", _Counting(_exporter("traces", traces_to, traces_protocol)))
     # The console prints each span as it ends; a network exporter sends batches off the loop's thread.
     processor = SimpleSpanProcessor(span_exporter) if traces_to == "console" else BatchSpanProcessor(span_exporter)
     provider.add_span_processor(processor)
@@ -212,7 +210,7 @@ def _meter_provider(kind: str, protocol: str, resource: Resource) -> MeterProvid
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    reader = PeriodicExportingMetricReader(_metric_exporter(kind, protocol))
+    reader = PeriodicExportingMetricReader(_exporter("metrics", kind, protocol))
     return MeterProvider(resource=resource, metric_readers=[reader])
 
 
