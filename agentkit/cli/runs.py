@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import pydantic_core
 import typer
 from rich.table import Column, Table
 from rich.text import Text
@@ -39,7 +37,7 @@ from agentkit.cli.options import (
 from agentkit.cli.run import decide, resume
 from agentkit.replay import replay
 from agentkit.runtimes import resolve
-from agentkit.store import STATUSES, Store, StoredStep
+from agentkit.store import STATUSES, StoredStep
 
 __all__ = ["group"]
 
@@ -269,7 +267,7 @@ def export_run(
     if fmt != "jsonl":
         raise CommandError(f"unsupported export format {fmt!r}; the only format is jsonl")
     with closing(open_store(db)) as store:
-        lines = [json.dumps(item, ensure_ascii=False) for item in _export(store, run_id)]
+        lines = [json.dumps(item, ensure_ascii=False) for item in store.load(run_id).records()]
     if output is None:
         for line in lines:
             typer.echo(line)
@@ -306,34 +304,6 @@ def _decide(
             no_resume=no_resume,
             again=carried_options(runtime, db),
         )
-
-
-def _export(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
-    stored = store.load(run_id)
-    yield {"type": "run", **pydantic_core.to_jsonable_python(stored.record)}
-    for position, message in zip(stored.positions, stored.messages, strict=True):
-        yield {"type": "message", "position": position, "message": pydantic_core.to_jsonable_python(message)}
-    for step in stored.steps:
-        response = step.response
-        yield {
-            "type": "step",
-            "index": step.index,
-            "position": step.position,
-            "runtime": step.runtime,
-            "model": step.model,
-            "dialect": step.dialect,
-            "grammar_hash": step.response.metadata.get("grammar_hash"),
-            "seed": step.seed,
-            "created": step.created,
-            "finish_reason": response.finish_reason,
-            "raw_text": response.raw_text,
-            "sampling": pydantic_core.to_jsonable_python(step.sampling),
-            "usage": pydantic_core.to_jsonable_python(response.usage),
-            "timings": dict(response.timings),
-            "metadata": dict(response.metadata),
-            "pending": [c.id for c in step.pending],
-            "started": [c.id for c in step.started],
-        }
 
 
 def _steps_by_position(

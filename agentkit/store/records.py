@@ -6,7 +6,7 @@ the recorders (`agentkit.store.runs`, `agentkit.store.workflows`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -161,6 +161,37 @@ class StoredRun:
             for c in self.steps[-1].pending
             if (decision := self.approvals.get(c.id)) is not None and decision.approved is None
         )
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """The run as JSON-ready records (what `agentkit runs export` writes, a line each):
+        the run, then each message with its position, then each step."""
+        import pydantic_core
+
+        jsonable = pydantic_core.to_jsonable_python
+        yield {"type": "run", **jsonable(self.record)}
+        for position, message in zip(self.positions, self.messages, strict=True):
+            yield {"type": "message", "position": position, "message": jsonable(message)}
+        for step in self.steps:
+            response = step.response
+            yield {
+                "type": "step",
+                "index": step.index,
+                "position": step.position,
+                "runtime": step.runtime,
+                "model": step.model,
+                "dialect": step.dialect,
+                "grammar_hash": response.grammar_digest,  # the column's name
+                "seed": step.seed,
+                "created": step.created,
+                "finish_reason": response.finish_reason,
+                "raw_text": response.raw_text,
+                "sampling": jsonable(step.sampling),
+                "usage": jsonable(response.usage),
+                "timings": dict(response.timings),
+                "metadata": dict(response.metadata),
+                "pending": [c.id for c in step.pending],
+                "started": [c.id for c in step.started],
+            }
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -446,3 +446,19 @@ def test_a_developer_message_is_stored_and_read_back_as_one(store: Store) -> Non
     prompt = [SystemMessage(text="Be brief.", role="developer"), UserMessage(text="Add.")]
     result = Agent(tools=[add], runtime=ScriptedRuntime(TURNS), store=store).run(prompt)
     assert store.load(result.run_id).messages[0] == SystemMessage(text="Be brief.", role="developer")
+
+
+def test_a_steps_grammar_digest_is_stored_loaded_and_exported(tmp_path: Path) -> None:
+    from agentkit import AssistantMessage, ModelResponse
+    from agentkit.runtimes import FunctionRuntime
+
+    def constrained(request: Any, index: int) -> ModelResponse:
+        return ModelResponse(message=AssistantMessage(text="ok"), grammar_digest=f"digest-{index}")
+
+    store = Store(tmp_path / "runs.db")
+    result = Agent(runtime=FunctionRuntime(constrained), store=store).run("x")
+    stored = store.load(result.run_id)
+    assert stored.steps[0].response.grammar_digest == "digest-0"
+    (step,) = [r for r in stored.records() if r["type"] == "step"]
+    assert step["grammar_hash"] == "digest-0"
+    json.dumps(list(stored.records()))  # every record is JSON
