@@ -146,10 +146,11 @@ def pairs(tiny_server: ServedModel) -> list[Pair]:
             dialect = get_dialect("gemma4", **options, thinking=thinking)
             raw = VLLMServer(tiny_server.url, dialect=dialect)
             chat = VLLMServer(tiny_server.url, mode="chat", dialect=dialect)  # a call read wrong fails the turn
-            for request in REQUESTS:
-                pairs.append(
-                    Pair(request, thinking, await exchange(raw, request, sent), await exchange(chat, request, sent))
-                )
+            async with raw, chat:  # their keep-alive connections close here, not when collected
+                for request in REQUESTS:
+                    pairs.append(
+                        Pair(request, thinking, await exchange(raw, request, sent), await exchange(chat, request, sent))
+                    )
         return pairs
 
     with pytest.MonkeyPatch.context() as patch:
