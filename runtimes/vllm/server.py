@@ -94,8 +94,7 @@ class VLLMServer(Lifecycle):
         self.dialect: Dialect | None = dialect if dialect is not None and not isinstance(dialect, str) else None
         self._uri = uri or f"vllm-server:{self.base_url}" + ("?mode=chat" if mode == "chat" else "")
         self._chat = _Chat(self, self.base_url, model=model, server="vllm", api_key=api_key, retry=self.retry)
-        # Raw mode shares chat mode's connections when it pools them.
-        self._pool: ClientPool = getattr(self._chat, "pool", None) or ClientPool(self.retry)
+        self._pool: ClientPool = self._chat.pool  # raw mode and chat mode share one keep-alive client
 
     @property
     def info(self) -> RuntimeInfo:
