@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from agentkit.errors import ModelOutputError, OutputTruncated
+from agentkit.grammar import Grammar
 from agentkit.messages import AssistantMessage, ToolCall
 from agentkit.registry import Registry
 from agentkit.runtime import (
@@ -67,12 +68,33 @@ class Constraint:
 
     kind: Literal["json", "grammar", "structural_tag", "regex"]
     value: Any
+    """The field's content; for `grammar`, an `agentkit.grammar.Grammar` (each
+    engine writes it in its grammar engine's syntax) or EBNF text."""
 
     @property
     def digest(self) -> str:
         """A short stable hash, to record which constraint produced a step."""
-        blob = json.dumps([self.kind, self.value], sort_keys=True, separators=(",", ":"))
+        value = self.value.lark() if isinstance(self.value, Grammar) else self.value
+        blob = json.dumps([self.kind, value], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def structured_outputs(self, engine: str) -> dict[str, Any]:
+        """vLLM's `structured_outputs` fields for this constraint, for a vLLM
+        whose structured-outputs backend is `engine` (`guidance` or `xgrammar`).
+
+        Raises:
+            ValueError: `engine` is neither.
+        """
+        if engine not in GRAMMAR_ENGINES:
+            raise ValueError(f"unknown grammar engine {engine!r}: expected one of {', '.join(GRAMMAR_ENGINES)}")
+        if isinstance(self.value, Grammar):
+            return {"grammar": self.value.lark() if engine == "guidance" else self.value.ebnf()}
+        return {self.kind: self.value}
+
+
+GRAMMAR_ENGINES = ("guidance", "xgrammar")
+"""vLLM's structured-outputs backends agentkit writes grammars for: llguidance
+(the default: compiles in milliseconds) and xgrammar."""
 
 
 class Dialect(Protocol):

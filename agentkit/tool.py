@@ -42,6 +42,7 @@ import pydantic_core
 from pydantic.alias_generators import to_snake
 
 from agentkit.errors import ToolArgumentsError, ToolDefinitionError
+from agentkit.grammar import Chars, Rep, regex, seq
 from agentkit.schema import strip_titles
 
 __all__ = ["BoundTool", "Tool", "ToolOptions", "ToolSpec", "as_tool", "to_json_value", "tool"]
@@ -49,7 +50,9 @@ __all__ = ["BoundTool", "Tool", "ToolOptions", "ToolSpec", "as_tool", "to_json_v
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+NAME = seq(Chars("A-Za-z_"), Rep(Chars("A-Za-z0-9_"), 0, 63))
+"""A tool's name: what a model writes inside its call syntax (the grammar and the parsers read it so)."""
+_NAME = re.compile(regex(NAME))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +69,11 @@ class ToolSpec:
     """JSON Schema of the result, when the tool declares a return type."""
     examples: tuple[Mapping[str, Any], ...] = ()
     """Example argument objects, used to write worked examples for small models."""
+
+    def __post_init__(self) -> None:
+        # Every way to make one (`@tool`, `Tool`, a hand-written spec) is checked:
+        # a name the parser cannot read would be offered, and every call to it refused.
+        _check_name("ToolSpec", self.name)
 
 
 @dataclass(frozen=True, kw_only=True)

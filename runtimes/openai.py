@@ -128,7 +128,7 @@ def parse_server_uri(scheme: str, rest: str) -> tuple[str, str | None, dict[str,
 
     `openai:URL`, `llamacpp:URL`, `vllm-server:URL` (its scheme here: `vllm`),
     `ollama:MODEL`, `lmstudio:MODEL`. A URL may end in `?model=NAME`, and a
-    `vllm` one in `&mode=chat`.
+    `vllm` one in `&mode=chat` and `&grammar=xgrammar` (its grammar engine).
 
     Raises:
         RuntimeUnavailable: a URL is needed and missing, or an option is unknown.
@@ -137,7 +137,7 @@ def parse_server_uri(scheme: str, rest: str) -> tuple[str, str | None, dict[str,
     if rest.startswith(("http://", "https://")):
         parts = urlsplit(rest)
         options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        allowed = {"model", "mode"} if scheme == "vllm" else {"model"}
+        allowed = {"model", "mode", "grammar"} if scheme == "vllm" else {"model"}
         if unknown := sorted(set(options) - allowed):
             raise RuntimeUnavailable(
                 f"unknown option {', '.join(unknown)} in {scheme}:{rest}; known: {', '.join(sorted(allowed))}"

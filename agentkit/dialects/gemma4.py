@@ -32,9 +32,10 @@ from typing import Any, Literal
 from agentkit.dialect import Constraint
 from agentkit.dialects.worked_examples import worked_examples
 from agentkit.errors import ModelOutputError
+from agentkit.grammar import Chars, Lit, Rep, alt, opt, regex, seq
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelDelta, ModelRequest, TextDelta, ThinkingDelta, ToolCallReady
-from agentkit.tool import ToolSpec
+from agentkit.tool import NAME, ToolSpec
 
 __all__ = [
     "Gemma4Dialect",
@@ -78,8 +79,40 @@ MARKER_TOKENS: dict[str, int] = {
 `<unusedN>` or its own turn markers at these ids). `Gemma4Dialect(marker_tokens=True)`
 has the grammar name the markers by these ids."""
 
-_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# --- the lexicon: one definition each, for the parser and the decoding grammar -----------
+
+BARE_KEY = seq(Chars("A-Za-z_"), Rep(Chars("A-Za-z0-9_.\\-")))
+"""A key written without delimiters (any other key is written as a string)."""
+_NATURAL = alt(Lit("0"), seq(Chars("1-9"), Rep(Chars("0-9"), 0, 24)))
+INTEGER = seq(opt(Lit("-")), _NATURAL)
+"""An integer as a model may write one: at most 25 digits (it cannot write digits forever)."""
+NUMBER = seq(
+    opt(Lit("-")),
+    alt(
+        seq(
+            _NATURAL,
+            opt(seq(Lit("."), Rep(Chars("0-9"), 1, 24))),
+            opt(seq(Chars("eE"), opt(Chars("+-")), Rep(Chars("0-9"), 1, 2))),
+        ),
+        # A three-digit exponent after one digit, as `repr` writes one, below 1e308:
+        # every number a model writes is a finite float.
+        seq(
+            Chars("0-9"),
+            opt(seq(Lit("."), Rep(Chars("0-9"), 1, 24))),
+            Chars("eE"),
+            alt(
+                seq(Lit("-"), Rep(Chars("0-9"), 3, 3)),
+                seq(opt(Lit("+")), alt(seq(Chars("12"), Rep(Chars("0-9"), 2, 2)), seq(Lit("30"), Chars("0-7")))),
+            ),
+        ),
+    ),
+)
+"""A number as a model may write one (the grammar's): JSON's syntax, digits
+capped, and below 1e308. The parser reads any JSON number (the renderer writes
+floats up to 1.79e308) and refuses one that is not a finite float."""
+
+_BARE_KEY = re.compile(regex(BARE_KEY))
+_NAME = re.compile(regex(NAME))
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None, "None": None}
 _SPACE = " \t\r\n"
@@ -293,8 +326,8 @@ class _Reader:
             key = self.string() if self.peek() == "<" else self.match(_BARE_KEY, "a key")
             self.space()
             self.expect(":")
-            if key in out and self.strict:
-                raise _Malformed(f"key {key!r} appears twice")
+            # A key written twice keeps its last value, as JSON readers do: no grammar
+            # can keep a free-form object's keys distinct, so the parser must read it.
             out[key] = self.value()
 
         self.sequence("{", "}", entry)

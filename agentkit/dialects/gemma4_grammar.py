@@ -1,25 +1,27 @@
-"""The decoding grammar for Gemma 4's native tool calls, as an xgrammar structural tag.
+"""The decoding grammar for Gemma 4's turns: free text, native tool calls, typed answers.
 
     build_constraint(tools, "auto")  # free text, in which every call is valid
 
-The model writes free text until it opens a call; from `<|tool_call>` on,
-xgrammar holds it to `call:NAME{…}<tool_call|>` for a real tool, with
-arguments in exactly the form `render_call` writes: keys bare and sorted,
-strings between `<|"|>` delimiters, numbers as `format_value` writes them, no
-whitespace. Each tool's arguments are an EBNF grammar generated from its JSON
-Schema, the content of one tag of a `triggered_tags` structure.
+The grammar is one `agentkit.grammar.Grammar` value; the engine writes it as
+llguidance's Lark or xgrammar's EBNF (`Constraint.structured_outputs`). From
+`<|tool_call>` on it holds the model to `call:NAME{…}<tool_call|>` for a real
+tool, with arguments in exactly the form `render_call` writes: keys bare and
+sorted, strings between `<|"|>` delimiters, numbers as `format_value` writes
+them, no whitespace. Each tool's arguments are rules generated from its JSON
+Schema.
 
-Why a structural tag rather than one EBNF: xgrammar's `any_text` and
-triggered tags are its fast path for "free text until a trigger" (the masks
-for free text are cheap), and vLLM passes a structural tag straight to
-`GrammarCompiler.compile_structural_tag`.
+Text (free text, thoughts, strings) holds no `<|` and no `|>`: every Gemma 4
+marker has one of the two, so a model cannot spell one out where it does not
+belong, and a stop string (`<turn|>`, `<|tool_response>`) cannot cut a call in
+the middle of a string (seen: the embedded model wrote `<|tool_response>`
+inside an address). The two stop markers end the turn where it may end.
 
-String lengths are counted in the grammar; numeric bounds and a few string
-formats use xgrammar's own range and format grammars (JSON's numbers are
-Gemma 4's). Keywords the grammar cannot express cheaply (`pattern`, other
-formats, `multipleOf`, `uniqueItems`, ...) are relaxed: the grammar accepts
-more, and the tool's Pydantic validation still checks the parsed arguments.
-They are logged once per tool on the `agentkit.grammar` logger.
+Numeric bounds (`minimum`, ...) are enforced as each engine writes a JSON
+number range, a few string formats as regular expressions. Keywords the grammar
+cannot express cheaply (`pattern`, other formats, `multipleOf`,
+`uniqueItems`, ...) are relaxed: the grammar accepts more, and the tool's
+Pydantic validation still checks the parsed arguments. They are logged once per
+tool on the `agentkit.grammar` logger.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import functools
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,32 +41,25 @@ from agentkit.dialect import Constraint
 # The grammar must accept exactly what the renderer writes: its markers, its
 # keys and its values come from there (gemma4 imports this module only lazily).
 from agentkit.dialects.gemma4 import (
+    BARE_KEY,
     CALL_CLOSE,
     CALL_OPEN,
     CHANNEL_CLOSE,
     CHANNEL_OPEN,
-    DECLARATION_CLOSE,
-    DECLARATION_OPEN,
+    INTEGER,
     MARKER_TOKENS,
+    NUMBER,
     QUOTE,
-    RESPONSE_CLOSE,
     RESPONSE_OPEN,
     TURN_END,
-    TURN_OPEN,
     GrammarOptions,
     _format_key,
     format_value,
 )
+from agentkit.grammar import Chars, Grammar, Lit, Node, Pattern, Ref, Rep, Schema, Tok, alt, opt, schema_text, seq
 from agentkit.tool import ToolSpec
 
-__all__ = [
-    "GrammarOptions",
-    "arguments_grammar",
-    "build_constraint",
-    "structural_tag",
-    "text_excludes",
-    "token_structural_tag",
-]
+__all__ = ["FREE_TEXT", "MAX_DEPTH", "GrammarOptions", "build_constraint", "text", "turn_grammar"]
 
 logger = logging.getLogger("agentkit.grammar")
 
@@ -77,37 +74,52 @@ _HANDLED = frozenset(
     {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "properties", "required"}
     | {"additionalProperties", "items", "prefixItems", "minItems", "maxItems", "minLength", "maxLength"}
 )
-# Numeric bounds: enforced with xgrammar's own range grammars when it is importable.
 _BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
-# String formats whose xgrammar grammar holds no escapes and no `<` or `|`, so it
-# reads the same between `<|"|>` delimiters as between JSON quotes.
-_FORMATS = frozenset({"date", "time", "date-time", "uuid", "ipv4", "ipv6", "hostname"})
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CLOCK = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+_DATE = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+_FORMATS = {
+    "date": _DATE,
+    "time": _CLOCK,
+    "date-time": _DATE + "T" + _CLOCK,
+    "uuid": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    "ipv4": rf"{_OCTET}(?:\.{_OCTET}){{3}}",
+}
+"""String formats written as regular expressions (what Pydantic accepts for each, or less)."""
+LARGEST = {"integer": 10**18, "number": 1e18}
+"""Where a one-sided numeric range is closed: llguidance writes no range past
+1e18, and xgrammar no integer past 64 bits."""
+MAX_DEPTH = 3
+"""With `max_items`, free-form values (an `Any`, a `dict`) nest at most this deep."""
 
-# The terminals: a string between `<|"|>` delimiters holding neither `<|` nor
-# `|>` (states: after an ordinary character, after `<`, after `|`). Stop
-# strings end generation whatever the grammar's state, so a string must not be
-# able to hold `<|tool_response>` or `<turn|>` (seen: the embedded model wrote
-# `<|tool_response>` inside an address and was cut off mid-call); every Gemma 4
-# marker, the delimiter included, has one of the two pairs. Numbers as `repr` and
-# `str` write them, with digit counts capped so a model cannot run on forever,
-# and below 1e308, so that every number a model writes is a finite float: a
-# three-digit exponent (which `repr` writes after one digit) stops at 307.
-# (The renderer writes larger floats, up to 1.79e308; a model cannot.)
-_BASE_RULES = r"""
-str ::= "<|\"|>" str_n "<|\"|>"
-str_n ::= "" | [^<|] str_n | "<" str_lt | "|" str_bar
-str_lt ::= "" | [^<|] str_n | "<" str_lt
-str_bar ::= "" | [^<|>] str_n | "<" str_lt | "|" str_bar
-nat ::= "0" | [1-9] [0-9]{0,24}
-int ::= "-"? nat
-num ::= "-"? (nat frac? exp2? | [0-9] frac? exp3)
-frac ::= "." [0-9]{1,24}
-exp2 ::= [eE] [+-]? [0-9]{1,2}
-exp3 ::= [eE] ("-" [0-9]{3} | "+"? ([12] [0-9]{2} | "30" [0-7]))
-bool ::= "true" | "false"
-any ::= str | num | bool | "null" | "[" (any ("," any)*)? "]" | "{" (any_key ":" any ("," any_key ":" any)*)? "}"
-any_key ::= [A-Za-z_] [A-Za-z0-9_.\-]* | str
-"""
+# Text without `<|` or `|>`, exactly: a run of `<` and `|` holds no `|` after a `<`,
+# and a `|` is not followed by `>`.
+_NORMAL = Chars("^<|")
+_TEXT_CHUNK = alt(
+    _NORMAL,
+    seq(Rep(Lit("|"), 1), Chars("^<|>")),
+    seq(Rep(Lit("|")), Rep(Lit("<"), 1), _NORMAL),
+)
+FREE_TEXT = seq(Rep(_TEXT_CHUNK), Rep(Lit("|")), Rep(Lit("<")))
+# A capped text is a run of units, each one character or `<`/`|` and the one
+# after it (so `<<`, `||` and a trailing `<` or `|` are not available).
+_UNIT = alt(_NORMAL, seq(Lit("<"), _NORMAL), seq(Lit("|"), Chars("^<|>")))
+
+
+def text(max_chars: int | None = None) -> Node:
+    """Text without a marker: free, or at most `max_chars` units."""
+    return FREE_TEXT if max_chars is None else Rep(_UNIT, 0, max_chars)
+
+
+_SPACE = " \\t\\r\\n"
+VISIBLE_TEXT = seq(Rep(Chars(_SPACE)), Chars("^" + _SPACE + "<|"), FREE_TEXT)
+"""Free text that says something: a turn of only spaces is no answer (the parser refuses it)."""
+
+
+_GRAMMARS: OrderedDict[str, Grammar] = OrderedDict()
+_GRAMMARS_LOCK = threading.Lock()
+GRAMMAR_CACHE_SIZE = 256
+"""Turn grammars kept per process (least recently used go first)."""
 
 
 def build_constraint(
@@ -119,7 +131,7 @@ def build_constraint(
     output_schema: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> Constraint | None:
-    """What vLLM must enforce for `tool_choice` over `tools`, or None (nothing to enforce).
+    """What the engine must enforce for `tool_choice` over `tools`, or None (nothing to enforce).
 
         build_constraint(tools, "auto", GrammarOptions(max_string=60))
         build_constraint(tools, "auto", max_string=60)  # the same: fields as keywords
@@ -129,24 +141,22 @@ def build_constraint(
     - a tool's name: as `required`, calling only that tool;
     - `none`: text only.
 
-    Free text may not hold Gemma 4's turn and declaration markers, nor (with
-    `thinking` off) its channel markers: a model that writes them has left
-    its turn. With an `output_schema`, the text is instead a JSON value valid
-    under it (a typed final answer); `max_text` caps free text at that many
-    characters. With either, an `auto` turn is calls *or* the answer, never
-    text then calls; with `thinking`, an optional thought comes first.
-    `max_string` and `max_items` cap strings and arrays in calls.
-    `parallel_calls=False` ends the turn after its first call (xgrammar's
-    `stop_after_first`), as OpenAI's `parallel_tool_calls=false` does.
-    `in_thought`: the prompt ends inside an open thought (thinking on, after
-    tool results): the turn first finishes it with `<channel|>`, then goes on
-    as a turn whose thought is behind it.
-    `marker_tokens` (`tokens` as a keyword): each marker must be written as its
-    one token (`MARKER_TOKENS`), for tokenizers that have them (Gemma 4's); see
-    `token_structural_tag`.
+    With an `output_schema`, the text is instead a JSON value valid under it (a
+    typed final answer); `max_text` caps free text at that many characters.
+    With either, an `auto` turn is calls *or* the answer, never text then
+    calls; with `thinking`, an optional thought comes first. `max_string` and
+    `max_items` cap strings and arrays in calls (and `max_items` the depth of
+    free-form values). `parallel_calls=False` ends the turn after its first
+    call, as OpenAI's `parallel_tool_calls=false` does. `in_thought`: the prompt
+    ends inside an open thought (thinking on, after tool results): the turn
+    first finishes it with `<channel|>`, then goes on as a turn whose thought
+    is behind it. `marker_tokens` (`tokens` as a keyword): each marker must be
+    written as its one token (`MARKER_TOKENS`), for tokenizers that have them
+    (Gemma 4's), so that ordinary tokens cannot spell one.
 
-    `overrides` are `GrammarOptions` fields over `options`'. The value is the
-    JSON string for `StructuredOutputsParams(structural_tag=...)`.
+    The grammar for the same tools, choice and options is built once per
+    process (a new agent with the same tools reuses it, and each engine caches
+    its serialisation on it).
 
     Raises:
         ValueError: `tool_choice` names no tool in `tools`, or is `required` with no tools.
@@ -158,239 +168,125 @@ def build_constraint(
         tools = [spec for spec in tools if spec.name == tool_choice]
         if not tools:
             raise ValueError(f"tool_choice {tool_choice!r} is not among the tools offered")
-    callable_tools = [] if tool_choice == "none" else list(tools)
+    callable_tools = () if tool_choice == "none" else tuple(tools)
     required = tool_choice not in ("auto", "none")
     if required and not callable_tools:
         raise ValueError(f"tool_choice {tool_choice!r} needs at least one tool")
     if not callable_tools and output_schema is None and options.max_text is None and not in_thought:
         return None
-    tag = structural_tag(
-        callable_tools, required=required, options=options, in_thought=in_thought, output_schema=output_schema
-    )
-    return Constraint(kind="structural_tag", value=json.dumps(tag))
+    tool_part = [[spec.name, spec.parameters] for spec in callable_tools]
+    parts = [tool_part, required, dataclasses.asdict(options), in_thought, output_schema]
+    key = json.dumps(parts, sort_keys=True, default=str)
+    with _GRAMMARS_LOCK:
+        grammar = _GRAMMARS.get(key)
+        if grammar is not None:
+            _GRAMMARS.move_to_end(key)
+    if grammar is None:
+        grammar = turn_grammar(
+            callable_tools, required=required, options=options, in_thought=in_thought, output_schema=output_schema
+        )
+        with _GRAMMARS_LOCK:
+            _GRAMMARS[key] = grammar
+            while len(_GRAMMARS) > GRAMMAR_CACHE_SIZE:
+                _GRAMMARS.popitem(last=False)
+    return Constraint(kind="grammar", value=grammar)
 
 
-def text_excludes(*, thinking: bool) -> list[str]:
-    """The markers free text may not hold: they open another turn, a
-    declaration, or close what is not open (`<turn|>` and `<|tool_response>`
-    stay allowed: they are the stop strings that end the model's turn)."""
-    markers = [TURN_OPEN, DECLARATION_OPEN, DECLARATION_CLOSE, CALL_CLOSE, RESPONSE_CLOSE]
-    return markers if thinking else [*markers, CHANNEL_OPEN, CHANNEL_CLOSE]
-
-
-def structural_tag(
+def turn_grammar(
     tools: Sequence[ToolSpec],
     *,
     required: bool,
     options: GrammarOptions | None = None,
     in_thought: bool = False,
     output_schema: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The structural tag (xgrammar's `StructuralTag` format); see `build_constraint`.
-
-    With `options.marker_tokens`, every marker is named by its token id (see
-    `token_structural_tag`); else it is written as text.
-    """
-    options = options or GrammarOptions()
-    turn = _token_turn if options.marker_tokens else _text_turn
-    if not in_thought:
-        return _format(turn(tools, required, options, output_schema))
-    # The rest of the open thought (its end is the one marker that closes it), then
-    # the turn as one with its thought behind it: no second thought.
-    if options.marker_tokens:
-        thought_end = {
-            "type": "tag",
-            "begin": "",
-            "content": _token_text(options.max_text),
-            "end": _token(CHANNEL_CLOSE),
-        }
-    else:
-        thought_end = {"type": "tag", "begin": "", "content": {"type": "any_text"}, "end": CHANNEL_CLOSE}
-    behind = turn(tools, required, dataclasses.replace(options, thinking=False), output_schema)
-    return _format(_sequence(thought_end, behind))
+) -> Grammar:
+    """The grammar of one model turn; see `build_constraint`."""
+    return _Turn(tools, options or GrammarOptions()).grammar(required, in_thought, output_schema)
 
 
-def token_structural_tag(
-    tools: Sequence[ToolSpec], *, options: GrammarOptions | None = None, **turn: Any
-) -> dict[str, Any]:
-    """`structural_tag` with every marker named by its token id (`options.marker_tokens` on).
+class _Turn:
+    """Builds one turn's grammar: markers, text, calls, answers, and each tool's arguments."""
 
-    Gemma 4's tokenizer holds each marker as one special token, and a Gemma 4
-    model reads and writes them so; but a grammar that names a marker as text
-    also accepts any ordinary tokens that spell it (`<`, `|`, `tool`, ...),
-    and a model that wanders (or random weights) takes that path. Here a call
-    opens with token 48 and closes with token 49, a string sits between
-    tokens 52, a thought opens with 100 and closes with 101; free text may
-    hold no marker at all, spelled or not, but the two that end the turn.
+    def __init__(self, tools: Sequence[ToolSpec], options: GrammarOptions) -> None:
+        self.tools, self.options = tools, options
+        self.rules: dict[str, Node] = {}
 
-    Free text is xgrammar's `any_text` with the markers excluded as strings,
-    which also keeps out their tokens (a token is excluded by the text it
-    decodes to); the call that follows opens with its token. xgrammar's
-    `token_triggered_tags` would exclude only the tokens, so a spelled
-    `<|tool_call>` could pass as text, and the parser would read it as a call.
-    """
-    return structural_tag(tools, options=dataclasses.replace(options or GrammarOptions(), marker_tokens=True), **turn)
+    def marker(self, marker: str) -> Node:
+        return Tok(MARKER_TOKENS[marker], marker) if self.options.marker_tokens else Lit(marker)
 
+    def literal(self, text: str) -> Node:
+        """`text`, each string delimiter in it as the marker."""
+        parts = text.split(QUOTE)
+        out: list[Node] = []
+        for index, part in enumerate(parts):
+            if index:
+                out.append(self.marker(QUOTE))
+            out.append(Lit(part))
+        return seq(*out)
 
-def _text_turn(
-    tools: Sequence[ToolSpec], required: bool, options: GrammarOptions, output_schema: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The turn's format, its markers written as text."""
-    thinking, max_text = options.thinking, options.max_text
-    excludes = text_excludes(thinking=thinking)
-    if not tools and output_schema is None and max_text is None:  # no calls, no answer's form: free text
-        return {"type": "any_text", "excludes": excludes}
-    tags = [
-        {
-            "type": "tag",
-            "begin": f"{CALL_OPEN}call:{spec.name}{{",
-            "content": {"type": "grammar", "grammar": arguments_grammar(spec, options)},
-            "end": f"}}{CALL_CLOSE}",
-        }
-        for spec in tools
-    ]
-    # Free text, in which every `<|tool_call>` must complete as a valid call.
-    calls: dict[str, Any] = {"type": "triggered_tags", "triggers": [CALL_OPEN], "tags": tags, "excludes": excludes}
-    if not options.parallel_calls:
-        calls["stop_after_first"] = True
-    if required:
-        if not thinking:  # a model not asked to think has nothing to say before the call
-            return calls | {"at_least_one": True}
-        # `at_least_one` alone would forbid a thought before the first call; `<turn|>` would end the turn.
-        first = {"type": "any_text", "excludes": [*excludes, TURN_END]}
-        return _sequence(first, calls | {"at_least_one": True})
-    if output_schema is None and max_text is None:
-        return calls
-    answer = _answer(output_schema, max_text)
-    body = {"type": "or", "elements": [calls | {"at_least_one": True}, answer]} if tools else answer
-    if not thinking:
-        return body
-    thought = {"type": "tag", "begin": CHANNEL_OPEN, "content": {"type": "any_text"}, "end": CHANNEL_CLOSE}
-    return _sequence({"type": "optional", "content": thought}, body)
-
-
-_TOKEN_MARKERS = [m for m in MARKER_TOKENS if m not in (TURN_END, RESPONSE_OPEN)]
-"""The markers free text may not hold when they are tokens: all but the two that end the turn."""
-
-
-def _token(marker: str) -> dict[str, Any]:
-    return {"type": "token", "token": MARKER_TOKENS[marker]}
-
-
-def _token_text(max_text: int | None = None) -> dict[str, Any]:
-    """Free text without a marker, spelled or not; at most `max_text` characters."""
-    return {"type": "any_text", "excludes": _TOKEN_MARKERS} | ({"max_chars": max_text} if max_text is not None else {})
-
-
-def _sequence(*elements: dict[str, Any]) -> dict[str, Any]:
-    return elements[0] if len(elements) == 1 else {"type": "sequence", "elements": list(elements)}
-
-
-def _token_turn(
-    tools: Sequence[ToolSpec], required: bool, options: GrammarOptions, output_schema: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The turn's format, every marker by its token id (see `token_structural_tag`)."""
-    thinking, max_text = options.thinking, options.max_text
-    text, capped = _token_text(), _token_text(max_text)
-    body: dict[str, Any]
-    if tools:
-        call = _token_call(tools, options)
-        # After a call: text and more calls, or (parallel_calls=False) nothing.
-        after = [text, {"type": "star", "content": _sequence(call, text)}] if options.parallel_calls else []
-        calls_first = _sequence(call, *after)
-        if required:
-            # A model asked to think may say something first (capped: a wandering model must reach the call).
-            body = (
-                _sequence(capped | {"excludes": [*_TOKEN_MARKERS, TURN_END]}, calls_first) if thinking else calls_first
-            )
-        elif output_schema is None and max_text is None:
-            body = _sequence(text, {"type": "optional", "content": calls_first})
+    def grammar(self, required: bool, in_thought: bool, output_schema: Mapping[str, Any] | None) -> Grammar:
+        options = self.options
+        if in_thought:
+            # The rest of the open thought (the one marker that closes it), then a turn with its thought behind it.
+            self.options = dataclasses.replace(options, thinking=False)
+            body = seq(text(options.max_text), self.marker(CHANNEL_CLOSE), self.body(required, output_schema))
         else:
-            body = {"type": "or", "elements": [calls_first, _answer(output_schema, max_text)]}
-    else:
-        body = _answer(output_schema, max_text) if output_schema is not None or max_text is not None else text
-    if not thinking:
-        return body
-    thought = {"type": "tag", "begin": _token(CHANNEL_OPEN), "content": capped, "end": _token(CHANNEL_CLOSE)}
-    return _sequence({"type": "optional", "content": thought}, body)
+            body = self.body(required, output_schema)
+        self.rules["root"] = body
+        return Grammar(dict(self.rules))
 
+    def end(self) -> Node:
+        """Where the turn may end: the model writes one of its stop markers (or nothing more)."""
+        return opt(alt(self.marker(TURN_END), self.marker(RESPONSE_OPEN)))
 
-def _token_call(tools: Sequence[ToolSpec], options: GrammarOptions) -> dict[str, Any]:
-    """One call to any of `tools`, between the call markers' tokens."""
-    forms = [
-        {
-            "type": "sequence",
-            "elements": [
-                {"type": "const_string", "value": f"call:{spec.name}{{"},
-                {"type": "grammar", "grammar": arguments_grammar(spec, options)},
-                {"type": "const_string", "value": "}"},
-            ],
-        }
-        for spec in tools
-    ]
-    content = forms[0] if len(forms) == 1 else {"type": "or", "elements": forms}
-    return {"type": "tag", "begin": _token(CALL_OPEN), "content": content, "end": _token(CALL_CLOSE)}
+    def body(self, required: bool, output_schema: Mapping[str, Any] | None) -> Node:
+        options = self.options
+        max_text = options.max_text
+        calls = self.calls() if self.tools else None
+        if calls is not None and required:
+            # A model asked to think may say something first (capped: a wandering model must reach the call).
+            lead = text(max_text) if options.thinking else Lit("")
+            turn = seq(lead, calls)
+        elif output_schema is not None or max_text is not None:
+            answer = seq(self.answer(output_schema, max_text), self.end())
+            turn = alt(calls, answer) if calls is not None else answer
+        elif calls is not None:
+            # Free text (something, or the turn is empty), or text then calls.
+            turn = alt(seq(VISIBLE_TEXT, self.end()), seq(text(), calls))
+        else:
+            turn = seq(VISIBLE_TEXT, self.end())
+        if not options.thinking:
+            return turn
+        thought = seq(self.marker(CHANNEL_OPEN), text(max_text), self.marker(CHANNEL_CLOSE))
+        return seq(opt(thought), turn)
 
+    def calls(self) -> Node:
+        """One call or more (text may come between and after them), then the turn's end."""
+        self.rules["call"] = alt(*(self.call_form(spec) for spec in self.tools))
+        call = seq(self.marker(CALL_OPEN), Ref("call"), self.marker(CALL_CLOSE))
+        if not self.options.parallel_calls:
+            return seq(call, self.end())
+        return seq(call, Rep(seq(text(), call)), text(), self.end())
 
-def _answer(output_schema: Mapping[str, Any] | None, max_text: int | None) -> dict[str, Any]:
-    """A turn's final answer: JSON under `output_schema`, else plain text of at most `max_text` characters."""
-    if output_schema is not None:
-        # Whitespace runs capped (a small model could pad forever); strings may not
-        # hold a stop string, which would cut the answer short.
-        return {
-            "type": "json_schema",
-            "json_schema": dict(output_schema),
-            "max_whitespace_cnt": 1,
-            "excludes": [TURN_END, RESPONSE_OPEN],
-        }
-    return {"type": "grammar", "grammar": plain_text_grammar(max_text or 0)}
+    def call_form(self, spec: ToolSpec) -> Node:
+        name = f"args_{len(self.rules)}"
+        self.rules[name] = Lit("")  # claimed; filled below
+        builder = _Arguments(self, spec, name)
+        self.rules[name] = builder.members(spec.parameters, name)
+        if builder.relaxed:
+            _log_relaxed(spec.name, tuple(sorted(builder.relaxed)))
+        return seq(Lit(f"call:{spec.name}{{"), Ref(name), Lit("}"))
 
+    def answer(self, output_schema: Mapping[str, Any] | None, max_text: int | None) -> Node:
+        """A turn's final answer: JSON under `output_schema`, else plain text of at most `max_text` characters.
 
-def plain_text_grammar(max_chars: int) -> str:
-    """Plain text, for a small model's answer: it starts with a visible character,
-    holds no `<` or `|` (so no marker but the `<turn|>` that may end it), and ends
-    within `max_chars` characters.
-
-    A bounded run of one character class is what xgrammar handles well: each
-    repetition state's token mask is computed when the grammar compiles (about
-    6 s for 100 characters over Gemma 3's 262k-token vocabulary on a 2-core
-    CPU, once per grammar) and then looked up (~0.1 ms a token). The earlier
-    form, which allowed `<` and `|` when no marker followed, left every token to
-    be checked while decoding: ~150 ms a token, for each sequence in a batch."""
-    return f"root ::= [^ \\t\\r\\n<|] [^<|]{{0,{max(max_chars - 1, 0)}}} {literal(TURN_END)}?\n"
-
-
-def _format(content: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "structural_tag", "format": content}
-
-
-def arguments_grammar(spec: ToolSpec, options: GrammarOptions | None = None) -> str:
-    """The EBNF for the inside of a call's braces: `k:v,…` under `spec.parameters`.
-
-    `options.max_string` caps every string and `max_items` every array, for small
-    models that may otherwise write on inside one until `max_tokens` (an
-    array's `minItems` wins over `max_items`). A capped string is a run of units: a
-    character other than `<` and `|`, or one of them followed by such a
-    character (so `<<`, `||` and a trailing `<` or `|` are not available).
-    `marker_tokens`: the string delimiter is Gemma 4's one token for it (id 52),
-    not any tokens that spell it.
-    """
-    options = options or GrammarOptions()
-    max_string = options.max_string
-    builder = _Builder(spec.parameters.get("$defs", {}), options)
-    root = builder.members(spec.parameters, "args")
-    if builder.relaxed:
-        _log_relaxed(spec.name, tuple(sorted(builder.relaxed)))
-    rules = "".join(f"{name} ::= {body}\n" for name, body in builder.rules.items())
-    base = _BASE_RULES
-    if max_string is not None:
-        free = re.search(r"^str ::= .*\nstr_n ::= .*\nstr_lt ::= .*\nstr_bar ::= .*$", base, re.MULTILINE)
-        assert free is not None
-        capped = f'str ::= "<|\\"|>" str_unit{{0,{max_string}}} "<|\\"|>"\nstr_unit ::= [^<|] | "<" [^<|] | "|" [^<|>]'
-        base = base.replace(free.group(0), capped)
-    if options.marker_tokens:
-        base = base.replace(literal(QUOTE), builder.quote)
-    return f"root ::= {root}\n{rules}{base}"
+        Plain text starts with a visible character and holds no `<` or `|` at all:
+        a bounded run of one character class keeps each step's mask cheap.
+        """
+        if output_schema is not None:
+            return Schema(schema_text(_closed(output_schema)))
+        cap = max(max_text or 0, 1)
+        return seq(Chars("^" + _SPACE + "<|"), Rep(_NORMAL, 0, cap - 1))
 
 
 @functools.cache
@@ -403,62 +299,45 @@ def _log_relaxed(tool: str, keywords: tuple[str, ...]) -> None:
     )
 
 
-def _split_quotes(text: str) -> list[str]:
-    """`text` split around its string delimiters, each delimiter kept as an item at an odd index."""
-    out: list[str] = []
-    for i, part in enumerate(text.split(QUOTE)):
-        out += [QUOTE, part] if i else [part]
-    return out
+class _Arguments:
+    """Turns one tool's JSON Schema into rules of the turn's grammar."""
 
-
-def literal(text: str) -> str:
-    """`text` as an EBNF string literal."""
-    out = []
-    for char in text:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-class _Builder:
-    """Turns schema nodes into EBNF rules, one grammar per tool."""
-
-    def __init__(self, defs: Mapping[str, Any], options: GrammarOptions) -> None:
-        self.defs = defs
-        self.max_string, self.max_items = options.max_string, options.max_items
-        self.tokens = options.marker_tokens
-        self.quote = f"Token({MARKER_TOKENS[QUOTE]})" if self.tokens else literal(QUOTE)
-        """The string delimiter: by token id, or as text (any tokens that spell it)."""
-        self.rules: dict[str, str] = {}
+    def __init__(self, turn: _Turn, spec: ToolSpec, prefix: str) -> None:
+        self.turn, self.prefix = turn, prefix
+        self.rules = turn.rules
+        self.defs: Mapping[str, Any] = spec.parameters.get("$defs", {})
+        self.max_string, self.max_items = turn.options.max_string, turn.options.max_items
         self.relaxed: set[str] = set()
         self._refs: dict[str, str] = {}
-
-    def literal(self, text: str) -> str:
-        """`text` as EBNF, each string delimiter in it as `self.quote`."""
-        if not self.tokens:
-            return literal(text)
-        return " ".join(self.quote if i % 2 else literal(part) for i, part in enumerate(_split_quotes(text)) if part)
+        self.quote = turn.marker(QUOTE)
 
     def fresh(self, hint: str) -> str:
         base = re.sub(r"[^A-Za-z0-9_]", "_", hint) or "r"
         name, n = base, 1
-        while name in self.rules or name in _RESERVED:
+        while name in self.rules or name.lower() in {rule.lower() for rule in self.rules}:
             n += 1
             name = f"{base}_{n}"
-        self.rules[name] = ""  # claimed; the body is filled in by the caller
+        self.rules[name] = Lit("")  # claimed; the body is filled in by the caller
         return name
 
-    def value(self, schema: Any, hint: str) -> str:
-        """An EBNF expression for one value valid under `schema`."""
+    def shared(self, name: str, make: Any) -> Ref:
+        """A rule every tool shares (strings, numbers, free-form values), made once per grammar."""
+        if name not in self.rules:
+            self.rules[name] = Lit("")
+            self.rules[name] = make()
+        return Ref(name)
+
+    def string(self) -> Ref:
+        body = text(self.max_string)
+        return self.shared("str", lambda: seq(self.quote, body, self.quote))
+
+    def value(self, schema: Any, hint: str) -> Node:
+        """One value valid under `schema`."""
         if schema is True or schema == {}:
-            return "any"
+            return self.free()
         if not isinstance(schema, Mapping):
             self.relaxed.add("false schema" if schema is False else repr(schema))
-            return "any"
+            return self.free()
         self.relaxed.update(k for k in schema if k not in _HANDLED | _ANNOTATIONS | _BOUNDS | {"format"})
         if isinstance(ref := schema.get("$ref"), str):
             rest = {k: v for k, v in schema.items() if k != "$ref" and k not in _ANNOTATIONS}
@@ -467,139 +346,141 @@ class _Builder:
             return self.ref(ref)
         if "const" in schema or "enum" in schema:
             options = [schema["const"]] if "const" in schema else list(schema["enum"])
-            return self.alternatives([self.literal(format_value(v)) for v in options])
+            return alt(*(self.turn.literal(format_value(v)) for v in options))
         for keyword in ("anyOf", "oneOf"):
             if isinstance(schema.get(keyword), list):
                 base = {k: v for k, v in schema.items() if k not in (keyword, *_ANNOTATIONS)}
                 branches = [{**base, **branch} if isinstance(branch, Mapping) else branch for branch in schema[keyword]]
-                return self.alternatives([self.value(b, f"{hint}_{i}") for i, b in enumerate(branches)])
+                return alt(*(self.value(b, f"{hint}_{i}") for i, b in enumerate(branches)))
         if isinstance(all_of := schema.get("allOf"), list):
             base = {k: v for k, v in schema.items() if k != "allOf"}
             if len(all_of) == 1 and isinstance(all_of[0], Mapping):
                 return self.value({**all_of[0], **base}, hint)
             self.relaxed.add("allOf")
-            return "any"
+            return self.free()
         kind = schema.get("type")
         if isinstance(kind, list):
-            return self.alternatives([self.value({**schema, "type": k}, f"{hint}_{k}") for k in kind])
+            return alt(*(self.value({**schema, "type": k}, f"{hint}_{k}") for k in kind))
         return self.typed(schema, kind, hint)
 
-    def typed(self, schema: Mapping[str, Any], kind: Any, hint: str) -> str:
+    def typed(self, schema: Mapping[str, Any], kind: Any, hint: str) -> Node:
         if kind == "string":
-            return self.string(schema, hint)
+            return self.text_value(schema)
         if kind in ("integer", "number"):
             bounds = {k: v for k, v in schema.items() if k in _BOUNDS and isinstance(v, int | float)}
             if bounds:
-                borrowed = self.borrow({"type": kind, **bounds}, hint)
-                if borrowed is not None:
-                    return borrowed
-                self.relaxed.update(bounds)
-            return "int" if kind == "integer" else "num"
+                return self.bounded(kind, bounds)
+            return self.shared("int", lambda: INTEGER) if kind == "integer" else self.shared("num", lambda: NUMBER)
         if kind == "boolean":
-            return "bool"
+            return alt(Lit("true"), Lit("false"))
         if kind == "null":
-            return '"null"'
+            return Lit("null")
         if kind == "array":
             return self.array(schema, hint)
         if kind == "object" or "properties" in schema:
             name = self.fresh(hint)
-            self.rules[name] = '"{" ' + self.members(schema, hint) + ' "}"'
-            return name
+            self.rules[name] = seq(Lit("{"), self.members(schema, hint), Lit("}"))
+            return Ref(name)
         if kind is not None:
             self.relaxed.add(f"type {kind}")
-        return "any"
+        return self.free()
 
-    def string(self, schema: Mapping[str, Any], hint: str) -> str:
-        """A string: free, of bounded length, or in a cheap format."""
+    def bounded(self, kind: str, bounds: Mapping[str, float]) -> Node:
+        """A number in range, as the engine writes a JSON number range (see `Schema`).
+
+        An open side is closed at `LARGEST`: every number written is then a
+        finite float (else a model could write `1e999` as a number above 0, or
+        400 digits and a fraction), and each engine can write the range.
+        """
+        closed = dict(bounds)
+        largest = LARGEST[kind]
+        if not {"minimum", "exclusiveMinimum"} & closed.keys():
+            closed["minimum"] = -largest
+        if not {"maximum", "exclusiveMaximum"} & closed.keys():
+            closed["maximum"] = largest
+        return Schema(schema_text({"type": kind, **closed}))
+
+    def text_value(self, schema: Mapping[str, Any]) -> Node:
+        """A string: free, of bounded length, or in a format written as a regular expression."""
         fmt = schema.get("format")
         if fmt is not None:
-            borrowed = self.borrow({"type": "string", "format": fmt}, hint) if fmt in _FORMATS else None
-            if borrowed is not None:
+            if fmt in _FORMATS:
                 if "minLength" in schema or "maxLength" in schema:
                     self.relaxed.add("minLength/maxLength with format")
-                return borrowed
+                return seq(self.quote, Pattern(_FORMATS[fmt]), self.quote)
             self.relaxed.add(f"format {fmt}")
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         if not isinstance(low, int) or not (high is None or isinstance(high, int)):
             self.relaxed.update({"minLength", "maxLength"})
-            return "str"
+            return self.string()
         if self.max_string is not None:
             high = self.max_string if high is None else min(high, self.max_string)
         if low == 0 and high is None:
-            return "str"
+            return self.string()
         # Counted exactly: a bounded string holds no `<` or `|` (one character, one unit).
         high = max(low, high) if high is not None else None
-        count = f"{{{low},{high}}}" if high is not None else f"{{{low},}}" if low else "*"
-        return f"({self.quote} [^<|]{count} {self.quote})"
+        return seq(self.quote, Rep(_NORMAL, low, high), self.quote)
 
-    def borrow(self, schema: Mapping[str, Any], hint: str) -> str | None:
-        """xgrammar's own grammar for a JSON scalar (a number range, a string
-        format) as a rule of this grammar; None without xgrammar.
-
-        JSON's numbers are Gemma 4's; a string format's inside (between the
-        JSON quotes) is put between `<|"|>` delimiters.
-        """
-        try:
-            import xgrammar
-        except ImportError:
-            return None
-        text = str(xgrammar.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False))
-        rules = dict(line.split(" ::= ", 1) for line in text.splitlines() if " ::= " in line)
-        start, body = "root", "{root}"
-        if schema.get("type") == "string":  # `"\"" inner "\""`: keep the inside
-            inside = re.fullmatch(r'\(\("\\"" (\w+) "\\""\)\)', rules["root"])
-            if inside is None:  # not the shape this code knows: stay free
-                return None
-            start, body = inside.group(1), f"{self.quote} {{root}} {self.quote}"
-        while True:  # a prefix none of whose names is taken
-            name = self.fresh(f"{hint}_x")
-            renamed = {rule: f"{name}_{rule}" for rule in rules}
-            if not set(renamed.values()) & self.rules.keys():
-                break
-        for rule in _reachable(rules, start):
-            self.rules[renamed[rule]] = _rename(rules[rule], renamed)
-        self.rules[name] = body.format(root=renamed[start])
-        return name
-
-    def ref(self, ref: str) -> str:
+    def ref(self, ref: str) -> Node:
         if ref in self._refs:
-            return self._refs[ref]
+            return Ref(self._refs[ref])
         target = ref.removeprefix("#/$defs/")
         if not ref.startswith("#/$defs/") or target not in self.defs:
             self.relaxed.add(f"$ref {ref}")
-            return "any"
-        name = self._refs[ref] = self.fresh(f"def_{target}")
+            return self.free()
+        name = self._refs[ref] = self.fresh(f"{self.prefix}_def_{target}")
         self.rules[name] = self.value(self.defs[target], f"{name}_v")  # a rule: refs may recurse
-        return name
+        return Ref(name)
 
-    def alternatives(self, options: list[str]) -> str:
-        unique = list(dict.fromkeys(options))
-        return unique[0] if len(unique) == 1 else "(" + " | ".join(unique) + ")"
-
-    def array(self, schema: Mapping[str, Any], hint: str) -> str:
+    def array(self, schema: Mapping[str, Any], hint: str) -> Node:
         low, high = schema.get("minItems", 0), schema.get("maxItems")
         prefix = schema.get("prefixItems")
         if isinstance(prefix, list) and prefix:
             if low == high == len(prefix) or schema.get("items") is False:
                 items = [self.value(s, f"{hint}_{i}") for i, s in enumerate(prefix)]
-                return '"[" ' + ' "," '.join(items) + ' "]"'
+                inner: list[Node] = []
+                for index, item in enumerate(items):
+                    inner += [Lit(","), item] if index else [item]
+                return seq(Lit("["), *inner, Lit("]"))
             self.relaxed.add("prefixItems")
-            item = "any"
+            item = self.free()
         else:
             item = self.value(schema.get("items", True), f"{hint}_item")
         if not isinstance(low, int) or not (high is None or isinstance(high, int)):
             low, high = 0, None
         if self.max_items is not None:
             high = max(low, self.max_items if high is None else min(high, self.max_items))
-        if high is not None and high < max(low, 1):  # maxItems 0: only the empty list
-            return '"[" "]"'
-        more_low = max(low - 1, 0)  # the items after the first
-        repeat = f"{{{more_low},{high - 1}}}" if high is not None else f"{{{more_low},}}" if more_low else "*"
-        more = f'("," {item}){repeat}'
-        body = f"{item} {more}"
-        return f'"[" {body} "]"' if low >= 1 else f'"[" ({body})? "]"'
+        return _list(item, low, high)
 
-    def members(self, schema: Mapping[str, Any], hint: str) -> str:
+    def free(self, depth: int = 0) -> Ref:
+        """Any JSON value (Pydantic's `Any`); with `max_items`, each array and
+        object holds at most that many items, nested at most `MAX_DEPTH` deep."""
+        capped = self.max_items is not None
+        name = f"any_{depth}" if capped else "any"
+        if name in self.rules:
+            return Ref(name)
+        self.rules[name] = Lit("")
+        scalars: list[Node] = [
+            self.string(),
+            self.shared("num", lambda: NUMBER),
+            Lit("true"),
+            Lit("false"),
+            Lit("null"),
+        ]
+        if capped and depth >= MAX_DEPTH:
+            self.rules[name] = alt(*scalars)
+            return Ref(name)
+        inner = self.free(depth + 1) if capped else Ref(name)
+        high = self.max_items
+        key = alt(BARE_KEY, self.string())
+        self.rules[name] = alt(
+            *scalars,
+            _list(inner, 0, high),
+            seq(Lit("{"), _separated(seq(key, Lit(":"), inner), 0, high), Lit("}")),
+        )
+        return Ref(name)
+
+    def members(self, schema: Mapping[str, Any], hint: str) -> Node:
         """The inside of an object's braces: its properties, sorted, required ones present.
 
         With properties p_0 … p_n-1 in sorted order, `first_i` is "what may come
@@ -617,58 +498,55 @@ class _Builder:
         extra = schema.get("additionalProperties", not properties)
         if not isinstance(properties, Mapping) or not properties:
             if extra is False:
-                return '""'
-            value = self.value(extra, f"{hint}_extra")  # a free-form dict: any keys, any order
-            return f'(any_key ":" {value} ("," any_key ":" {value})*)?'
+                return Lit("")
+            value = self.free() if extra is True else self.value(extra, f"{hint}_extra")
+            # A free-form dict: any keys, any order (capped like a free-form value).
+            return _separated(seq(alt(BARE_KEY, self.string()), Lit(":"), value), 0, self.max_items)
         if extra is not False and extra != {} and "additionalProperties" in schema:
             self.relaxed.add("additionalProperties")  # only the declared keys are written
         required = set(schema.get("required", ()))
         keys = sorted(properties)
         pairs = [
-            f'{self.literal(_format_key(key))} ":" ' + self.value(properties[key], f"{hint}_{key}") for key in keys
+            seq(self.turn.literal(_format_key(key)), Lit(":"), self.value(properties[key], f"{hint}_{key}"))
+            for key in keys
         ]
-        rest_next, first_next = "", '""'
+        rest_next: Node = Lit("")
+        first_next: Node = Lit("")
         for index in range(len(keys) - 1, -1, -1):
             pair, key = pairs[index], keys[index]
             rest, first = self.fresh(f"{hint}_rest{index}"), self.fresh(f"{hint}_first{index}")
             if key in required:
-                self.rules[rest] = f'"," {pair}{rest_next}'
-                self.rules[first] = f"{pair}{rest_next}"
+                self.rules[rest] = seq(Lit(","), pair, rest_next)
+                self.rules[first] = seq(pair, rest_next)
             else:
-                self.rules[rest] = f'("," {pair})?{rest_next}'
-                self.rules[first] = f"{pair}{rest_next} | {first_next}"
-            rest_next, first_next = f" {rest}", first
+                self.rules[rest] = seq(opt(seq(Lit(","), pair)), rest_next)
+                self.rules[first] = alt(seq(pair, rest_next), first_next)
+            rest_next, first_next = Ref(rest), Ref(first)
         return first_next
 
 
-# EBNF outside string literals and character classes, where rule names are.
-_LITERALS = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]')
+def _closed(schema: Any) -> Any:
+    """`schema` with every object that lists its properties closed to others
+    (`additionalProperties: false` where it says nothing): a typed answer is
+    written with the declared keys only, and both engines read it so."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out = {key: _closed(value) for key, value in schema.items()}
+    if isinstance(schema.get("properties"), Mapping) and "additionalProperties" not in schema:
+        out["additionalProperties"] = False
+    return out
 
 
-def _names(body: str) -> set[str]:
-    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _LITERALS.sub(" ", body)))
+def _separated(item: Node, low: int, high: int | None) -> Node:
+    """`item`s separated by commas: `low` to `high` of them."""
+    if high is not None and high < max(low, 1):
+        return Lit("")
+    more = Rep(seq(Lit(","), item), max(low - 1, 0), None if high is None else high - 1)
+    body = seq(item, more)
+    return body if low >= 1 else opt(body)
 
 
-def _reachable(rules: Mapping[str, str], start: str) -> list[str]:
-    seen, todo = [start], [start]
-    while todo:
-        for name in sorted(_names(rules[todo.pop()]) & rules.keys()):
-            if name not in seen:
-                seen.append(name)
-                todo.append(name)
-    return seen
-
-
-def _rename(body: str, names: Mapping[str, str]) -> str:
-    """`body` with its rule names replaced (literals and classes untouched)."""
-    out, at = [], 0
-    for literal_match in _LITERALS.finditer(body):
-        code = body[at : literal_match.start()]
-        out.append(re.sub(r"[A-Za-z_][A-Za-z0-9_]*", lambda m: names.get(m.group(), m.group()), code))
-        out.append(literal_match.group())
-        at = literal_match.end()
-    out.append(re.sub(r"[A-Za-z_][A-Za-z0-9_]*", lambda m: names.get(m.group(), m.group()), body[at:]))
-    return "".join(out)
-
-
-_RESERVED = frozenset(re.findall(r"^(\w+) ::=", _BASE_RULES, re.MULTILINE)) | {"root"}
+def _list(item: Node, low: int, high: int | None) -> Node:
+    return seq(Lit("["), _separated(item, low, high), Lit("]"))

@@ -46,8 +46,10 @@ from agentkit.runtimes.vllm.presets import (
     PRESETS,
     Preset,
     engine_settings,
+    grammar_engine_of,
     local_model_path,
     on_cpu,
+    with_grammar_engine,
 )
 
 __all__ = ["VLLMEngine"]
@@ -210,6 +212,8 @@ class VLLMEngine(DialectRuntime):
             options for that dialect, e.g. `"json"`) or a `Dialect`.
         constrained: Enforce the dialect's constraint while decoding (default on).
         engine_args: Extra `vllm.AsyncEngineArgs`, over the preset's.
+        grammar_engine: vLLM's structured-outputs backend: `guidance` (llguidance,
+            the default) or `xgrammar`.
     """
 
     def __init__(
@@ -219,11 +223,14 @@ class VLLMEngine(DialectRuntime):
         dialect: str | Dialect | None = None,
         constrained: bool = True,
         engine_args: Mapping[str, Any] | None = None,
+        grammar_engine: str | None = None,
     ) -> None:
         name = model.removeprefix("vllm:")
         preset = PRESETS.get(name) or Preset(model=name, dialect="gemma4", dialect_options=_JSON_GEMMA4)
         self.preset = preset
-        self.engine_args = {**preset.engine_args, **(engine_args or {})}
+        self.engine_args = with_grammar_engine({**preset.engine_args, **(engine_args or {})}, grammar_engine)
+        self.grammar_engine = grammar_engine_of(self.engine_args)
+        """The structured-outputs backend the engine runs; the constraint is written for it."""
         self._core = _Engine(preset.model, self.engine_args)
         self._uri = f"vllm:{name}"
         self._configure(dialect, constrained)
@@ -314,7 +321,9 @@ class VLLMEngine(DialectRuntime):
                 f"the prompt has {len(token_ids)} tokens but {self.info.model} takes {limit}: shorten the "
                 "conversation, or raise max_model_len in engine_args if the model allows it"
             )
-        structured = StructuredOutputsParams(**{constraint.kind: constraint.value}) if constraint else None
+        structured = (
+            StructuredOutputsParams(**constraint.structured_outputs(self.grammar_engine)) if constraint else None
+        )
         params = SamplingParams(
             temperature=sampling.temperature,
             max_tokens=sampling.max_tokens,

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agentkit.dialect import GRAMMAR_ENGINES
+from agentkit.errors import RuntimeUnavailable
+
 __all__ = [
     "EMBEDDED_SERVED_NAME",
     "LOCAL_MODELS",
@@ -181,14 +184,59 @@ def preset_for_model(model_id: str) -> Preset | None:
 _CPU_ENGINE_ARGS: dict[str, Any] = {"gpu_memory_utilization": 0.3, "enforce_eager": True, "dtype": "bfloat16"}
 
 
+DEFAULT_GRAMMAR_ENGINE = "guidance"
+"""vLLM's structured-outputs backend agentkit runs: llguidance compiles a new
+tool set's grammar in milliseconds, where xgrammar takes seconds (measured in
+`benchmarks/grammar_engines.py`; `docs/gemma4.md` has the figures)."""
+
+
+def with_grammar_engine(args: Mapping[str, Any], engine: str | None) -> dict[str, Any]:
+    """`args` with vLLM's structured-outputs backend set to `engine` (None: left as it is).
+
+    Raises:
+        RuntimeUnavailable: `engine` is not a grammar engine agentkit writes for.
+    """
+    if engine is None:
+        return dict(args)
+    engine = checked_grammar_engine(engine)
+    config = dict(args.get("structured_outputs_config") or _STRUCTURED_OUTPUTS)
+    return {**args, "structured_outputs_config": {**config, "backend": engine}}
+
+
+def grammar_engine_of(args: Mapping[str, Any]) -> str:
+    """The structured-outputs backend an engine started with `args` runs."""
+    config = args.get("structured_outputs_config") or _STRUCTURED_OUTPUTS
+    backend = config.get("backend", DEFAULT_GRAMMAR_ENGINE) if isinstance(config, Mapping) else config.backend
+    return checked_grammar_engine(str(backend))
+
+
+def checked_grammar_engine(engine: str | None) -> str:
+    """`engine`, or the default for None.
+
+    Raises:
+        RuntimeUnavailable: `engine` is not a grammar engine agentkit writes for.
+    """
+    if engine is None:
+        return DEFAULT_GRAMMAR_ENGINE
+    if engine not in GRAMMAR_ENGINES:
+        raise RuntimeUnavailable(
+            f"grammar engine {engine!r}: agentkit writes grammars for {', '.join(GRAMMAR_ENGINES)} "
+            "(vLLM's structured-outputs backends `guidance` and `xgrammar`)"
+        )
+    return engine
+
+
+# vLLM 0.32 reads `disable_any_whitespace` from the engine-wide config only
+# (its xgrammar backend ignores the per-request flag), and agentkit's JSON
+# constraints are meant to be compact.
+_STRUCTURED_OUTPUTS = {"backend": DEFAULT_GRAMMAR_ENGINE, "disable_any_whitespace": True}
+
+
 def engine_settings(args: Mapping[str, Any], *, cpu: bool) -> dict[str, Any]:
     """The engine arguments agentkit runs vLLM with (in-process or served): the CPU
-    settings on a CPU, then `args`, with compact JSON under structured outputs."""
+    settings on a CPU, then `args`, with llguidance and compact JSON under structured outputs."""
     settings = {**(_CPU_ENGINE_ARGS if cpu else {}), **args}
-    # vLLM 0.32 reads `disable_any_whitespace` from the engine-wide config only
-    # (its xgrammar backend ignores the per-request flag), and agentkit's JSON
-    # constraints are meant to be compact.
-    settings.setdefault("structured_outputs_config", {"backend": "xgrammar", "disable_any_whitespace": True})
+    settings.setdefault("structured_outputs_config", dict(_STRUCTURED_OUTPUTS))
     return settings
 
 

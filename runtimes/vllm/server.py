@@ -45,7 +45,7 @@ from agentkit.errors import RuntimeUnavailable
 from agentkit.runtime import Lifecycle, ModelDelta, ModelRequest, ModelResponse, RuntimeInfo, Sampling, close_runtime
 from agentkit.runtimes._http import ClientPool, RetryPolicy, check_url, first_choice, post_events, post_json
 from agentkit.runtimes.openai import STREAMING, OpenAICompatible, bearer, usage_of, warn_repairs
-from agentkit.runtimes.vllm.presets import preset_for_model
+from agentkit.runtimes.vllm.presets import checked_grammar_engine, preset_for_model
 
 __all__ = ["VLLMServer"]
 
@@ -65,6 +65,10 @@ class VLLMServer(Lifecycle):
         retry: How hard to try before giving up on a request.
         repairs: Deprecated, ignored: in chat mode a turn with invalid calls
             raises `ModelOutputError` at once, and the agent's loop asks again.
+        grammar_engine: The server's structured-outputs backend, which the grammar
+            is written for: `guidance` (llguidance; the default, and what
+            `agentkit serve` runs) or `xgrammar`. A server on vLLM's `auto`
+            backend takes `guidance`'s grammar (xgrammar refuses it, vLLM falls back).
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class VLLMServer(Lifecycle):
         retry: RetryPolicy | None = None,
         repairs: int | None = None,
         uri: str | None = None,
+        grammar_engine: str | None = None,
     ) -> None:
         if repairs is not None:
             warn_repairs()
@@ -88,6 +93,9 @@ class VLLMServer(Lifecycle):
         self.mode = mode
         self.model = model
         self.constrained = constrained
+        self.grammar_engine = checked_grammar_engine(grammar_engine)
+        """The server's structured-outputs backend (`vllm serve --structured-outputs-config.backend`):
+        the constraint is written for it. `agentkit serve` starts servers on the default."""
         self.retry = retry or RetryPolicy()
         self.headers = bearer(api_key, self.base_url)
         self._dialect_choice = dialect
@@ -177,7 +185,7 @@ class VLLMServer(Lifecycle):
         if sampling.seed is not None:
             payload["seed"] = sampling.seed
         if constraint is not None:
-            payload["structured_outputs"] = {constraint.kind: constraint.value}
+            payload["structured_outputs"] = constraint.structured_outputs(self.grammar_engine)
         client = self._pool.client()
         if live:
             parts: list[str] = []
@@ -223,7 +231,7 @@ class _Chat(OpenAICompatible):
         if "tools" in body and self.owner.constrained and dialect is not None:
             constraint = dialect.constraint(request)
             if constraint is not None:
-                body["structured_outputs"] = {constraint.kind: constraint.value}
+                body["structured_outputs"] = constraint.structured_outputs(self.owner.grammar_engine)
                 # The tool parser reads Gemma 4's markers, which are special tokens.
                 body["skip_special_tokens"] = False
                 # And the turn ends where raw mode's does: a spelled-out `<turn|>` is

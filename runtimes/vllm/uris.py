@@ -38,7 +38,8 @@ def engine_from_uri(scheme: str, value: str, uri: str) -> VLLMEngine:
 
 
 def server_from_uri(scheme: str, value: str, uri: str) -> VLLMServer:
-    """`vllm-server:URL`, with `?model=NAME` and `?mode=chat` (or `raw`, the default).
+    """`vllm-server:URL`, with `?model=NAME`, `?mode=chat` (or `raw`, the default) and
+    `?grammar=xgrammar` (the server's structured-outputs backend, if not `guidance`).
 
     Raises:
         RuntimeUnavailable: no URL, an unknown option, or an unknown mode.
@@ -50,4 +51,6 @@ def server_from_uri(scheme: str, value: str, uri: str) -> VLLMServer:
     mode = options.get("mode", "raw")
     if mode not in ("raw", "chat"):
         raise RuntimeUnavailable(f"mode={mode!r} in {uri!r}: VLLMServer modes are raw and chat")
-    return VLLMServer(url, mode="chat" if mode == "chat" else "raw", model=model, uri=uri)
+    return VLLMServer(
+        url, mode="chat" if mode == "chat" else "raw", model=model, uri=uri, grammar_engine=options.get("grammar")
+    )

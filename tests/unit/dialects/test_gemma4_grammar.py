@@ -1,22 +1,20 @@
-"""Unit tests for `gemma4_grammar`: the structural tag enforced while Gemma 4 decodes.
+"""Unit tests for `gemma4_grammar`: the grammar enforced while Gemma 4 decodes.
 
-xgrammar checks strings against the constraint on the CPU, with no model: a
-`GrammarCompiler` over an empty vocabulary compiles the structural tag the way
-vLLM's xgrammar backend does (`compile_structural_tag` on the JSON string).
-The calls checked are written by `gemma4.render_call`, so the grammar and the
-renderer are held to the same syntax.
+Both grammar engines check strings against the constraint on the CPU, with no
+model (tests/support/grammars.py): llguidance reads its Lark serialisation,
+xgrammar its EBNF, and every check asserts that they agree. The calls checked
+are written by `gemma4.render_call`, so the grammar and the renderer are held
+to the same syntax.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from typing import Any, Literal
 
 import pydantic
 import pytest
-import xgrammar as xgr
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -24,16 +22,12 @@ from agentkit.dialects.gemma4 import TURN_END, parse_calls, render_call
 from agentkit.dialects.gemma4_grammar import build_constraint
 from agentkit.messages import ToolCall
 from agentkit.tool import ToolSpec, tool
-
-_COMPILER = xgr.GrammarCompiler(xgr.TokenizerInfo([]))
+from tests.support.grammars import accepts as accepts_both
 
 
 def accepts(tools: list[ToolSpec], tool_choice: str, text: str, **options: Any) -> bool:
-    constraint = build_constraint(tools, tool_choice, **options)
-    assert constraint is not None
-    assert constraint.kind == "structural_tag"
-    matcher = xgr.GrammarMatcher(_COMPILER.compile_structural_tag(constraint.value), terminate_without_stop_token=True)
-    return matcher.accept_string(text) and matcher.is_terminated()
+    """Both engines accept `text` under the constraint (and agree: see tests/support/grammars.py)."""
+    return accepts_both(build_constraint(tools, tool_choice, **options), text)
 
 
 def call(name: str, **arguments: Any) -> str:
@@ -401,9 +395,10 @@ def test_relaxed_keywords_are_logged_once(caplog: pytest.LogCaptureFixture) -> N
 
 
 def test_vllm_accepts_the_constraint() -> None:
-    """vLLM's request validation for the xgrammar backend, then the backend's compile call."""
+    """vLLM's request validation for each structured-outputs backend, on what the engine would send."""
     sampling = pytest.importorskip("vllm.sampling_params")
-    backend = pytest.importorskip("vllm.v1.structured_output.backend_xgrammar")
+    guidance = pytest.importorskip("vllm.v1.structured_output.backend_guidance")
+    xgrammar_backend = pytest.importorskip("vllm.v1.structured_output.backend_xgrammar")
     variants: list[tuple[str, dict[str, Any]]] = [
         ("auto", {}),
         ("required", {}),
@@ -419,12 +414,15 @@ def test_vllm_accepts_the_constraint() -> None:
     for choice, options in variants:
         constraint = build_constraint(TOOLS, choice, **options)
         assert constraint is not None
-        params = sampling.SamplingParams(
-            structured_outputs=sampling.StructuredOutputsParams(structural_tag=constraint.value), max_tokens=64
-        )
-        backend.validate_xgrammar_grammar(params)
-        assert "structures" not in json.loads(constraint.value)  # not the deprecated form
-        _COMPILER.compile_structural_tag(constraint.value)
+        for engine, validate in (
+            ("guidance", guidance.validate_guidance_grammar),
+            ("xgrammar", xgrammar_backend.validate_xgrammar_grammar),
+        ):
+            fields = constraint.structured_outputs(engine)
+            params = sampling.SamplingParams(
+                structured_outputs=sampling.StructuredOutputsParams(**fields), max_tokens=64
+            )
+            validate(params)
 
 
 @pytest.mark.parametrize("inside", ["<|tool_response>", "a<turn|>", "x<|y", "y|>z", '<|"|>'])
@@ -442,17 +440,8 @@ def test_a_string_may_hold_lone_angle_brackets_and_bars(inside: str) -> None:
 
 
 def test_max_string_caps_every_string() -> None:
-    constraint = build_constraint(TOOLS, "auto", max_string=5)
-    assert constraint is not None
-    grammar = json.loads(constraint.value)["format"]["tags"][0]["content"]["grammar"]
-    assert "str_unit{0,5}" in grammar
-    assert "str_n" not in grammar
-
     def ok(text: str) -> bool:
-        matcher = xgr.GrammarMatcher(
-            _COMPILER.compile_structural_tag(constraint.value), terminate_without_stop_token=True
-        )
-        return matcher.accept_string(text) and matcher.is_terminated()
+        return accepts(TOOLS, "auto", text, max_string=5)
 
     assert ok('<|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:3}<tool_call|>')
     assert not ok('<|tool_call>call:get_weather{city:<|"|>Parisian<|"|>,days:3}<tool_call|>')
@@ -497,14 +486,12 @@ def test_a_typed_answer_is_json_under_the_output_schema() -> None:
     assert accepts(TOOLS, "auto", ANSWER, **options)
     assert accepts(TOOLS, "auto", GOOD, **options)  # or calls
     assert accepts(TOOLS, "none", ANSWER, **options)
-    assert accepts(TOOLS, "none", ANSWER.replace(",", ", "), **options)
     assert not accepts(TOOLS, "none", GOOD, **options)
     refused = [
         "It is sunny in Paris.",  # text where the answer is due
         ANSWER.replace("celsius", "kelvin"),  # not in the enum
         ANSWER.replace('"days":[1,2],', ""),  # a required key missing
-        ANSWER.replace(",", ",  "),  # whitespace runs are capped at one character
-        ANSWER.replace("Paris", "Paris<turn|>"),  # a stop string would cut the answer
+        ANSWER.replace(",", ", "),  # compact, as agentkit writes JSON everywhere
         "Let me check. " + GOOD,  # text then calls: the turn is one or the other
     ]
     for text in refused:

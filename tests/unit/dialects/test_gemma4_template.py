@@ -14,13 +14,13 @@ from typing import Annotated, Any
 
 import pydantic
 import pytest
-import xgrammar as xgr
 
 from agentkit.dialects.gemma4 import Gemma4Dialect, parse_turn, render_call, render_declaration
 from agentkit.dialects.gemma4_grammar import build_constraint
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest
 from agentkit.tool import ToolSpec, tool
+from tests.support.grammars import accepts
 
 
 def g(text: str) -> str:
@@ -184,14 +184,9 @@ def test_declarations_stay_in_the_first_system_turn() -> None:
 
 # --- resuming inside a thought: the parser and the grammar -------------------------------------
 
-_COMPILER = xgr.GrammarCompiler(xgr.TokenizerInfo([]))
-
 
 def accepted(text: str, tool_choice: str, **options: Any) -> bool:
-    constraint = build_constraint([WEATHER], tool_choice, thinking=True, **options)
-    assert constraint is not None
-    matcher = xgr.GrammarMatcher(_COMPILER.compile_structural_tag(constraint.value), terminate_without_stop_token=True)
-    return matcher.accept_string(text) and matcher.is_terminated()
+    return accepts(build_constraint([WEATHER], tool_choice, thinking=True, **options), text)
 
 
 def test_a_turn_that_starts_inside_a_thought_is_read_and_written_back_the_same() -> None:

@@ -11,12 +11,10 @@ text with one marker spelled out in ordinary tokens is not.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
 import pytest
-import xgrammar as xgr
 from hypothesis import HealthCheck, given, settings
 
 from agentkit.dialects.gemma4 import CALL_CLOSE, CALL_OPEN, MARKER_TOKENS, QUOTE, Gemma4Dialect, render_call
@@ -24,6 +22,7 @@ from agentkit.dialects.gemma4_grammar import build_constraint
 from agentkit.messages import AssistantMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest
 from agentkit.tool import ToolSpec
+from tests.support.grammars import TokenMatchers
 
 from .test_gemma4_grammar import _STRINGS, toolboxes
 
@@ -38,8 +37,8 @@ def tokenizer() -> Any:
 
 
 @cache
-def compiler() -> xgr.GrammarCompiler:
-    return xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(tokenizer(), vocab_size=262144))
+def matchers() -> TokenMatchers:
+    return TokenMatchers(tokenizer(), 262144)
 
 
 def encode(text: str) -> list[int]:
@@ -56,10 +55,7 @@ def spelled(marker: str) -> list[int]:
 
 
 def accepts(tools: list[ToolSpec], tool_choice: str, ids: list[int], **options: Any) -> bool:
-    constraint = build_constraint(tools, tool_choice, tokens=True, **options)
-    assert constraint is not None
-    matcher = xgr.GrammarMatcher(compiler().compile_structural_tag(constraint.value), terminate_without_stop_token=True)
-    return all(matcher.accept_token(i) for i in ids) and matcher.is_terminated()
+    return matchers().accepts(build_constraint(tools, tool_choice, tokens=True, **options), ids)
 
 
 def test_the_stand_in_tokenizer_holds_each_marker_as_its_one_token() -> None:
@@ -126,21 +122,13 @@ def test_the_dialect_names_markers_by_token_when_told_and_the_gemma_4_presets_te
     by_text = Gemma4Dialect().constraint(request)
     assert by_token is not None
     assert by_text is not None
-    assert {"type": "token", "token": MARKER_TOKENS[CALL_OPEN]} in _walk(json.loads(by_token.value))
-    assert "Token(52)" in by_token.value
-    assert "Token(52)" not in by_text.value
+    for engine, written in (("guidance", "<[{}]>"), ("xgrammar", "Token({})")):
+        for marker in (CALL_OPEN, QUOTE):
+            assert written.format(MARKER_TOKENS[marker]) in by_token.structured_outputs(engine)["grammar"]
+            assert written.format(MARKER_TOKENS[marker]) not in by_text.structured_outputs(engine)["grammar"]
     for name, preset in PRESETS.items():
         # The embedded Gemma 3 holds other tokens at Gemma 4's ids.
         assert preset.options("gemma4").get("marker_tokens", False) == (name != "default"), name
-
-
-def _walk(node: Any) -> list[Any]:
-    """Every dict inside a JSON value."""
-    if isinstance(node, dict):
-        return [node, *(d for v in node.values() for d in _walk(v))]
-    if isinstance(node, list):
-        return [d for v in node for d in _walk(v)]
-    return []
 
 
 def test_after_tool_results_with_thinking_the_grammar_starts_inside_the_thought() -> None:
@@ -156,7 +144,4 @@ def test_after_tool_results_with_thinking_the_grammar_starts_inside_the_thought(
     )
     constraint = dialect.constraint(request)
     assert constraint is not None
-    matcher = xgr.GrammarMatcher(compiler().compile_structural_tag(constraint.value), terminate_without_stop_token=True)
-    ids = encode("Cold.\n<channel|>It is -3 C.")
-    assert all(matcher.accept_token(i) for i in ids)
-    assert matcher.is_terminated()
+    assert matchers().accepts(constraint, encode("Cold.\n<channel|>It is -3 C."))

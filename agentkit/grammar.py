@@ -1,0 +1,495 @@
+"""A grammar as a value: one description of what a model may write, and its serialisations.
+
+    g = Grammar({"root": Seq(Lit("call:f{x:"), Ref("num"), Lit("}")), "num": Rep(Chars("0-9"), 1, 3)})
+    g.lark()    # llguidance's Lark (vLLM's `guidance` backend)
+    g.ebnf()    # xgrammar's EBNF (vLLM's `xgrammar` backend)
+    regex(g.rules["num"])   # a regular part as a regular expression (Python's `re` and Rust's `regex`)
+
+A dialect builds the grammar once, from its own definitions; each engine
+serialises it the way its grammar engine reads it. The nodes are the few every
+grammar engine has: literals, special tokens by id, character classes,
+sequences, alternatives, bounded repetitions and references to named rules,
+plus two borrowed leaves each engine writes natively (`Schema`: a JSON scalar
+under a JSON Schema, for numeric ranges; `Pattern`: a regular expression, for
+string formats).
+
+Regular parts serialise to Lark terminals: llguidance lexes a terminal with a
+lazily built automaton (cheap to compile, cheap masks), while its rules go to
+an Earley parser. Consecutive regular items of a sequence become one terminal,
+so free text and the marker that ends it are lexed together: a lexer that has
+read `<` in free text cannot take it back when `|tool_call>` follows.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+__all__ = [
+    "Alt",
+    "Chars",
+    "Grammar",
+    "Lit",
+    "Node",
+    "Pattern",
+    "Ref",
+    "Rep",
+    "Schema",
+    "Seq",
+    "Tok",
+    "opt",
+    "regex",
+    "seq",
+]
+
+
+@dataclass(frozen=True)
+class Lit:
+    """A literal string."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Tok:
+    """One special token, by id (`text` is what it decodes to)."""
+
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Chars:
+    """One character of a class, written as the inside of `[...]` (`^<|`, `0-9`, `eE`).
+
+    The same text reads the same in EBNF, Lark's regexes and Python's `re`: keep
+    to ranges, literal characters, `^` first and the escapes `\\t \\n \\r \\\\ \\- \\]`.
+    """
+
+    spec: str
+
+
+@dataclass(frozen=True)
+class Seq:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Alt:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Rep:
+    """`item` repeated `low` to `high` times (`high` None: no bound)."""
+
+    item: Node
+    low: int = 0
+    high: int | None = None
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The rule named `name` of the grammar."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A JSON value valid under `schema` (a JSON string), as the engine writes its grammar.
+
+    The two engines' grammars agree on what a model writes in practice, not at
+    the edges: for a number range, llguidance takes plain decimals only, and
+    xgrammar exponents too.
+    """
+
+    schema: str
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A string matching the regular expression `pattern` (Rust `regex` syntax, no anchors)."""
+
+    pattern: str
+
+
+Node: TypeAlias = "Lit | Tok | Chars | Seq | Alt | Rep | Ref | Schema | Pattern"
+
+
+def seq(*items: Node) -> Node:
+    """A sequence, flattened; one item is itself, none the empty string."""
+    flat: list[Node] = []
+    for item in items:
+        if isinstance(item, Seq):
+            flat.extend(item.items)
+        elif item != Lit(""):
+            flat.append(item)
+    merged: list[Node] = []
+    for item in flat:  # adjacent literals as one
+        if merged and isinstance(item, Lit) and isinstance(merged[-1], Lit):
+            merged[-1] = Lit(merged[-1].text + item.text)
+        else:
+            merged.append(item)
+    if not merged:
+        return Lit("")
+    return merged[0] if len(merged) == 1 else Seq(tuple(merged))
+
+
+def alt(*items: Node) -> Node:
+    """Alternatives, without repeats; one is itself."""
+    unique = tuple(dict.fromkeys(items))
+    return unique[0] if len(unique) == 1 else Alt(unique)
+
+
+def opt(item: Node) -> Node:
+    return Rep(item, 0, 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Grammar:
+    """Named rules; `root` is where a match starts."""
+
+    rules: Mapping[str, Node]
+    root: str = "root"
+    _cache: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def lark(self) -> str:
+        """llguidance's Lark syntax (cached: a grammar is a value)."""
+        if "lark" not in self._cache:
+            self._cache["lark"] = _Lark(self).text()
+        return self._cache["lark"]
+
+    def ebnf(self) -> str:
+        """xgrammar's EBNF syntax (cached)."""
+        if "ebnf" not in self._cache:
+            self._cache["ebnf"] = _Ebnf(self).text()
+        return self._cache["ebnf"]
+
+    def regular(self, node: Node) -> bool:
+        """Whether `node` is a regular expression here: no token, no borrowed
+        JSON, no rule that is not itself regular (recursion is not)."""
+        return _regular_rules(self).issuperset(_refs(node)) and _plain(node)
+
+
+def _refs(node: Node) -> Iterator[str]:
+    if isinstance(node, Ref):
+        yield node.name
+    elif isinstance(node, Seq | Alt):
+        for item in node.items:
+            yield from _refs(item)
+    elif isinstance(node, Rep):
+        yield from _refs(node.item)
+
+
+def _plain(node: Node) -> bool:
+    """No token and no borrowed JSON anywhere in `node` itself (refs not followed)."""
+    if isinstance(node, Tok | Schema):
+        return False
+    if isinstance(node, Seq | Alt):
+        return all(_plain(item) for item in node.items)
+    if isinstance(node, Rep):
+        return _plain(node.item)
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _regular_rules_cached(key: int, grammar: Grammar) -> frozenset[str]:
+    del key
+    regular: set[str] = set()
+    changed = True
+    while changed:  # a rule is regular once everything it refers to is (so recursion never is)
+        changed = False
+        for name, body in grammar.rules.items():
+            if name not in regular and _plain(body) and regular.issuperset(_refs(body)):
+                regular.add(name)
+                changed = True
+    return frozenset(regular)
+
+
+def _regular_rules(grammar: Grammar) -> frozenset[str]:
+    return _regular_rules_cached(id(grammar), grammar)
+
+
+# --- regular expressions ----------------------------------------------------------------
+
+_REGEX_SPECIAL = set(r"\.+*?()|[]{}^$#&-~/")
+
+
+def _regex_literal(text: str) -> str:
+    out = []
+    for char in text:
+        if char in _REGEX_SPECIAL:
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{{{ord(char):x}}}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def regex(node: Node, rules: Mapping[str, Node] | None = None) -> str:
+    """`node` as a regular expression (Python `re`, Rust `regex`), rules inlined.
+
+    Raises:
+        ValueError: `node` holds a token, a borrowed JSON leaf, or a recursive rule.
+    """
+    return _to_regex(node, rules or {}, ())
+
+
+def _to_regex(node: Node, rules: Mapping[str, Node], stack: tuple[str, ...]) -> str:
+    if isinstance(node, Lit):
+        return _regex_literal(node.text)
+    if isinstance(node, Chars):
+        return f"[{node.spec}]"
+    if isinstance(node, Pattern):
+        return f"(?:{node.pattern})"
+    if isinstance(node, Seq):
+        return "".join(_group(_to_regex(item, rules, stack), item) for item in node.items)
+    if isinstance(node, Alt):
+        return "(?:" + "|".join(_to_regex(item, rules, stack) for item in node.items) + ")"
+    if isinstance(node, Rep):
+        if node.high == 0:
+            return ""
+        inner = _to_regex(node.item, rules, stack)
+        inner = inner if _atomic(node.item, inner) else f"(?:{inner})"
+        return inner + _count(node.low, node.high)
+    if isinstance(node, Ref):
+        if node.name in stack or node.name not in rules:
+            raise ValueError(f"rule {node.name!r} is recursive or missing: not a regular expression")
+        return "(?:" + _to_regex(rules[node.name], rules, (*stack, node.name)) + ")"
+    raise ValueError(f"{type(node).__name__} is not regular")
+
+
+def _group(text: str, item: Node) -> str:
+    return f"(?:{text})" if isinstance(item, Alt) and not text.startswith("(?:") else text
+
+
+def _atomic(node: Node, text: str) -> bool:
+    return isinstance(node, Chars | Alt | Ref | Pattern) or (isinstance(node, Lit) and len(node.text) == 1)
+
+
+def _count(low: int, high: int | None) -> str:
+    if (low, high) == (0, None):
+        return "*"
+    if (low, high) == (1, None):
+        return "+"
+    if (low, high) == (0, 1):
+        return "?"
+    if high is None:
+        return f"{{{low},}}"
+    return f"{{{low}}}" if low == high else f"{{{low},{high}}}"
+
+
+# --- llguidance's Lark --------------------------------------------------------------------
+
+
+class _Lark:
+    """Rules whose bodies are regular become terminals (UPPERCASE); in other
+    rules, each run of regular items becomes one terminal."""
+
+    def __init__(self, grammar: Grammar) -> None:
+        self.grammar = grammar
+        self.regular = _regular_rules(grammar)
+        self.names: dict[str, str] = {}
+        taken: set[str] = set()
+        for rule in grammar.rules:  # Lark's case says what a name is: distinct after folding
+            base = re.sub(r"[^A-Za-z0-9_]", "_", rule)
+            base = ("T_" + base.upper()) if rule in self.regular else ("r_" + base.lower())
+            name, n = base, 1
+            while name in taken:
+                n += 1
+                name = f"{base}_{n}"
+            taken.add(name)
+            self.names[rule] = name
+        self.extra: list[str] = []
+
+    def text(self) -> str:
+        lines = ["%llguidance {}", f"start: {self.names[self.grammar.root]}"]
+        for rule, body in self.grammar.rules.items():
+            if rule in self.regular:
+                lines.append(f"{self.names[rule]}: {self.term(body)}")
+            else:
+                lines.append(f"{self.names[rule]}: {self.expr(body)}")
+        return "\n".join([*lines, *self.extra]) + "\n"
+
+    # Terminals: Lark's own operators over literals, regexes and other terminals.
+    def term(self, node: Node) -> str:
+        if isinstance(node, Lit):
+            return _lark_string(node.text)
+        if isinstance(node, Chars):
+            return f"/[{node.spec}]/"
+        if isinstance(node, Pattern):
+            return f"/(?:{node.pattern})/"
+        if isinstance(node, Seq):
+            return " ".join(self._term_group(item) for item in node.items)
+        if isinstance(node, Alt):
+            return "(" + " | ".join(self.term(item) for item in node.items) + ")"
+        if isinstance(node, Rep):
+            if node.high == 0:
+                return '""'
+            return self._term_group(node.item, always=True) + _count(node.low, node.high)
+        if isinstance(node, Ref):
+            return self.names[node.name]
+        raise ValueError(f"{type(node).__name__} in a terminal")
+
+    def _term_group(self, node: Node, always: bool = False) -> str:
+        text = self.term(node)
+        if isinstance(node, Alt | Ref | Chars | Pattern) or (isinstance(node, Lit) and not always):
+            return text
+        return f"({text})"
+
+    # Rules: terminals for regular runs, the rest as Lark rule syntax.
+    def expr(self, node: Node) -> str:
+        if self.grammar.regular(node):
+            return self.terminal(node)
+        if isinstance(node, Tok):
+            return f"<[{node.id}]>"
+        if isinstance(node, Schema):
+            # Compact, as the dialects write JSON (llguidance's default allows whitespace).
+            compact = {"x-guidance": {"whitespace_flexible": False}, **json.loads(node.schema)}
+            return f"%json {json.dumps(compact, ensure_ascii=False)}"
+        if isinstance(node, Seq):
+            parts, run = [], []
+            for item in node.items:
+                if self.grammar.regular(item):
+                    run.append(item)
+                    continue
+                if run:
+                    parts.append(self.terminal(seq(*run)))
+                    run = []
+                parts.append(self._group(item))
+            if run:
+                parts.append(self.terminal(seq(*run)))
+            return " ".join(parts)
+        if isinstance(node, Alt):
+            return "(" + " | ".join(self.expr(item) for item in node.items) + ")"
+        if isinstance(node, Rep):
+            if node.high == 0:
+                return '""'
+            return self._group(node.item, always=True) + _count(node.low, node.high)
+        if isinstance(node, Ref):
+            return self.names[node.name]
+        raise ValueError(f"cannot write {node!r} in Lark")
+
+    def _group(self, node: Node, always: bool = False) -> str:
+        text = self.expr(node)
+        return f"({text})" if isinstance(node, Seq) or (always and isinstance(node, Rep)) else text
+
+    def terminal(self, node: Node) -> str:
+        """A regular node as one terminal: a named one unless it is a plain reference."""
+        if isinstance(node, Ref):
+            return self.names[node.name]
+        name = f"T-RUN-{len(self.extra)}"  # `-`: no rule's name has one
+        self.extra.append(f"{name}: {self.term(node)}")
+        return name
+
+
+def _lark_string(text: str) -> str:
+    # JSON's escapes, and DEL escaped too (Lark's lexer refuses it raw).
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+# --- xgrammar's EBNF ----------------------------------------------------------------------
+
+
+def ebnf_literal(text: str) -> str:
+    """`text` as an EBNF string literal."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+class _Ebnf:
+    def __init__(self, grammar: Grammar) -> None:
+        self.grammar = grammar
+        self.names = {name: self._name(name) for name in grammar.rules}
+        self.borrowed: dict[str, str] = {}
+
+    @staticmethod
+    def _name(rule: str) -> str:
+        return "r_" + re.sub(r"[^A-Za-z0-9_]", "_", rule)
+
+    def text(self) -> str:
+        lines = [f"root ::= {self.names[self.grammar.root]}"]
+        lines += [f"{self.names[rule]} ::= {self.expr(body)}" for rule, body in self.grammar.rules.items()]
+        lines += [f"{name} ::= {body}" for name, body in self.borrowed.items()]
+        return "\n".join(lines) + "\n"
+
+    def expr(self, node: Node) -> str:
+        if isinstance(node, Lit):
+            return ebnf_literal(node.text)
+        if isinstance(node, Tok):
+            return f"Token({node.id})"
+        if isinstance(node, Chars):
+            return f"[{node.spec}]"
+        if isinstance(node, Seq):
+            return " ".join(self._group(item) for item in node.items)
+        if isinstance(node, Alt):
+            return "(" + " | ".join(self.expr(item) for item in node.items) + ")"
+        if isinstance(node, Rep):
+            if node.high == 0:
+                return '""'
+            return self._group(node.item, always=True) + _count(node.low, node.high)
+        if isinstance(node, Ref):
+            return self.names[node.name]
+        if isinstance(node, Schema):
+            return self.borrow(node.schema, "schema")
+        if isinstance(node, Pattern):
+            return self.borrow(node.pattern, "regex")
+        raise ValueError(f"cannot write {node!r} in EBNF")
+
+    def _group(self, node: Node, always: bool = False) -> str:
+        text = self.expr(node)
+        if isinstance(node, Seq) or (always and isinstance(node, Lit | Rep) and not isinstance(node, Tok)):
+            return f"({text})"
+        return text
+
+    def borrow(self, source: str, kind: str) -> str:
+        """xgrammar's own grammar for a JSON Schema scalar or a regex, its rules renamed into this one."""
+        import xgrammar
+
+        made = (
+            xgrammar.Grammar.from_json_schema(source, any_whitespace=False, separators=(",", ":"), strict_mode=False)
+            if kind == "schema"
+            else None
+        )
+        made = made if made is not None else xgrammar.Grammar.from_regex(source)
+        rules = dict(line.split(" ::= ", 1) for line in str(made).splitlines() if " ::= " in line)
+        prefix = f"b{len(self.borrowed)}_"
+        renamed = {rule: prefix + rule for rule in rules}
+        for rule, body in rules.items():
+            self.borrowed[renamed[rule]] = _rename(body, renamed)
+        return renamed["root"]
+
+
+# EBNF outside string literals and character classes, where rule names are.
+_EBNF_LITERALS = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]')
+
+
+def _rename(body: str, names: Mapping[str, str]) -> str:
+    """`body` with its rule names replaced (literals and classes untouched)."""
+
+    def swap(code: str) -> str:
+        return re.sub(r"[A-Za-z_][A-Za-z0-9_]*", lambda m: names.get(m.group(), m.group()), code)
+
+    out, at = [], 0
+    for match in _EBNF_LITERALS.finditer(body):
+        out += [swap(body[at : match.start()]), match.group()]
+        at = match.end()
+    return "".join([*out, swap(body[at:])])
+
+
+def schema_text(schema: Mapping[str, Any]) -> str:
+    """A JSON Schema as the canonical text `Schema` holds."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
