@@ -27,8 +27,10 @@ with.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -97,7 +99,7 @@ async def decode(
         await start()
     started = time.monotonic()
     prompt = dialect.render(request)
-    constraint = dialect.constraint(request) if constrained else None
+    constraint, digest = await _constraint(engine, dialect, request) if constrained else (None, None)
     stop = (*dialect.stop(), *request.sampling.stop)
     completion: Completion | None = None
     pieces = engine.complete(prompt, constraint, request.sampling, stop, live=live)
@@ -132,9 +134,31 @@ async def decode(
         finish_reason=finish,
         raw_text=completion.text,
         timings=timings,
-        grammar_digest=constraint.digest if constraint is not None else None,
+        grammar_digest=digest,
         metadata={"retries": list(completion.retries)} if completion.retries else {},
     )
+
+
+_GRAMMAR_WORK = ThreadPoolExecutor(max_workers=2, thread_name_prefix="agentkit-grammar")
+"""Where constraints are built: off the event loop (a new tool set's grammar
+takes milliseconds to tens of them), and apart from the default executor, which
+sync tools may hold."""
+
+
+async def _constraint(engine: Engine, dialect: Dialect, request: ModelRequest) -> tuple[Constraint | None, str | None]:
+    """The dialect's constraint for `request` and its digest, built off the event
+    loop, and written for the engine's grammar engine if it names one (a grammar
+    keeps what it wrote: the engine's call then costs nothing)."""
+
+    def build() -> tuple[Constraint | None, str | None]:
+        constraint = dialect.constraint(request)
+        if constraint is None:
+            return None, None
+        if grammar_engine := getattr(engine, "grammar_engine", None):
+            constraint.structured_outputs(grammar_engine)
+        return constraint, constraint.digest
+
+    return await asyncio.get_running_loop().run_in_executor(_GRAMMAR_WORK, build)
 
 
 class DialectRuntime(Lifecycle):

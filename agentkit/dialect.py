@@ -63,7 +63,7 @@ class Constraint:
     """What the engine enforces while decoding.
 
     `kind` names the vLLM structured-outputs field it maps to; `value` is that
-    field's content (a JSON Schema, an EBNF grammar or a structural tag).
+    field's content (a JSON Schema, a grammar or a structural tag).
     """
 
     kind: Literal["json", "grammar", "structural_tag", "regex"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -176,6 +176,23 @@ class Grammar:
         return _regular_rules(self).issuperset(_refs(node)) and _plain(node)
 
 
+def _distinct(rules: Iterable[str], style: Callable[[str, str], str]) -> dict[str, str]:
+    """Each rule's name in a serialisation: `style(rule, base)`, `base` being the
+    rule's name with `_` for characters other than letters, digits and `_`;
+    distinct however the names fold together."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for rule in rules:
+        base = style(rule, re.sub(r"[^A-Za-z0-9_]", "_", rule))
+        name, n = base, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name.lower())
+        names[rule] = name
+    return names
+
+
 def _refs(node: Node) -> Iterator[str]:
     if isinstance(node, Ref):
         yield node.name
@@ -295,17 +312,10 @@ class _Lark:
     def __init__(self, grammar: Grammar) -> None:
         self.grammar = grammar
         self.regular = _regular_rules(grammar)
-        self.names: dict[str, str] = {}
-        taken: set[str] = set()
-        for rule in grammar.rules:  # Lark's case says what a name is: distinct after folding
-            base = re.sub(r"[^A-Za-z0-9_]", "_", rule)
-            base = ("T_" + base.upper()) if rule in self.regular else ("r_" + base.lower())
-            name, n = base, 1
-            while name in taken:
-                n += 1
-                name = f"{base}_{n}"
-            taken.add(name)
-            self.names[rule] = name
+        # Lark's case says what a name is (a terminal or a rule).
+        self.names = _distinct(
+            grammar.rules, lambda rule, base: "T_" + base.upper() if rule in self.regular else "r_" + base.lower()
+        )
         self.extra: list[str] = []
 
     def text(self) -> str:
@@ -413,12 +423,8 @@ def ebnf_literal(text: str) -> str:
 class _Ebnf:
     def __init__(self, grammar: Grammar) -> None:
         self.grammar = grammar
-        self.names = {name: self._name(name) for name in grammar.rules}
+        self.names = _distinct(grammar.rules, lambda rule, base: "r_" + base)
         self.borrowed: dict[str, str] = {}
-
-    @staticmethod
-    def _name(rule: str) -> str:
-        return "r_" + re.sub(r"[^A-Za-z0-9_]", "_", rule)
 
     def text(self) -> str:
         lines = [f"root ::= {self.names[self.grammar.root]}"]

@@ -83,29 +83,25 @@ has the grammar name the markers by these ids."""
 
 BARE_KEY = seq(Chars("A-Za-z_"), Rep(Chars("A-Za-z0-9_.\\-")))
 """A key written without delimiters (any other key is written as a string)."""
-_NATURAL = alt(Lit("0"), seq(Chars("1-9"), Rep(Chars("0-9"), 0, 24)))
-INTEGER = seq(opt(Lit("-")), _NATURAL)
-"""An integer as a model may write one: at most 25 digits (it cannot write digits forever)."""
-NUMBER = seq(
-    opt(Lit("-")),
+_POSITIVE = seq(Chars("1-9"), Rep(Chars("0-9"), 0, 24))
+_FRACTION = seq(Lit("."), Rep(Chars("0-9"), 1, 24))
+_EXPONENT = seq(Chars("eE"), opt(Chars("+-")), Rep(Chars("0-9"), 1, 2))
+# A three-digit exponent after one digit, as `repr` writes one, below 1e308:
+# every number a model writes is a finite float.
+_EXPONENT_3 = seq(
+    Chars("eE"),
     alt(
-        seq(
-            _NATURAL,
-            opt(seq(Lit("."), Rep(Chars("0-9"), 1, 24))),
-            opt(seq(Chars("eE"), opt(Chars("+-")), Rep(Chars("0-9"), 1, 2))),
-        ),
-        # A three-digit exponent after one digit, as `repr` writes one, below 1e308:
-        # every number a model writes is a finite float.
-        seq(
-            Chars("0-9"),
-            opt(seq(Lit("."), Rep(Chars("0-9"), 1, 24))),
-            Chars("eE"),
-            alt(
-                seq(Lit("-"), Rep(Chars("0-9"), 3, 3)),
-                seq(opt(Lit("+")), alt(seq(Chars("12"), Rep(Chars("0-9"), 2, 2)), seq(Lit("30"), Chars("0-7")))),
-            ),
-        ),
+        seq(Lit("-"), Rep(Chars("0-9"), 3, 3)),
+        seq(opt(Lit("+")), alt(seq(Chars("12"), Rep(Chars("0-9"), 2, 2)), seq(Lit("30"), Chars("0-7")))),
     ),
+)
+INTEGER = alt(Lit("0"), seq(opt(Lit("-")), _POSITIVE))
+"""An integer as a model may write one: as `format_value` writes it (`0`, never
+`-0`), at most 25 digits (it cannot write digits forever)."""
+NUMBER = alt(
+    INTEGER,
+    seq(opt(Lit("-")), alt(Lit("0"), _POSITIVE), alt(seq(_FRACTION, opt(_EXPONENT)), _EXPONENT)),
+    seq(opt(Lit("-")), Chars("0-9"), opt(_FRACTION), _EXPONENT_3),
 )
 """A number as a model may write one (the grammar's): JSON's syntax, digits
 capped, and below 1e308. The parser reads any JSON number (the renderer writes
@@ -654,7 +650,7 @@ class Gemma4Dialect:
         return (TURN_END, RESPONSE_OPEN)
 
     def constraint(self, request: ModelRequest) -> Constraint | None:
-        """The structural tag that makes every call valid, and a typed answer fit its schema.
+        """The grammar that makes every call valid, and a typed answer fit its schema.
 
         Free text and thinking stay free (but for markers that would leave the
         turn); each `<|tool_call>` must complete as a call to an allowed tool

@@ -199,8 +199,10 @@ def with_grammar_engine(args: Mapping[str, Any], engine: str | None) -> dict[str
     if engine is None:
         return dict(args)
     engine = checked_grammar_engine(engine)
-    config = dict(args.get("structured_outputs_config") or _STRUCTURED_OUTPUTS)
-    return {**args, "structured_outputs_config": {**config, "backend": engine}}
+    config = {**(args.get("structured_outputs_config") or _STRUCTURED_OUTPUTS), "backend": engine}
+    if engine != "guidance":  # vLLM refuses it for other backends (xgrammar's JSON is strict already)
+        config.pop("disable_additional_properties", None)
+    return {**args, "structured_outputs_config": config}
 
 
 def grammar_engine_of(args: Mapping[str, Any]) -> str:
@@ -228,8 +230,14 @@ def checked_grammar_engine(engine: str | None) -> str:
 
 # vLLM 0.32 reads `disable_any_whitespace` from the engine-wide config only
 # (its xgrammar backend ignores the per-request flag), and agentkit's JSON
-# constraints are meant to be compact.
-_STRUCTURED_OUTPUTS = {"backend": DEFAULT_GRAMMAR_ENGINE, "disable_any_whitespace": True}
+# constraints are meant to be compact. `disable_additional_properties` closes a
+# JSON Schema's objects to undeclared keys, as xgrammar does by default (without
+# it, a small model answering under `response_format` wrote `"type"` six times).
+_STRUCTURED_OUTPUTS = {
+    "backend": DEFAULT_GRAMMAR_ENGINE,
+    "disable_any_whitespace": True,
+    "disable_additional_properties": True,
+}
 
 
 def engine_settings(args: Mapping[str, Any], *, cpu: bool) -> dict[str, Any]:
