@@ -9,6 +9,7 @@ The real engines' `complete` is driven in tests/integration.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -169,3 +170,46 @@ def test_an_engine_that_ends_without_a_completion_is_an_error() -> None:
 
     with pytest.raises(RuntimeError, match=r"Silent\.complete ended without a Completion"):
         asyncio.run(go())
+
+
+class SlowToConstrain:
+    """A dialect whose constraint blocks until the event loop releases it (a grammar that takes a while)."""
+
+    def __init__(self, inner: Dialect) -> None:
+        self.inner, self.name = inner, inner.name
+        self.released = threading.Event()
+        self.released_in_time: bool | None = None
+
+    def render(self, request: ModelRequest) -> str:
+        return self.inner.render(request)
+
+    def stop(self) -> tuple[str, ...]:
+        return self.inner.stop()
+
+    def parse(self, text: str, request: ModelRequest) -> AssistantMessage:
+        return self.inner.parse(text, request)
+
+    def constraint(self, request: ModelRequest) -> Constraint | None:
+        self.released_in_time = self.released.wait(timeout=5)
+        return self.inner.constraint(request)
+
+
+def test_the_constraint_is_built_off_the_event_loop() -> None:
+    # Built on the loop, it would block the task that releases it: the wait would time out.
+    dialect = SlowToConstrain(get_dialect("gemma4"))
+    engine = Replay(dialect, [CALL])
+
+    async def turn_and_release() -> ModelResponse:
+        async def release() -> None:
+            await asyncio.sleep(0.05)
+            dialect.released.set()
+
+        releaser = asyncio.create_task(release())
+        response = await engine.generate(ASKED)
+        await releaser
+        return response
+
+    response = asyncio.run(turn_and_release())
+    assert dialect.released_in_time is True
+    assert response.message.tool_calls[0].arguments == {"city": "Paris"}
+    assert engine.asked[0][1] is not None
