@@ -109,6 +109,7 @@ bench: install .venv-peers
 	$(PY) benchmarks/peers.py
 	$(PY) benchmarks/store_throughput.py
 	$(PY) benchmarks/gemma4_grammar.py
+	$(PY) benchmarks/grammar_engines.py --seeds 1 --budget 30
 	$(PY) benchmarks/server_load.py
 	$(PY) benchmarks/tracing_overhead.py
 	$(PY) benchmarks/keepalive.py

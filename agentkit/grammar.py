@@ -156,6 +156,13 @@ class Grammar:
 
     rules: Mapping[str, Node]
     root: str = "root"
+    lexemes: frozenset[str] = frozenset()
+    """Rules that are one lexeme each (regular ones): Lark's terminals. Which
+    they are is the grammar's to say: a run of text with the marker that ends
+    it must be one (a lexer that has read `<` as text cannot take it back when
+    `|tool_call>` follows), and small lexemes keep masks cheap. Other rules go
+    to llguidance's Earley parser, each literal and class in them a lexeme of
+    its own. EBNF has no lexemes: xgrammar reads characters."""
     _cache: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def lark(self) -> str:
@@ -169,11 +176,6 @@ class Grammar:
         if "ebnf" not in self._cache:
             self._cache["ebnf"] = _Ebnf(self).text()
         return self._cache["ebnf"]
-
-    def regular(self, node: Node) -> bool:
-        """Whether `node` is a regular expression here: no token, no borrowed
-        JSON, no rule that is not itself regular (recursion is not)."""
-        return _regular_rules(self).issuperset(_refs(node)) and _plain(node)
 
 
 def _distinct(rules: Iterable[str], style: Callable[[str, str], str]) -> dict[str, str]:
@@ -306,26 +308,25 @@ def _count(low: int, high: int | None) -> str:
 
 
 class _Lark:
-    """Rules whose bodies are regular become terminals (UPPERCASE); in other
-    rules, each run of regular items becomes one terminal."""
+    """Lexeme rules become terminals (UPPERCASE), the others rules (lowercase)."""
 
     def __init__(self, grammar: Grammar) -> None:
         self.grammar = grammar
-        self.regular = _regular_rules(grammar)
+        regular = _regular_rules(grammar)
+        if irregular := sorted(grammar.lexemes - regular):
+            raise ValueError(f"lexemes must be regular (no token, JSON or recursion): {', '.join(irregular)}")
+        self.lexemes = grammar.lexemes
         # Lark's case says what a name is (a terminal or a rule).
         self.names = _distinct(
-            grammar.rules, lambda rule, base: "T_" + base.upper() if rule in self.regular else "r_" + base.lower()
+            grammar.rules, lambda rule, base: "T_" + base.upper() if rule in self.lexemes else "r_" + base.lower()
         )
-        self.extra: list[str] = []
 
     def text(self) -> str:
         lines = ["%llguidance {}", f"start: {self.names[self.grammar.root]}"]
         for rule, body in self.grammar.rules.items():
-            if rule in self.regular:
-                lines.append(f"{self.names[rule]}: {self.term(body)}")
-            else:
-                lines.append(f"{self.names[rule]}: {self.expr(body)}")
-        return "\n".join([*lines, *self.extra]) + "\n"
+            write = self.term if rule in self.lexemes else self.expr
+            lines.append(f"{self.names[rule]}: {write(body)}")
+        return "\n".join(lines) + "\n"
 
     # Terminals: Lark's own operators over literals, regexes and other terminals.
     def term(self, node: Node) -> str:
@@ -344,7 +345,9 @@ class _Lark:
                 return '""'
             return self._term_group(node.item, always=True) + _count(node.low, node.high)
         if isinstance(node, Ref):
-            return self.names[node.name]
+            if node.name in self.lexemes:
+                return self.names[node.name]
+            return f"({self.term(self.grammar.rules[node.name])})"  # a regular rule, inlined
         raise ValueError(f"{type(node).__name__} in a terminal")
 
     def _term_group(self, node: Node, always: bool = False) -> str:
@@ -353,29 +356,22 @@ class _Lark:
             return text
         return f"({text})"
 
-    # Rules: terminals for regular runs, the rest as Lark rule syntax.
+    # Rules: Lark's rule syntax; a character-level part with no rule in it is one lexeme.
     def expr(self, node: Node) -> str:
-        if self.grammar.regular(node):
-            return self.terminal(node)
+        if isinstance(node, Chars | Rep | Seq | Alt) and _plain(node) and not any(_refs(node)) and _has_chars(node):
+            return f"/{regex(node)}/"
+        if isinstance(node, Lit):
+            return _lark_string(node.text)
         if isinstance(node, Tok):
             return f"<[{node.id}]>"
+        if isinstance(node, Pattern):
+            return f"/(?:{node.pattern})/"
         if isinstance(node, Schema):
             # Compact, as the dialects write JSON (llguidance's default allows whitespace).
             compact = {"x-guidance": {"whitespace_flexible": False}, **json.loads(node.schema)}
             return f"%json {json.dumps(compact, ensure_ascii=False)}"
         if isinstance(node, Seq):
-            parts, run = [], []
-            for item in node.items:
-                if self.grammar.regular(item):
-                    run.append(item)
-                    continue
-                if run:
-                    parts.append(self.terminal(seq(*run)))
-                    run = []
-                parts.append(self._group(item))
-            if run:
-                parts.append(self.terminal(seq(*run)))
-            return " ".join(parts)
+            return " ".join(self._group(item) for item in node.items)
         if isinstance(node, Alt):
             return "(" + " | ".join(self.expr(item) for item in node.items) + ")"
         if isinstance(node, Rep):
@@ -390,13 +386,13 @@ class _Lark:
         text = self.expr(node)
         return f"({text})" if isinstance(node, Seq) or (always and isinstance(node, Rep)) else text
 
-    def terminal(self, node: Node) -> str:
-        """A regular node as one terminal: a named one unless it is a plain reference."""
-        if isinstance(node, Ref):
-            return self.names[node.name]
-        name = f"T-RUN-{len(self.extra)}"  # `-`: no rule's name has one
-        self.extra.append(f"{name}: {self.term(node)}")
-        return name
+
+def _has_chars(node: Node) -> bool:
+    if isinstance(node, Chars | Pattern):
+        return True
+    if isinstance(node, Seq | Alt):
+        return any(_has_chars(item) for item in node.items)
+    return isinstance(node, Rep) and _has_chars(node.item)
 
 
 def _lark_string(text: str) -> str:
@@ -497,5 +493,6 @@ def _rename(body: str, names: Mapping[str, str]) -> str:
 
 
 def schema_text(schema: Mapping[str, Any]) -> str:
-    """A JSON Schema as the canonical text `Schema` holds."""
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    """A JSON Schema as the text `Schema` holds: compact, in its own order (an
+    object's properties are written in the order its schema lists them)."""
+    return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)

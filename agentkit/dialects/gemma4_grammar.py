@@ -33,7 +33,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agentkit.dialect import Constraint
@@ -176,7 +176,7 @@ def build_constraint(
         return None
     tool_part = [[spec.name, spec.parameters] for spec in callable_tools]
     parts = [tool_part, required, dataclasses.asdict(options), in_thought, output_schema]
-    key = json.dumps(parts, sort_keys=True, default=str)
+    key = json.dumps(parts, default=str)  # in order: a typed answer's properties are written in its schema's
     with _GRAMMARS_LOCK:
         grammar = _GRAMMARS.get(key)
         if grammar is not None:
@@ -205,14 +205,45 @@ def turn_grammar(
 
 
 class _Turn:
-    """Builds one turn's grammar: markers, text, calls, answers, and each tool's arguments."""
+    """Builds one turn's grammar: markers, text, calls, answers, and each tool's arguments.
+
+    It also says which rules are lexemes (`Grammar.lexemes`): strings, numbers,
+    keys, and each run of text with what ends it. A marker written as text is
+    one lexeme with the text before it: a lexer that has read `<` as text
+    cannot take it back when `|tool_call>` follows. Small lexemes keep masks
+    cheap (llguidance's slices apply to them).
+    """
 
     def __init__(self, tools: Sequence[ToolSpec], options: GrammarOptions) -> None:
         self.tools, self.options = tools, options
         self.rules: dict[str, Node] = {}
+        self.lexemes: set[str] = set()
+        self.shared: dict[str, Node] = {}
+
+    def fresh(self, hint: str) -> str:
+        """A new rule's name (claimed: the caller fills in its body)."""
+        base = re.sub(r"[^A-Za-z0-9_]", "_", hint) or "r"
+        name, n = base, 1
+        while name in self.rules:
+            n += 1
+            name = f"{base}_{n}"
+        self.rules[name] = Lit("")
+        return name
+
+    def lexeme(self, hint: str, node: Node) -> Ref:
+        name = self.fresh(hint)
+        self.rules[name] = node
+        self.lexemes.add(name)
+        return Ref(name)
 
     def marker(self, marker: str) -> Node:
         return Tok(MARKER_TOKENS[marker], marker) if self.options.marker_tokens else Lit(marker)
+
+    def then(self, hint: str, text_node: Node, after: Node) -> Node:
+        """`text_node`, then `after` (a marker, or the turn's end): one lexeme when the markers are text."""
+        if self.options.marker_tokens:
+            return seq(self.lexeme(hint, text_node), after)
+        return self.lexeme(hint, seq(text_node, after))
 
     def literal(self, text: str) -> Node:
         """`text`, each string delimiter in it as the marker."""
@@ -226,14 +257,16 @@ class _Turn:
 
     def grammar(self, required: bool, in_thought: bool, output_schema: Mapping[str, Any] | None) -> Grammar:
         options = self.options
+        root = self.fresh("root")
         if in_thought:
             # The rest of the open thought (the one marker that closes it), then a turn with its thought behind it.
             self.options = dataclasses.replace(options, thinking=False)
-            body = seq(text(options.max_text), self.marker(CHANNEL_CLOSE), self.body(required, output_schema))
+            rest = self.then("thought_rest", text(options.max_text), self.marker(CHANNEL_CLOSE))
+            body = seq(rest, self.body(required, output_schema))
         else:
             body = self.body(required, output_schema)
-        self.rules["root"] = body
-        return Grammar(dict(self.rules))
+        self.rules[root] = body
+        return Grammar(dict(self.rules), root=root, lexemes=frozenset(self.lexemes))
 
     def end(self) -> Node:
         """Where the turn may end: the model writes one of its stop markers (or nothing more)."""
@@ -242,35 +275,40 @@ class _Turn:
     def body(self, required: bool, output_schema: Mapping[str, Any] | None) -> Node:
         options = self.options
         max_text = options.max_text
-        calls = self.calls() if self.tools else None
-        if calls is not None and required:
+        if self.tools:
+            self.rules["call"] = alt(*(self.call_form(spec) for spec in self.tools))
+        if self.tools and required:
             # A model asked to think may say something first (capped: a wandering model must reach the call).
-            lead = text(max_text) if options.thinking else Lit("")
-            turn = seq(lead, calls)
+            turn = self.calls(text(max_text) if options.thinking else None)
         elif output_schema is not None or max_text is not None:
-            answer = seq(self.answer(output_schema, max_text), self.end())
-            turn = alt(calls, answer) if calls is not None else answer
-        elif calls is not None:
+            answer = self.answer(output_schema, max_text)
+            turn = alt(self.calls(None), answer) if self.tools else answer
+        elif self.tools:
             # Free text (something, or the turn is empty), or text then calls.
-            turn = alt(seq(VISIBLE_TEXT, self.end()), seq(text(), calls))
+            turn = alt(self.then("text_end", VISIBLE_TEXT, self.end()), self.calls(text()))
         else:
-            turn = seq(VISIBLE_TEXT, self.end())
+            turn = self.then("text_end", VISIBLE_TEXT, self.end())
         if not options.thinking:
             return turn
         thought = seq(self.marker(CHANNEL_OPEN), text(max_text), self.marker(CHANNEL_CLOSE))
+        if not options.marker_tokens:
+            thought = self.lexeme("thought", thought)
+        else:
+            thought = seq(self.marker(CHANNEL_OPEN), self.lexeme("thought", text(max_text)), self.marker(CHANNEL_CLOSE))
         return seq(opt(thought), turn)
 
-    def calls(self) -> Node:
-        """One call or more (text may come between and after them), then the turn's end."""
-        self.rules["call"] = alt(*(self.call_form(spec) for spec in self.tools))
-        call = seq(self.marker(CALL_OPEN), Ref("call"), self.marker(CALL_CLOSE))
+    def calls(self, lead: Node | None) -> Node:
+        """One call or more, after `lead` text (None: none), text between and after them, then the turn's end."""
+        open_, close = self.marker(CALL_OPEN), self.marker(CALL_CLOSE)
+        first = self.then("text_call", lead, open_) if lead is not None else open_
+        call = seq(first, Ref("call"), close)
         if not self.options.parallel_calls:
             return seq(call, self.end())
-        return seq(call, Rep(seq(text(), call)), text(), self.end())
+        more = Rep(seq(self.then("text_call", text(), open_), Ref("call"), close))
+        return seq(call, more, self.then("text_end", text(), self.end()))
 
     def call_form(self, spec: ToolSpec) -> Node:
-        name = f"args_{len(self.rules)}"
-        self.rules[name] = Lit("")  # claimed; filled below
+        name = self.fresh(f"args_{spec.name}")
         builder = _Arguments(self, spec, name)
         self.rules[name] = builder.members(spec.parameters, name)
         if builder.relaxed:
@@ -278,15 +316,16 @@ class _Turn:
         return seq(Lit(f"call:{spec.name}{{"), Ref(name), Lit("}"))
 
     def answer(self, output_schema: Mapping[str, Any] | None, max_text: int | None) -> Node:
-        """A turn's final answer: JSON under `output_schema`, else plain text of at most `max_text` characters.
+        """A turn's final answer, then its end: JSON under `output_schema`, else
+        plain text of at most `max_text` characters.
 
         Plain text starts with a visible character and holds no `<` or `|` at all:
         a bounded run of one character class keeps each step's mask cheap.
         """
         if output_schema is not None:
-            return Schema(schema_text(_closed(output_schema)))
+            return seq(Schema(schema_text(_closed(output_schema))), self.end())
         cap = max(max_text or 0, 1)
-        return seq(Chars("^" + _SPACE + "<|"), Rep(_NORMAL, 0, cap - 1))
+        return self.then("answer", seq(Chars("^" + _SPACE + "<|"), Rep(_NORMAL, 0, cap - 1)), self.end())
 
 
 @functools.cache
@@ -312,24 +351,26 @@ class _Arguments:
         self.quote = turn.marker(QUOTE)
 
     def fresh(self, hint: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_]", "_", hint) or "r"
-        name, n = base, 1
-        while name in self.rules or name.lower() in {rule.lower() for rule in self.rules}:
-            n += 1
-            name = f"{base}_{n}"
-        self.rules[name] = Lit("")  # claimed; the body is filled in by the caller
-        return name
+        return self.turn.fresh(hint)
 
-    def shared(self, name: str, make: Any) -> Ref:
-        """A rule every tool shares (strings, numbers, free-form values), made once per grammar."""
-        if name not in self.rules:
-            self.rules[name] = Lit("")
-            self.rules[name] = make()
-        return Ref(name)
+    def shared(self, name: str, make: Callable[[], Node]) -> Node:
+        """What every tool shares (strings, numbers, keys), made once per grammar."""
+        if name not in self.turn.shared:
+            self.turn.shared[name] = make()
+        return self.turn.shared[name]
 
-    def string(self) -> Ref:
-        body = text(self.max_string)
-        return self.shared("str", lambda: seq(self.quote, body, self.quote))
+    def quoted(self, hint: str, inside: Node) -> Node:
+        """A string: `inside` between delimiters, one lexeme (its inside one, between delimiter tokens)."""
+        if self.turn.options.marker_tokens:
+            return seq(self.quote, self.turn.lexeme(hint, inside), self.quote)
+        return self.turn.lexeme(hint, seq(self.quote, inside, self.quote))
+
+    def string(self) -> Node:
+        return self.shared("str", lambda: self.quoted("str", text(self.max_string)))
+
+    def key(self) -> Node:
+        """A free-form object's key: bare, or a string."""
+        return self.shared("key", lambda: alt(self.turn.lexeme("key", BARE_KEY), self.string()))
 
     def value(self, schema: Any, hint: str) -> Node:
         """One value valid under `schema`."""
@@ -370,7 +411,9 @@ class _Arguments:
             bounds = {k: v for k, v in schema.items() if k in _BOUNDS and isinstance(v, int | float)}
             if bounds:
                 return self.bounded(kind, bounds)
-            return self.shared("int", lambda: INTEGER) if kind == "integer" else self.shared("num", lambda: NUMBER)
+            if kind == "integer":
+                return self.shared("int", lambda: self.turn.lexeme("int", INTEGER))
+            return self.number()
         if kind == "boolean":
             return alt(Lit("true"), Lit("false"))
         if kind == "null":
@@ -407,7 +450,7 @@ class _Arguments:
             if fmt in _FORMATS:
                 if "minLength" in schema or "maxLength" in schema:
                     self.relaxed.add("minLength/maxLength with format")
-                return seq(self.quote, Pattern(_FORMATS[fmt]), self.quote)
+                return self.shared(f"format {fmt}", lambda: self.quoted(f"str_{fmt}", Pattern(_FORMATS[fmt])))
             self.relaxed.add(f"format {fmt}")
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         if not isinstance(low, int) or not (high is None or isinstance(high, int)):
@@ -419,7 +462,10 @@ class _Arguments:
             return self.string()
         # Counted exactly: a bounded string holds no `<` or `|` (one character, one unit).
         high = max(low, high) if high is not None else None
-        return seq(self.quote, Rep(_NORMAL, low, high), self.quote)
+        return self.shared(f"str {low} {high}", lambda: self.quoted(f"str_{low}_{high}", Rep(_NORMAL, low, high)))
+
+    def number(self) -> Node:
+        return self.shared("num", lambda: self.turn.lexeme("num", NUMBER))
 
     def ref(self, ref: str) -> Node:
         if ref in self._refs:
@@ -462,7 +508,7 @@ class _Arguments:
         self.rules[name] = Lit("")
         scalars: list[Node] = [
             self.string(),
-            self.shared("num", lambda: NUMBER),
+            self.number(),
             Lit("true"),
             Lit("false"),
             Lit("null"),
@@ -472,7 +518,7 @@ class _Arguments:
             return Ref(name)
         inner = self.free(depth + 1) if capped else Ref(name)
         high = self.max_items
-        key = alt(BARE_KEY, self.string())
+        key = self.key()
         self.rules[name] = alt(
             *scalars,
             _list(inner, 0, high),
@@ -501,7 +547,7 @@ class _Arguments:
                 return Lit("")
             value = self.free() if extra is True else self.value(extra, f"{hint}_extra")
             # A free-form dict: any keys, any order (capped like a free-form value).
-            return _separated(seq(alt(BARE_KEY, self.string()), Lit(":"), value), 0, self.max_items)
+            return _separated(seq(self.key(), Lit(":"), value), 0, self.max_items)
         if extra is not False and extra != {} and "additionalProperties" in schema:
             self.relaxed.add("additionalProperties")  # only the declared keys are written
         required = set(schema.get("required", ()))

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from agentkit.dialect import Constraint
 from agentkit.grammar import Chars, Grammar, Lit, Node, Pattern, Ref, Rep, Schema, Tok, alt, opt, regex, seq
-from tests.support.grammars import accepts
+from tests.support.grammars import accepted_by, accepts
 
 _DIGITS = Rep(Chars("0-9"), 1, 3)
 
@@ -37,27 +37,44 @@ def test_both_engines_read_a_small_grammar_as_the_same_language() -> None:
         assert not accepts(grammar, refused), refused
 
 
-def test_a_recursive_rule_is_a_lark_rule_and_the_rest_terminals() -> None:
+def test_lexemes_are_terminals_and_the_other_rules_rules() -> None:
     grammar = Grammar(
-        {"root": Ref("value"), "value": alt(Ref("num"), seq(Lit("["), opt(Ref("value")), Lit("]"))), "num": _DIGITS}
+        {"root": Ref("value"), "value": alt(Ref("num"), seq(Lit("["), opt(Ref("value")), Lit("]"))), "num": _DIGITS},
+        lexemes=frozenset({"num"}),
     )
     lark = grammar.lark()
-    assert "\nT_NUM: " in lark  # regular: one lexeme
+    assert "\nT_NUM: " in lark  # one lexeme
     assert "\nr_value: " in lark  # recursive: a rule for the Earley parser
     assert accepts(Constraint(kind="grammar", value=grammar), "[[[7]]]")
     assert not accepts(Constraint(kind="grammar", value=grammar), "[[7]")
+    with pytest.raises(ValueError, match="lexemes must be regular"):
+        Grammar(grammar.rules, lexemes=frozenset({"value"})).lark()
 
 
-def test_text_and_the_marker_after_it_are_one_lexeme() -> None:
+_TEXT = Rep(alt(Chars("^<|"), seq(Lit("<"), Chars("^<|"))))
+_TAIL = alt(Lit("1"), seq(Lit("("), Ref("tail"), Lit(")")))
+
+
+def test_text_and_the_marker_after_it_must_be_one_lexeme() -> None:
     # A lexer that has read `<` as text cannot take it back when `|x>` follows:
-    # the run of regular items is one terminal, so the automaton decides.
-    text = Rep(alt(Chars("^<|"), seq(Lit("<"), Chars("^<|"))))
-    grammar = constraint(
-        {"root": seq(text, Lit("<|x>"), Ref("tail")), "tail": alt(Lit("1"), seq(Lit("("), Ref("tail"), Lit(")")))}
+    # text and the marker after it are one lexeme, and the automaton decides.
+    one = Grammar(
+        {"root": seq(Ref("lead"), Ref("tail")), "lead": seq(_TEXT, Lit("<|x>")), "tail": _TAIL},
+        lexemes=frozenset({"lead"}),
     )
-    assert accepts(grammar, "a <b <|x>1")
-    assert accepts(grammar, "<|x>((1))")
-    assert not accepts(grammar, "a <|y>1")
+    assert accepts(Constraint(kind="grammar", value=one), "a <b <|x>1")
+    assert accepts(Constraint(kind="grammar", value=one), "<|x>((1))")
+    assert not accepts(Constraint(kind="grammar", value=one), "a <|y>1")
+    # As two lexemes, llguidance's lexer keeps the `<` as text, and refuses what xgrammar accepts.
+    two = Constraint(
+        kind="grammar",
+        value=Grammar(
+            {"root": seq(Ref("text"), Lit("<|x>"), Ref("tail")), "text": _TEXT, "tail": _TAIL},
+            lexemes=frozenset({"text"}),
+        ),
+    )
+    assert accepted_by("xgrammar", two, "a <b <|x>1")
+    assert not accepted_by("guidance", two, "a <b <|x>1")
 
 
 def test_tokens_are_written_by_id() -> None:

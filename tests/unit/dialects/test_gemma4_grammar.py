@@ -499,6 +499,18 @@ def test_a_typed_answer_is_json_under_the_output_schema() -> None:
     assert build_constraint([], "none", output_schema=FORECAST) is not None
 
 
+def test_a_typed_answers_keys_come_in_its_schemas_order() -> None:
+    # Pydantic lists properties as the model declares them, and writes them so.
+    class Reading(pydantic.BaseModel):
+        place: str
+        high: int
+        at: str
+
+    schema = Reading.model_json_schema()
+    assert accepts([], "none", '{"place":"Oslo","high":-3,"at":"noon"}', output_schema=schema)
+    assert not accepts([], "none", '{"at":"noon","high":-3,"place":"Oslo"}', output_schema=schema)
+
+
 def test_a_typed_answer_may_follow_a_thought() -> None:
     thought = "<|channel>thought\nI know this.<channel|>"
     assert accepts(TOOLS, "auto", thought + ANSWER, output_schema=FORECAST, thinking=True)
