@@ -304,6 +304,32 @@ def _count(low: int, high: int | None) -> str:
     return f"{{{low}}}" if low == high else f"{{{low},{high}}}"
 
 
+# --- the writers -------------------------------------------------------------------------
+
+
+class _Writer:
+    """Writes nodes in a grammar syntax. Sequences, alternatives and repetitions
+    read the same in Lark and EBNF; each syntax writes its own leaves (`leaf`)."""
+
+    def write(self, node: Node) -> str:
+        if isinstance(node, Seq):
+            return " ".join(self.group(item) for item in node.items)
+        if isinstance(node, Alt):
+            return "(" + " | ".join(self.write(item) for item in node.items) + ")"
+        if isinstance(node, Rep):
+            if node.high == 0:
+                return '""'
+            return self.group(node.item) + _count(node.low, node.high)
+        return self.leaf(node)
+
+    def group(self, node: Node) -> str:
+        text = self.write(node)
+        return f"({text})" if isinstance(node, Seq | Rep) else text
+
+    def leaf(self, node: Node) -> str:
+        raise NotImplementedError
+
+
 # --- llguidance's Lark --------------------------------------------------------------------
 
 
@@ -315,76 +341,63 @@ class _Lark:
         regular = _regular_rules(grammar)
         if irregular := sorted(grammar.lexemes - regular):
             raise ValueError(f"lexemes must be regular (no token, JSON or recursion): {', '.join(irregular)}")
-        self.lexemes = grammar.lexemes
         # Lark's case says what a name is (a terminal or a rule).
         self.names = _distinct(
-            grammar.rules, lambda rule, base: "T_" + base.upper() if rule in self.lexemes else "r_" + base.lower()
+            grammar.rules, lambda rule, base: "T_" + base.upper() if rule in grammar.lexemes else "r_" + base.lower()
         )
+        self.terminal, self.rule = _LarkTerminal(self), _LarkRule(self)
 
     def text(self) -> str:
         lines = ["%llguidance {}", f"start: {self.names[self.grammar.root]}"]
         for rule, body in self.grammar.rules.items():
-            write = self.term if rule in self.lexemes else self.expr
-            lines.append(f"{self.names[rule]}: {write(body)}")
+            writer = self.terminal if rule in self.grammar.lexemes else self.rule
+            lines.append(f"{self.names[rule]}: {writer.write(body)}")
         return "\n".join(lines) + "\n"
 
-    # Terminals: Lark's own operators over literals, regexes and other terminals.
-    def term(self, node: Node) -> str:
+
+class _LarkTerminal(_Writer):
+    """A terminal: Lark's operators over literals, regexes and other terminals."""
+
+    def __init__(self, lark: _Lark) -> None:
+        self.lark = lark
+
+    def leaf(self, node: Node) -> str:
         if isinstance(node, Lit):
             return _lark_string(node.text)
-        if isinstance(node, Chars):
-            return f"/[{node.spec}]/"
-        if isinstance(node, Pattern):
-            return f"/(?:{node.pattern})/"
-        if isinstance(node, Seq):
-            return " ".join(self._term_group(item) for item in node.items)
-        if isinstance(node, Alt):
-            return "(" + " | ".join(self.term(item) for item in node.items) + ")"
-        if isinstance(node, Rep):
-            if node.high == 0:
-                return '""'
-            return self._term_group(node.item, always=True) + _count(node.low, node.high)
+        if isinstance(node, Chars | Pattern):
+            return f"/{regex(node)}/"
         if isinstance(node, Ref):
-            if node.name in self.lexemes:
-                return self.names[node.name]
-            return f"({self.term(self.grammar.rules[node.name])})"  # a regular rule, inlined
+            if node.name in self.lark.grammar.lexemes:
+                return self.lark.names[node.name]
+            return f"({self.write(self.lark.grammar.rules[node.name])})"  # a regular rule, inlined
         raise ValueError(f"{type(node).__name__} in a terminal")
 
-    def _term_group(self, node: Node, always: bool = False) -> str:
-        text = self.term(node)
-        if isinstance(node, Alt | Ref | Chars | Pattern) or (isinstance(node, Lit) and not always):
-            return text
-        return f"({text})"
 
-    # Rules: Lark's rule syntax; a character-level part with no rule in it is one lexeme.
-    def expr(self, node: Node) -> str:
+class _LarkRule(_Writer):
+    """A rule for the Earley parser; a character-level part with no rule in it is one lexeme."""
+
+    def __init__(self, lark: _Lark) -> None:
+        self.lark = lark
+
+    def write(self, node: Node) -> str:
         if isinstance(node, Chars | Rep | Seq | Alt) and _plain(node) and not any(_refs(node)) and _has_chars(node):
             return f"/{regex(node)}/"
+        return super().write(node)
+
+    def leaf(self, node: Node) -> str:
         if isinstance(node, Lit):
             return _lark_string(node.text)
         if isinstance(node, Tok):
             return f"<[{node.id}]>"
         if isinstance(node, Pattern):
-            return f"/(?:{node.pattern})/"
+            return f"/{regex(node)}/"
         if isinstance(node, Schema):
             # Compact, as the dialects write JSON (llguidance's default allows whitespace).
             compact = {"x-guidance": {"whitespace_flexible": False}, **json.loads(node.schema)}
             return f"%json {json.dumps(compact, ensure_ascii=False)}"
-        if isinstance(node, Seq):
-            return " ".join(self._group(item) for item in node.items)
-        if isinstance(node, Alt):
-            return "(" + " | ".join(self.expr(item) for item in node.items) + ")"
-        if isinstance(node, Rep):
-            if node.high == 0:
-                return '""'
-            return self._group(node.item, always=True) + _count(node.low, node.high)
         if isinstance(node, Ref):
-            return self.names[node.name]
+            return self.lark.names[node.name]
         raise ValueError(f"cannot write {node!r} in Lark")
-
-    def _group(self, node: Node, always: bool = False) -> str:
-        text = self.expr(node)
-        return f"({text})" if isinstance(node, Seq) or (always and isinstance(node, Rep)) else text
 
 
 def _has_chars(node: Node) -> bool:
@@ -416,7 +429,7 @@ def ebnf_literal(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-class _Ebnf:
+class _Ebnf(_Writer):
     def __init__(self, grammar: Grammar) -> None:
         self.grammar = grammar
         self.names = _distinct(grammar.rules, lambda rule, base: "r_" + base)
@@ -424,25 +437,17 @@ class _Ebnf:
 
     def text(self) -> str:
         lines = [f"root ::= {self.names[self.grammar.root]}"]
-        lines += [f"{self.names[rule]} ::= {self.expr(body)}" for rule, body in self.grammar.rules.items()]
+        lines += [f"{self.names[rule]} ::= {self.write(body)}" for rule, body in self.grammar.rules.items()]
         lines += [f"{name} ::= {body}" for name, body in self.borrowed.items()]
         return "\n".join(lines) + "\n"
 
-    def expr(self, node: Node) -> str:
+    def leaf(self, node: Node) -> str:
         if isinstance(node, Lit):
             return ebnf_literal(node.text)
         if isinstance(node, Tok):
             return f"Token({node.id})"
         if isinstance(node, Chars):
             return f"[{node.spec}]"
-        if isinstance(node, Seq):
-            return " ".join(self._group(item) for item in node.items)
-        if isinstance(node, Alt):
-            return "(" + " | ".join(self.expr(item) for item in node.items) + ")"
-        if isinstance(node, Rep):
-            if node.high == 0:
-                return '""'
-            return self._group(node.item, always=True) + _count(node.low, node.high)
         if isinstance(node, Ref):
             return self.names[node.name]
         if isinstance(node, Schema):
@@ -450,12 +455,6 @@ class _Ebnf:
         if isinstance(node, Pattern):
             return self.borrow(node.pattern, "regex")
         raise ValueError(f"cannot write {node!r} in EBNF")
-
-    def _group(self, node: Node, always: bool = False) -> str:
-        text = self.expr(node)
-        if isinstance(node, Seq) or (always and isinstance(node, Lit | Rep) and not isinstance(node, Tok)):
-            return f"({text})"
-        return text
 
     def borrow(self, source: str, kind: str) -> str:
         """xgrammar's own grammar for a JSON Schema scalar or a regex, its rules renamed into this one."""
