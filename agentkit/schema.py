@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["bound", "example_value", "hoist_defs", "strip_titles"]
+__all__ = ["bound", "closed", "example_value", "hoist_defs", "strip_titles"]
 
 
 # Keywords whose value maps names to subschemas, and keywords whose value is
@@ -56,6 +56,20 @@ def hoist_defs(schema: Mapping[str, Any], prefix: str, defs: dict[str, Any]) -> 
         defs[prefix + name] = _rebuild(definition, rewrite)
     result: dict[str, Any] = _rebuild(dict(schema), rewrite)
     return result
+
+
+def closed(schema: Any) -> Any:
+    """A copy of `schema` with every object that lists its properties closed to
+    others (`additionalProperties: false` where it says nothing): what
+    agentkit's grammars write, on either grammar engine (xgrammar closes them by
+    default, llguidance does not)."""
+
+    def close(node: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(node.get("properties"), dict) and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        return node
+
+    return _rebuild(schema, close)
 
 
 def bound(schema: Any, *, max_string: int, max_items: int) -> Any:

@@ -57,6 +57,7 @@ from agentkit.dialects.gemma4 import (
     format_value,
 )
 from agentkit.grammar import Chars, Grammar, Lit, Node, Pattern, Ref, Rep, Schema, Tok, alt, opt, schema_text, seq
+from agentkit.schema import closed
 from agentkit.tool import ToolSpec
 
 __all__ = ["FREE_TEXT", "MAX_DEPTH", "GrammarOptions", "build_constraint", "text", "turn_grammar"]
@@ -323,7 +324,7 @@ class _Turn:
         a bounded run of one character class keeps each step's mask cheap.
         """
         if output_schema is not None:
-            return seq(Schema(schema_text(_closed(output_schema))), self.end())
+            return seq(Schema(schema_text(closed(output_schema))), self.end())
         cap = max(max_text or 0, 1)
         return self.then("answer", seq(Chars("^" + _SPACE + "<|"), Rep(_NORMAL, 0, cap - 1)), self.end())
 
@@ -569,20 +570,6 @@ class _Arguments:
                 self.rules[first] = alt(seq(pair, rest_next), first_next)
             rest_next, first_next = Ref(rest), Ref(first)
         return first_next
-
-
-def _closed(schema: Any) -> Any:
-    """`schema` with every object that lists its properties closed to others
-    (`additionalProperties: false` where it says nothing): a typed answer is
-    written with the declared keys only, and both engines read it so."""
-    if isinstance(schema, list):
-        return [_closed(item) for item in schema]
-    if not isinstance(schema, Mapping):
-        return schema
-    out = {key: _closed(value) for key, value in schema.items()}
-    if isinstance(schema.get("properties"), Mapping) and "additionalProperties" not in schema:
-        out["additionalProperties"] = False
-    return out
 
 
 def _separated(item: Node, low: int, high: int | None) -> Node:

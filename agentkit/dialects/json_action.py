@@ -80,10 +80,11 @@ class JsonDialect:
         examples: How many worked examples to write before the conversation
             (0 for instruction-tuned models; 2 makes a tiny base model usable).
         max_string: Ceiling on free strings in the decoding constraint, for
-            small models that may otherwise pad a string forever. xgrammar
-            0.2.8 compiles a length-capped string without escapes, so capped
-            strings cannot hold quotes, backslashes or newlines: leave it off
-            (None) for models that follow the format on their own.
+            small models that may otherwise pad a string forever. Under
+            xgrammar 0.2.8 (not the default grammar engine) a length-capped
+            string has no escapes, so it cannot hold quotes, backslashes or
+            newlines; llguidance allows them. Leave it off (None) for models
+            that follow the format on their own.
         max_items: Ceiling on arrays in the decoding constraint.
         max_calls: Most tool calls in one turn.
         results_in_turn: Write tool results inside the model's turn, as Gemma 4
