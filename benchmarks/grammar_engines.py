@@ -655,16 +655,18 @@ def valid_replies(requests: Sequence[Any], responses: Sequence[Any]) -> int:
     return valid
 
 
-def wall_rate(runtime: Any, batch: Sequence[Any]) -> float:
+def wall_rate(runtime: Any, batch: Sequence[Any]) -> tuple[float, int, float]:
     """Aggregate tokens per second: every reply's tokens over the wall time of the
     whole batch, from sending the first request to the last reply (so a grammar
-    compiled before a request's first token counts, as a user waits for it)."""
+    compiled before a request's first token counts, as a user waits for it);
+    with the tokens and the seconds."""
     from benchmarks.gemma4_grammar import all_at_once
 
     started = time.perf_counter()
     responses = asyncio.run(all_at_once(runtime, batch))
     seconds = time.perf_counter() - started
-    return sum(r.usage.completion_tokens for r in responses) / seconds
+    tokens = sum(r.usage.completion_tokens for r in responses)
+    return tokens / seconds, tokens, seconds
 
 
 def run_end_to_end(engines: Sequence[str], repetitions: int, distractors: int) -> dict[str, Any]:
@@ -688,6 +690,7 @@ def run_end_to_end(engines: Sequence[str], repetitions: int, distractors: int) -
             replies = {arm: asyncio.run(all_at_once(constrained, batch)) for arm, batch in checked.items()}
             lengths = [max(r.usage.completion_tokens, 2) for r in replies["fresh"]]
             rates: dict[str, list[float]] = {"fixed": [], "fresh": [], "free": []}
+            batches: dict[str, list[dict[str, Any]]] = {"fixed": [], "fresh": [], "free": []}
             for repetition in range(repetitions):
                 # Fresh and free each get prompts and tool sets never sent before.
                 fresh = e2e_requests(1 + 2 * repetition, distractors)
@@ -697,7 +700,9 @@ def run_end_to_end(engines: Sequence[str], repetitions: int, distractors: int) -
                 ]
                 arms = [("fixed", constrained, fixed), ("fresh", constrained, fresh), ("free", free, unconstrained)]
                 for name, runtime, batch in arms if repetition % 2 == 0 else arms[::-1]:
-                    rates[name].append(wall_rate(runtime, batch))
+                    rate, tokens, seconds = wall_rate(runtime, batch)
+                    rates[name].append(rate)
+                    batches[name].append({"tokens": tokens, "seconds": round(seconds, 2)})
         finally:
             engine.close()
         speed = {arm: statistics.median(samples) for arm, samples in rates.items()}
@@ -706,6 +711,7 @@ def run_end_to_end(engines: Sequence[str], repetitions: int, distractors: int) -
             "replies": len(fixed),
             "decode_tokens_per_s": speed,
             "samples": rates,
+            "batches": batches,
             "ratio_fixed_over_free": speed["fixed"] / speed["free"],
             "ratio_fresh_over_free": speed["fresh"] / speed["free"],
             "goal_fresh_ratio": "met" if speed["fresh"] / speed["free"] >= GOAL_SPEED_RATIO else "MISSED",
