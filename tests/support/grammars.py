@@ -59,7 +59,10 @@ class TokenMatchers:
     def __init__(self, hf: Any, vocab_size: int) -> None:
         self.hf = hf
         self.llg = llguidance.hf.from_tokenizer(hf, vocab_size)
-        self.compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(hf, vocab_size=vocab_size))
+        # No cache: each compiled grammar holds masks over the whole vocabulary (gigabytes over a test module).
+        self.compiler = xgr.GrammarCompiler(
+            xgr.TokenizerInfo.from_huggingface(hf, vocab_size=vocab_size), cache_enabled=False
+        )
 
     def accepted_by(self, engine: str, constraint: Constraint, ids: list[int]) -> bool:
         grammar = constraint.structured_outputs(engine)["grammar"]
