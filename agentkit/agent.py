@@ -91,6 +91,13 @@ class Agent(Generic[OutputT]):
         store: Record every run here as it happens (a `Store` or a database
             path), so runs can be listed and resumed; default: not recorded.
         observers: Told every phase of each run (`agentkit.observers.RunObserver`).
+        planning: Plan mode (`agentkit.planning`): the model writes all the
+            calls a task needs in one turn, later ones using earlier ones'
+            results (`$1.city`); they run as a graph, concurrently, and the
+            model then answers or plans again.
+        max_replans: In plan mode, how many plans may follow the first
+            before the model must answer (default 2).
+        plan_concurrency: In plan mode, most calls running at once (default 8).
     """
 
     instructions: str = ""
@@ -102,6 +109,9 @@ class Agent(Generic[OutputT]):
     store: Store | None = None
     budget: Budget | None = None
     context: ContextPolicy = "elide"
+    planning: bool = False
+    max_replans: int = 2
+    plan_concurrency: int = 8
 
     def __init__(
         self,
@@ -118,6 +128,9 @@ class Agent(Generic[OutputT]):
         budget: Budget | None = None,
         context: ContextPolicy | None = None,
         observers: Sequence[RunObserver] = (),
+        planning: bool | None = None,
+        max_replans: int | None = None,
+        plan_concurrency: int | None = None,
     ) -> None:
         cls = type(self)
         self.name = name or cls.__name__
@@ -134,6 +147,16 @@ class Agent(Generic[OutputT]):
             self.context = context
         if self.context not in ("elide", "fail") and not callable(self.context):
             raise ValueError(f"context must be 'elide', 'fail' or a callable, got {self.context!r}")
+        if planning is not None:
+            self.planning = planning
+        if max_replans is not None:
+            self.max_replans = max_replans
+        if plan_concurrency is not None:
+            self.plan_concurrency = plan_concurrency
+        if self.max_replans < 0:
+            raise ValueError(f"max_replans must be at least 0, got {self.max_replans}")
+        if self.plan_concurrency < 1:
+            raise ValueError(f"plan_concurrency must be at least 1, got {self.plan_concurrency}")
         self.approve = approve
         self.observers = tuple(observers)
         if sampling is not None:
@@ -197,6 +220,9 @@ class Agent(Generic[OutputT]):
             approve=self.approve,
             observers=self.observers,
             deltas=deltas,
+            planning=self.planning,
+            max_replans=self.max_replans,
+            plan_concurrency=self.plan_concurrency,
         )
 
     def stream(

@@ -101,13 +101,15 @@ class Executor:
         *,
         decision: bool | str | None = None,
         on_start: Callable[[ToolCall, BoundTool], None] | None = None,
+        links: Sequence[Any] = (),
     ) -> ToolResult:
         """Run one call, traced as `execute_tool`. Never raises for the tool's (or the approver's) failures.
 
         `decision`: a decision already made when the tool requires approval.
+        `links`: span contexts the call's span links to (the plan calls whose results it uses).
         """
         tool = self.tools.get(call.name)
-        with tool_span(call, tool.spec.description if tool is not None else None) as span:
+        with tool_span(call, tool.spec.description if tool is not None else None, links) as span:
             result = await self._run(call, tool, decision, on_start)
             span.record(result)
         return result

@@ -22,7 +22,7 @@ import contextlib
 import inspect
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,6 +50,7 @@ from agentkit.messages import (
     with_unique_call_ids,
 )
 from agentkit.observers import Observers, Recording, RunEnd, RunObserver
+from agentkit.planning import references
 from agentkit.runtime import (
     ModelDelta,
     ModelRequest,
@@ -82,6 +83,8 @@ from agentkit.events import (
 __all__ = ["LoopConfig", "Run", "final_result", "run_loop"]
 
 OutputT = TypeVar("OutputT")
+OnStart = Callable[[ToolCall, BoundTool], None]
+OnResult = Callable[[ToolResult], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +112,12 @@ class LoopConfig:
     """Told every phase, after the store and the tracer."""
     deltas: bool = True
     """Stream each turn (text as it decodes); False asks for whole turns (`generate`)."""
+    planning: bool = False
+    """Plan mode (`agentkit.planning`): each turn with calls is a plan, run as a graph."""
+    max_replans: int = 2
+    """In plan mode, plans after the first; then the model must answer."""
+    plan_concurrency: int = 8
+    """In plan mode, most calls of a plan running at once."""
 
     @property
     def max_steps(self) -> int:
@@ -153,6 +162,8 @@ class Run:
         self.last_turn: str | None = None
         """The budget that made the last request the last turn, if one did."""
         self._timed_out = False
+        self._finished: dict[str, ToolResult] = {}
+        """The results of the calls running now, as they finish (or are refused)."""
         observers: list[RunObserver] = [Recording(config.store)] if config.store is not None else []
         if tracing_on() or metrics_on():  # else every span would be a no-op: none is made
             from agentkit.tracing.observer import Tracing
@@ -228,12 +239,14 @@ class Run:
         if (spent := self.meter.spent()) is not None:
             raise self._exhausted(spent)
         sampling = self.config.sampling
+        calls = bool(self.specs) and not self._answer_missed() and not self._plans_spent()
         base = ModelRequest(
             messages=(),
             tools=self.specs,
-            tool_choice="auto" if self.specs and not self._answer_missed() else "none",
+            tool_choice="auto" if calls else "none",
             output_schema=self.schema,
             sampling=sampling,
+            plan=self.config.planning and calls,
         )
         request, report = self.view.request(self.messages, base)
         prompt = self._prompt_tokens(request)
@@ -254,6 +267,13 @@ class Run:
         the schema: `response_format` on a chat server)."""
         last = self.steps[-1].response if self.steps else None
         return last is not None and last.finish_reason != "error" and not last.message.tool_calls
+
+    def _plans_spent(self) -> bool:
+        """In plan mode, the run made its first plan and `max_replans` more: it must answer now."""
+        if not self.config.planning:
+            return False
+        plans = sum(1 for s in self.steps if s.response.metadata.get("plan") and s.message.tool_calls)
+        return plans > self.config.max_replans
 
     def _prompt_tokens(self, request: ModelRequest) -> int:
         """The prompt's size for the token budget: the last turn's, plus what came after it."""
@@ -309,6 +329,9 @@ class Run:
             response = replace(response, message=unique)
         if self._context:
             response = replace(response, metadata={**response.metadata, "context": self._context})
+        if request.plan and response.message.tool_calls:
+            # Marks the step's calls as one plan: run (and resumed) as a graph, stored with their dependencies.
+            response = replace(response, metadata={**response.metadata, "plan": True})
         self._count(response.usage)
         # Write-ahead: the decision is stored before any tool runs.
         self.observers.answered(self, index, response, len(self.messages))
@@ -362,13 +385,17 @@ class Run:
         allowed = runnable
         if (most := self.meter.budget.max_tool_calls) is not None:
             allowed = runnable[: max(0, most - self.meter.tool_calls)]
-        fresh = await self._run_tools(index, allowed, decisions)
-        fresh += tuple(
+        refused = tuple(
             self._refused(c, f"not run: the run's budget of {most} tool calls is spent")
             for c in runnable[len(allowed) :]
         )
-        by_id = {r.call_id: r for r in (*done, *fresh)}
         message = next((s.message for s in self.steps if s.index == index), None) or self.turn.message
+        if self._response(index).metadata.get("plan"):
+            fresh = await self._run_plan(index, message.tool_calls, allowed, decisions, (*done, *refused))
+        else:
+            fresh = await self._run_tools(index, allowed, decisions)
+        fresh += refused
+        by_id = {r.call_id: r for r in (*done, *fresh)}
         results = tuple(by_id[c.id] for c in message.tool_calls if c.id in by_id)
         ids = {c.id for c in message.tool_calls}
         self.messages = [m for m in self.messages if not (isinstance(m, ToolResult) and m.call_id in ids)]
@@ -405,7 +432,8 @@ class Run:
             if tool is None or not tool.options.requires_approval:
                 continue
             try:
-                tool.validate(call.arguments)
+                if not references(call.arguments):  # a plan's call is checked once its references are filled in
+                    tool.validate(call.arguments)
             except ToolArgumentsError:
                 continue  # no decision needed: the executor reports the arguments
             stored = self.approvals.get(call.id)
@@ -448,10 +476,78 @@ class Run:
     async def _run_tools(
         self, index: int, calls: Sequence[ToolCall], decisions: Mapping[str, bool | str]
     ) -> tuple[ToolResult, ...]:
+        """The turn's calls, run concurrently (`Executor.run_all`)."""
+
+        async def run_all(on_start: OnStart, on_result: OnResult) -> Sequence[ToolResult]:
+            return await self.config.executor.run_all(
+                calls, decisions=decisions, on_start=on_start, on_result=on_result
+            )
+
+        return await self._running(index, calls, run_all)
+
+    async def _run_plan(
+        self,
+        index: int,
+        plan: Sequence[ToolCall],
+        calls: Sequence[ToolCall],
+        decisions: Mapping[str, bool | str],
+        done: Sequence[ToolResult],
+    ) -> tuple[ToolResult, ...]:
+        """A plan's `calls`, each as soon as the calls it references have results (`run_plan`).
+
+        A call whose reference cannot be filled in (a failed call, a missing
+        field, a value of the wrong type) gets an error result, and so do the
+        calls that use its result; the others go on. A call that waits for a
+        dependency waiting for approval does not run now (the plan finishes
+        when the run resumes). Traced as one `execute_plan` span around its calls'
+        spans, each linked to the spans of the calls it used.
+        """
+        from agentkit.planning import run_plan
+        from agentkit.tracing.spans import plan_span, span_context
+
+        executor = self.config.executor
+        parameters = {name: tool.spec.parameters for name, tool in executor.tools.items()}
+        spans: dict[str, Any] = {}
+
+        async def run_graph(on_start: OnStart, on_result: OnResult) -> Sequence[ToolResult]:
+            def started(call: ToolCall, tool: BoundTool) -> None:
+                spans[call.id] = span_context()  # the call's own span is the current one
+                on_start(call, tool)
+
+            async def run(call: ToolCall, depends_on: tuple[str, ...]) -> ToolResult:
+                links = [spans[d] for d in depends_on if spans.get(d) is not None]
+                result = await executor.run(call, decision=decisions.get(call.id), on_start=started, links=links)
+                on_result(result)
+                return result
+
+            def refuse(call: ToolCall, why: str) -> ToolResult:
+                self._finished[call.id] = result = self._refused(call, why)
+                return result
+
+            with plan_span(index, plan, self.run_id):
+                return await run_plan(
+                    calls,
+                    plan,
+                    run=run,
+                    refuse=refuse,
+                    done={r.call_id: r for r in done},
+                    parameters=parameters,
+                    concurrency=self.config.plan_concurrency,
+                )
+
+        return await self._running(index, calls, run_graph)
+
+    async def _running(
+        self,
+        index: int,
+        calls: Sequence[ToolCall],
+        runner: Callable[[OnStart, OnResult], Awaitable[Sequence[ToolResult]]],
+    ) -> tuple[ToolResult, ...]:
+        """`runner`'s results for `calls`, under the run's time budget, each start and result recorded."""
         self._timed_out = False
         if not calls:
             return ()
-        finished: dict[str, ToolResult] = {}
+        self._finished = finished = {}
 
         def on_start(call: ToolCall, tool: BoundTool) -> None:
             self._began[call.id] = time.time()
@@ -465,11 +561,7 @@ class Run:
         try:
             with self.observers.scope():  # each tool's span nests under the run's
                 async with self._deadline():
-                    return tuple(
-                        await self.config.executor.run_all(
-                            calls, decisions=decisions, on_start=on_start, on_result=on_result
-                        )
-                    )
+                    return tuple(await runner(on_start, on_result))
         except TimeoutError:
             if not self._over_time():
                 raise

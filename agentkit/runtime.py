@@ -73,6 +73,9 @@ class ModelRequest:
     output_schema: Mapping[str, Any] | None = None
     """JSON Schema the final answer must satisfy, or None for free text."""
     sampling: Sampling = field(default_factory=Sampling)
+    plan: bool = False
+    """The turn is a plan (`agentkit.planning`): its calls may use earlier calls'
+    results (`$2.city`), and the dialect says so and constrains it so."""
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tools]

@@ -44,6 +44,8 @@ __all__ = [
     "error_type",
     "get_tracer",
     "metrics_on",
+    "plan_span",
+    "span_context",
     "tool_span",
     "tracing_on",
     "workflow_span",
@@ -83,6 +85,9 @@ TOOL_DEFINITIONS = "gen_ai.tool.definitions"
 TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
 TOOL_RESULT = "gen_ai.tool.call.result"
 STEP = "agentkit.step"
+PLAN_CALLS = "agentkit.plan.calls"
+PLAN_DEPENDENCIES = "agentkit.plan.dependencies"
+DEPENDENCY = "agentkit.plan.dependency"
 """The step's index in its run (agentkit's own attribute)."""
 RESUMED = "agentkit.resumed"
 """On `invoke_agent`: this invocation resumed a stored run."""
@@ -523,24 +528,28 @@ _UNTRACED_TOOL = nullcontext(ToolSpan(span=None, content=False))
 """What `tool_span` gives while no tracer provider is set (it holds no state: one serves every call)."""
 
 
-def tool_span(call: ToolCall, description: str | None) -> AbstractContextManager[ToolSpan]:
-    """Trace one tool call under the current span; `record` its result before the block ends."""
+def tool_span(call: ToolCall, description: str | None, links: Sequence[Any] = ()) -> AbstractContextManager[ToolSpan]:
+    """Trace one tool call under the current span; `record` its result before the block ends.
+
+    `links`: span contexts to link the span to (the plan calls whose results it uses).
+    """
     # Without the API imported no provider is set: a run's start (or a workflow's
     # span) has already imported it if OTEL_PYTHON_TRACER_PROVIDER names one.
     if "opentelemetry.trace" not in sys.modules or not tracing_on():
         return _UNTRACED_TOOL
-    return _tool_span(call, description)
+    return _tool_span(call, description, links)
 
 
 @contextmanager
-def _tool_span(call: ToolCall, description: str | None) -> Iterator[ToolSpan]:
-    from opentelemetry.trace import SpanKind
+def _tool_span(call: ToolCall, description: str | None, links: Sequence[Any]) -> Iterator[ToolSpan]:
+    from opentelemetry.trace import Link, SpanKind
 
     content = capture_content()
     with get_tracer().start_as_current_span(
         f"execute_tool {call.name}",
         kind=SpanKind.INTERNAL,
         attributes=tool_attributes(call, description, content),
+        links=[Link(context, {DEPENDENCY: True}) for context in links],
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
@@ -549,6 +558,32 @@ def _tool_span(call: ToolCall, description: str | None) -> Iterator[ToolSpan]:
         except BaseException as exc:  # the executor turns failures into results: this is a cancellation
             fail(span, describe_error(exc))
             raise
+
+
+def span_context() -> Any:
+    """The current span's context (to link to it later), or None when nothing is traced."""
+    if "opentelemetry.trace" not in sys.modules or not tracing_on():
+        return None
+    from opentelemetry.trace import get_current_span
+
+    context = get_current_span().get_span_context()
+    return context if context.is_valid else None
+
+
+def plan_span(step: int, plan: Sequence[ToolCall], run_id: str) -> AbstractContextManager[Any]:
+    """Trace one plan's execution: its calls' `execute_tool` spans nest under it."""
+    if "opentelemetry.trace" not in sys.modules or not tracing_on():
+        return _NOTHING
+    from opentelemetry.trace import SpanKind
+
+    from agentkit.planning import dependencies
+
+    edges = sum(len(d) for d in dependencies(plan).values())
+    attributes: dict[str, Any] = {OPERATION: "execute_plan", CONVERSATION: run_id, STEP: step, PLAN_CALLS: len(plan)}
+    attributes[PLAN_DEPENDENCIES] = edges
+    return get_tracer().start_as_current_span(
+        f"execute_plan {len(plan)} calls", kind=SpanKind.INTERNAL, attributes=attributes
+    )
 
 
 @contextmanager
