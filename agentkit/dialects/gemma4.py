@@ -15,6 +15,8 @@ Choices the reference template leaves open:
 - floats are written as Python's `repr` (`1.0`, `1e+16`): valid JSON that reads
   back as the same float; ints never carry a `.`.
 - a result that is not an object is written `{value:…}`, an error `{error:…}`.
+- in a plan (`agentkit.planning`) an argument may be a reference to an earlier
+  call's result, written bare: `city:$2.city` (held as `{"$ref": "$2.city"}`).
 - schema keywords without a slot in a declaration (`default`, `minimum`,
   `pattern`, `additionalProperties`, ...) are dropped: the model was never
   shown them, and the decoding grammar is what enforces them.
@@ -34,6 +36,7 @@ from agentkit.dialects.worked_examples import worked_examples
 from agentkit.errors import ModelOutputError
 from agentkit.grammar import Chars, Lit, Rep, alt, opt, regex, seq
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit.planning import plan_instructions, reference, reference_of
 from agentkit.runtime import ModelDelta, ModelRequest, TextDelta, ThinkingDelta, ToolCallReady
 from agentkit.tool import NAME, ToolSpec
 
@@ -140,6 +143,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ",".join(format_value(item) for item in value) + "]"
     if isinstance(value, Mapping):
+        if (ref := reference(value)) is not None:
+            return ref.text  # a plan's reference to an earlier call's result
         if not all(isinstance(key, str) for key in value):
             raise TypeError(f"object keys must be strings, got {list(value)!r}")
         return "{" + ",".join(f"{_format_key(k)}:{format_value(value[k])}" for k in sorted(value)) + "}"
@@ -355,6 +360,8 @@ class _Reader:
         token = self.text[start : self.pos].strip()
         if token in _LITERALS:
             return _LITERALS[token]
+        if token.startswith("$") and (ref := reference_of(token)) is not None:
+            return ref.value()  # a plan's reference (the grammar allows one only there)
         if _NUMBER.fullmatch(token):
             if token.lstrip("-").isdigit():
                 return int(token)
@@ -665,6 +672,7 @@ class Gemma4Dialect:
             self.grammar,
             in_thought=self.opens_in_thought(request),
             output_schema=request.output_schema if request.allows_text else None,
+            plan=request.plan,
         )
 
     def stream_parser(self, request: ModelRequest) -> TurnDeltas:
@@ -689,6 +697,8 @@ class Gemma4Dialect:
             think = f"{THINK}\n" if self.thinking else ""
             declarations = "".join(render_declaration(spec) for spec in tools)
             instructions = first.text.strip() if first is not None else ""
+            if request.plan and tools:
+                instructions = "\n\n".join(p for p in (instructions, plan_instructions("$2.city")) if p)
             out.append(f"{TURN_OPEN}system\n{think}{instructions}{declarations}{TURN_END}\n")
         for example in worked_examples(request, self.examples):
             out.append(self._turns(example, complete=True))

@@ -57,6 +57,7 @@ from agentkit.dialects.gemma4 import (
     format_value,
 )
 from agentkit.grammar import Chars, Grammar, Lit, Node, Pattern, Ref, Rep, Schema, Tok, alt, opt, schema_text, seq
+from agentkit.planning import MAX_PATH, MAX_PLAN_CALLS
 from agentkit.schema import closed
 from agentkit.tool import ToolSpec
 
@@ -130,6 +131,7 @@ def build_constraint(
     *,
     in_thought: bool = False,
     output_schema: Mapping[str, Any] | None = None,
+    plan: bool = False,
     **overrides: Any,
 ) -> Constraint | None:
     """What the engine must enforce for `tool_choice` over `tools`, or None (nothing to enforce).
@@ -148,7 +150,11 @@ def build_constraint(
     calls; with `thinking`, an optional thought comes first. `max_string` and
     `max_items` cap strings and arrays in calls (and `max_items` the depth of
     free-form values). `parallel_calls=False` ends the turn after its first
-    call, as OpenAI's `parallel_tool_calls=false` does. `in_thought`: the prompt
+    call, as OpenAI's `parallel_tool_calls=false` does. `plan`: the turn is a
+    plan (`agentkit.planning`): up to `MAX_PLAN_CALLS` calls, in which a
+    top-level argument may instead be a reference to an earlier call's result
+    (`$2`, `$2.city`; never to itself or a later call); `parallel_calls` does
+    not apply. `in_thought`: the prompt
     ends inside an open thought (thinking on, after tool results): the turn
     first finishes it with `<channel|>`, then goes on as a turn whose thought
     is behind it. `marker_tokens` (`tokens` as a keyword): each marker must be
@@ -176,7 +182,8 @@ def build_constraint(
     if not callable_tools and output_schema is None and options.max_text is None and not in_thought:
         return None
     tool_part = [[spec.name, spec.parameters] for spec in callable_tools]
-    parts = [tool_part, required, dataclasses.asdict(options), in_thought, output_schema]
+    plan = plan and bool(callable_tools)
+    parts = [tool_part, required, dataclasses.asdict(options), in_thought, output_schema, plan]
     key = json.dumps(parts, default=str)  # in order: a typed answer's properties are written in its schema's
     with _GRAMMARS_LOCK:
         grammar = _GRAMMARS.get(key)
@@ -184,7 +191,12 @@ def build_constraint(
             _GRAMMARS.move_to_end(key)
     if grammar is None:
         grammar = turn_grammar(
-            callable_tools, required=required, options=options, in_thought=in_thought, output_schema=output_schema
+            callable_tools,
+            required=required,
+            options=options,
+            in_thought=in_thought,
+            output_schema=output_schema,
+            plan=plan,
         )
         with _GRAMMARS_LOCK:
             _GRAMMARS[key] = grammar
@@ -200,9 +212,10 @@ def turn_grammar(
     options: GrammarOptions | None = None,
     in_thought: bool = False,
     output_schema: Mapping[str, Any] | None = None,
+    plan: bool = False,
 ) -> Grammar:
     """The grammar of one model turn; see `build_constraint`."""
-    return _Turn(tools, options or GrammarOptions()).grammar(required, in_thought, output_schema)
+    return _Turn(tools, options or GrammarOptions(), plan=plan).grammar(required, in_thought, output_schema)
 
 
 class _Turn:
@@ -215,11 +228,12 @@ class _Turn:
     cheap (llguidance's slices apply to them).
     """
 
-    def __init__(self, tools: Sequence[ToolSpec], options: GrammarOptions) -> None:
-        self.tools, self.options = tools, options
+    def __init__(self, tools: Sequence[ToolSpec], options: GrammarOptions, *, plan: bool = False) -> None:
+        self.tools, self.options, self.plan = tools, options, plan
         self.rules: dict[str, Node] = {}
         self.lexemes: set[str] = set()
         self.shared: dict[str, Node] = {}
+        self.tools_by_name = {spec.name: spec for spec in tools}
 
     def fresh(self, hint: str) -> str:
         """A new rule's name (claimed: the caller fills in its body)."""
@@ -276,7 +290,7 @@ class _Turn:
     def body(self, required: bool, output_schema: Mapping[str, Any] | None) -> Node:
         options = self.options
         max_text = options.max_text
-        if self.tools:
+        if self.tools and not self.plan:
             self.rules["call"] = alt(*(self.call_form(spec) for spec in self.tools))
         if self.tools and required:
             # A model asked to think may say something first (capped: a wandering model must reach the call).
@@ -302,6 +316,8 @@ class _Turn:
         """One call or more, after `lead` text (None: none), text between and after them, then the turn's end."""
         open_, close = self.marker(CALL_OPEN), self.marker(CALL_CLOSE)
         first = self.then("text_call", lead, open_) if lead is not None else open_
+        if self.plan:
+            return seq(first, self.plan_calls())
         call = seq(first, Ref("call"), close)
         if not self.options.parallel_calls:
             return seq(call, self.end())
@@ -315,6 +331,34 @@ class _Turn:
         if builder.relaxed:
             _log_relaxed(spec.name, tuple(sorted(builder.relaxed)))
         return seq(Lit(f"call:{spec.name}{{"), Ref(name), Lit("}"))
+
+    def plan_calls(self) -> Node:
+        """A plan's calls, from the first (its `<|tool_call>` written), each closed, then the turn's end.
+
+        Call k is `call_k`: any tool, with each top-level argument a value or
+        a reference `$1` … `$k-1` (call 1 has none), so a reference can only
+        point backwards. The turn holds at most `MAX_PLAN_CALLS` calls.
+        """
+        open_, close = self.marker(CALL_OPEN), self.marker(CALL_CLOSE)
+        builders = {spec.name: _Arguments(self, spec, f"args_{spec.name}") for spec in self.tools}
+        ending, between = self.then("text_end", text(), self.end()), self.then("text_call", text(), open_)
+        after: Node = ending
+        for position in range(MAX_PLAN_CALLS, 0, -1):
+            ref = None if position == 1 else self.lexeme(f"ref_{position}", _reference(position))
+            forms = []
+            for spec in self.tools:
+                args = self.fresh(f"args_{spec.name}_{position}")
+                self.rules[args] = builders[spec.name].top(ref, args)
+                forms.append(seq(Lit(f"call:{spec.name}{{"), Ref(args), Lit("}")))
+            call = self.fresh(f"call_{position}")
+            self.rules[call] = alt(*forms)
+            rest = self.fresh(f"after_{position}")
+            self.rules[rest] = seq(Ref(call), close, after)
+            after = alt(seq(between, Ref(rest)), ending) if position > 1 else Ref(rest)
+        for spec in self.tools:
+            if builders[spec.name].relaxed:
+                _log_relaxed(spec.name, tuple(sorted(builders[spec.name].relaxed)))
+        return after
 
     def answer(self, output_schema: Mapping[str, Any] | None, max_text: int | None) -> Node:
         """A turn's final answer, then its end: JSON under `output_schema`, else
@@ -350,6 +394,9 @@ class _Arguments:
         self.relaxed: set[str] = set()
         self._refs: dict[str, str] = {}
         self.quote = turn.marker(QUOTE)
+        self.name = spec.name
+        self._top: dict[str, Node] | None = None
+        self._plain: Node | None = None
 
     def fresh(self, hint: str) -> str:
         return self.turn.fresh(hint)
@@ -527,7 +574,26 @@ class _Arguments:
         )
         return Ref(name)
 
-    def members(self, schema: Mapping[str, Any], hint: str) -> Node:
+    def top(self, ref: Node | None, hint: str) -> Node:
+        """The tool's arguments (the inside of its braces), each top-level value
+        also possibly `ref` (a plan's reference); the values' rules are shared."""
+        schema = self.turn.tools_by_name[self.name].parameters
+        if self._top is None:
+            properties = schema.get("properties")
+            self._top = (
+                {key: self.value(properties[key], f"{self.prefix}_{key}") for key in sorted(properties)}
+                if isinstance(properties, Mapping)
+                else {}
+            )
+        if ref is None and self._plain is not None:
+            return self._plain
+        values = {key: alt(value, ref) if ref is not None else value for key, value in self._top.items()}
+        node = self.members(schema, hint, values)
+        if ref is None:
+            self._plain = node
+        return node
+
+    def members(self, schema: Mapping[str, Any], hint: str, values: Mapping[str, Node] | None = None) -> Node:
         """The inside of an object's braces: its properties, sorted, required ones present.
 
         With properties p_0 … p_n-1 in sorted order, `first_i` is "what may come
@@ -554,7 +620,11 @@ class _Arguments:
         required = set(schema.get("required", ()))
         keys = sorted(properties)
         pairs = [
-            seq(self.turn.literal(_format_key(key)), Lit(":"), self.value(properties[key], f"{hint}_{key}"))
+            seq(
+                self.turn.literal(_format_key(key)),
+                Lit(":"),
+                values[key] if values is not None else self.value(properties[key], f"{hint}_{key}"),
+            )
             for key in keys
         ]
         rest_next: Node = Lit("")
@@ -570,6 +640,16 @@ class _Arguments:
                 self.rules[first] = alt(seq(pair, rest_next), first_next)
             rest_next, first_next = Ref(rest), Ref(first)
         return first_next
+
+
+_FIELD = seq(Chars("A-Za-z_"), Rep(Chars("A-Za-z0-9_")))
+_INDEX = alt(Lit("0"), seq(Chars("1-9"), Rep(Chars("0-9"), 0, 5)))
+
+
+def _reference(position: int) -> Node:
+    """A reference the plan's call `position` may make: `$1` … `$position-1`, then up to `MAX_PATH` steps."""
+    numbers = alt(*(Lit(str(n)) for n in range(1, position)))
+    return seq(Lit("$"), numbers, Rep(seq(Lit("."), alt(_FIELD, _INDEX)), 0, MAX_PATH))
 
 
 def _separated(item: Node, low: int, high: int | None) -> Node:
