@@ -138,7 +138,8 @@ def test_a_plan_turn_may_still_answer_and_each_option_applies() -> None:
 def test_the_plan_prompt_says_how_to_refer_and_only_for_plans() -> None:
     dialect = Gemma4Dialect()
     planned = dialect.render(_request(plan=True))
-    assert "`$2.city`" in planned and "earlier call" in planned
+    assert "`$2.city`" in planned
+    assert "earlier call" in planned
     assert "$2.city" not in dialect.render(_request(plan=False))
     assert "$2.city" not in dialect.render(dataclasses.replace(_request(plan=True), tool_choice="none"))
 
@@ -202,7 +203,8 @@ def test_every_plan_the_grammar_accepts_parses_and_refers_only_backwards(
 ) -> None:
     specs, _ = drawn
     constraint = build_constraint(specs, "required", options, plan=True)
-    assert constraint is not None and isinstance(constraint.value, Grammar)
+    assert constraint is not None
+    assert isinstance(constraint.value, Grammar)
     text = data.draw(walks(constraint.value))
     assert accepts(constraint, text)
     for stop in (TURN_END, RESPONSE_OPEN):
@@ -214,7 +216,7 @@ def test_every_plan_the_grammar_accepts_parses_and_refers_only_backwards(
     for position, call in enumerate(message.tool_calls, start=1):
         parameters = tools[call.name].parameters
         literal = {k: v for k, v in call.arguments.items() if reference(v) is None}
-        for key, value in call.arguments.items():
+        for value in call.arguments.values():
             ref = reference(value)
             if ref is not None:
                 assert ref.number < position, (position, call)
