@@ -20,6 +20,7 @@ the final turn fit its JSON Schema.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -309,6 +310,8 @@ class Agent(Generic[OutputT]):
         if stored.record.budget is not None:
             budget = budget.over(stored.record.budget) if budget is not None else stored.record.budget
         config = self._config(budget=budget, parent=stored.record.parent, deltas=deltas)
+        if not config.planning and any(s.response.metadata.get("plan") for s in stored.steps):
+            config = dataclasses.replace(config, planning=True)  # a run that planned goes on planning
         return run_loop(config, (), resume=stored, rerun_started=options.get("rerun_started", False))
 
     async def aresume(self, run_id: str, **options: Unpack[ResumeOptions]) -> RunResult[OutputT]:

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from agentkit.budget import Budget
 from agentkit.logs import Logs
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit.planning import reference
 from agentkit.store import Approval, RunRecord, StoredRun, StoredStep
 
 STATUS_STYLE = {
@@ -117,10 +118,26 @@ def as_json(value: Any, *, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
-def call_text(call: ToolCall) -> str:
-    """A call as it would be written in Python: `get_weather(city=\"Oslo\")`."""
-    arguments = ", ".join(f"{name}={as_json(value)}" for name, value in call.arguments.items())
+def call_text(call: ToolCall, *, plan: bool = False) -> str:
+    """A call as it would be written in Python: `get_weather(city=\"Oslo\")`.
+
+    In a `plan`, a reference reads as the model wrote it: `temperature(city=$1.city)`.
+    """
+    show = _plan_argument if plan else as_json
+    arguments = ", ".join(f"{name}={show(value)}" for name, value in call.arguments.items())
     return f"{call.name}({arguments})"
+
+
+def _plan_argument(value: Any) -> str:
+    """An argument as JSON, with each reference (however deep) as its text, `$2.city`."""
+    ref = reference(value)
+    if ref is not None:
+        return ref.text
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{as_json(key)}: {_plan_argument(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_plan_argument(item) for item in value) + "]"
+    return as_json(value)
 
 
 def decision(message: AssistantMessage) -> str:
@@ -143,13 +160,61 @@ def message_line(message: Message) -> Text:
         line = Text(f"{message.name} #{message.call_id} → ")
         line.append(("error: " if message.is_error else "") + result_text(message), "red" if message.is_error else "")
         return line
+    line = _said(message)
+    for call in message.tool_calls:
+        line.append(f"{' ' if len(line) else ''}→ {call_text(call)} #{call.id}", "bold")
+    return line
+
+
+def _said(message: AssistantMessage) -> Text:
+    """A turn's thinking (dim) and text, on one line."""
     line = Text()
     if message.thinking:
         line.append(f"(thinking: {one_line(message.thinking)}) ", "dim italic")
     line.append(one_line(message.text))
-    for call in message.tool_calls:
-        line.append(f"{' ' if len(line) else ''}→ {call_text(call)} #{call.id}", "bold")
     return line
+
+
+def plan_lines(step: StoredStep, approvals: Mapping[str, Approval] | None = None) -> Group:
+    """A plan step's turn as its graph: a line per call, numbered `$1…$N` as the model numbered them.
+
+    Each line: the call (a reference as the model wrote it, `city=$1.city`), its
+    id, the calls it waits on (`after $1, $2`), and its outcome: `ok`, the
+    error shortened, or why it has no result yet.
+    """
+    message = step.response.message
+    calls = message.tool_calls
+    header = _said(message)
+    header.append(f"{' ' if len(header) else ''}plan of {len(calls)} call{'s' if len(calls) != 1 else ''}", "bold")
+    number = {c.id: n for n, c in enumerate(calls, start=1)}
+    results = {r.call_id: r for r in step.results}
+    started = {c.id for c in step.started}
+    graph = Table.grid(padding=(0, 2))
+    graph.add_column(no_wrap=True, style="bold")  # $n
+    graph.add_column(no_wrap=True)  # the call
+    graph.add_column(no_wrap=True, style="dim")  # its id
+    graph.add_column(no_wrap=True)  # after $1, $2
+    graph.add_column()  # its outcome
+    for call in calls:
+        after = ", ".join(f"${number[d]}" if d in number else f"#{d}" for d in step.depends_on.get(call.id, ()))
+        graph.add_row(
+            f"${number[call.id]}",
+            call_text(call, plan=True),
+            f"#{call.id}",
+            f"after {after}" if after else "",
+            _outcome(call, results.get(call.id), started, approvals or {}),
+        )
+    return Group(header, graph)
+
+
+def _outcome(call: ToolCall, result: ToolResult | None, started: set[str], approvals: Mapping[str, Approval]) -> Text:
+    if result is None:
+        if call.id in started:
+            return Text("started, no result (the run stopped while it ran)", "yellow")
+        return Text("not run yet" + _why_pending(call, started, approvals), "yellow")
+    if result.is_error:
+        return Text("error: " + brief(result.content, 100), "red")
+    return Text("ok", "green")
 
 
 def step_line(step: StoredStep, approvals: Mapping[str, Approval] | None = None) -> Text:

@@ -158,6 +158,14 @@ def run_agent(
     max_tool_calls: Annotated[
         int | None, typer.Option(min=1, metavar="N", help="Most tool calls.", show_default=False)
     ] = None,
+    plan: Annotated[
+        bool | None,
+        typer.Option(
+            "--plan/--no-plan",
+            help="Plan mode: every call in one turn, later ones using earlier results (default: the agent's).",
+            show_default=False,
+        ),
+    ] = None,
     runtime: RuntimeURI = None,
     db: Db = None,
     trace: Trace = False,
@@ -174,8 +182,11 @@ def run_agent(
     if is_workflow(target):
         if prompt is not None:
             raise CommandError(f"a workflow takes inputs, not a prompt: agentkit run {target} -i KEY=VALUE")
-        if budget != Budget():
-            raise CommandError("--max-steps, --max-tokens, --max-seconds and --max-tool-calls are for agents")
+        if budget != Budget() or plan is not None:
+            raise CommandError(
+                "--max-steps, --max-tokens, --max-seconds, --max-tool-calls and --plan are for agents "
+                "(a workflow's agents set planning: in the file)"
+            )
         allowed = allow_module or []
         run_workflow(Path(target), given or [], inputs_file, allowed, runtime, db, trace, verbose=is_verbose(ctx))
         return
@@ -185,7 +196,7 @@ def run_agent(
         raise CommandError(f'what should {target} do? give a prompt: agentkit run {target} "QUESTION"')
     cls = agent_class(target)
     with closing(open_store(db, create=True)) as store, tracing(trace):
-        agent = build(cls, target, store, runtime)
+        agent = build(cls, target, store, runtime, planning=plan)
         finish(
             agent,
             lambda deltas: agent.stream(prompt, budget=budget, deltas=deltas),
@@ -228,11 +239,15 @@ def agent_class(path: str) -> type[Agent[Any]]:
     return found
 
 
-def build(cls: type[Agent[Any]], path: str, store: Store, runtime: str | None) -> Agent[Any]:
+def build(
+    cls: type[Agent[Any]], path: str, store: Store, runtime: str | None, *, planning: bool | None = None
+) -> Agent[Any]:
     """The agent, recording into `store`; on a terminal it asks there about calls that need approval."""
     given: dict[str, Any] = {"store": store}
     if runtime is not None:
         given["runtime"] = runtime
+    if planning is not None:
+        given["planning"] = planning
     if _terminal(sys.stdin):  # else no one could answer: a call that needs approval pauses the run
         given["approve"] = TerminalApprover(sys.stdin, stderr())
     try:

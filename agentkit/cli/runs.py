@@ -89,7 +89,8 @@ def show_run(run_id: RunId, db: Db = None) -> None:
     """Show a run: its record, then its conversation with each step's runtime, model and tokens.
 
     The record names the budget a budget_exhausted run spent. Calls that needed approval are listed with their
-    decisions (who, when, why), or as waiting.
+    decisions (who, when, why), or as waiting. A plan (planning=True) shows as its graph: each call numbered $1…$N,
+    the calls whose results it uses (after $1, $2) and its outcome (ok, the error, or not run yet).
     """
     with closing(open_store(db)) as store:
         stored = store.load(run_id)
@@ -101,6 +102,7 @@ def show_run(run_id: RunId, db: Db = None) -> None:
         console.print(decisions)
     console.print()
     before = _steps_by_position(stored.steps, stored.positions)
+    plans = {s.position: s for s in stored.steps if s.plan and s.position is not None}
     conversation = Table.grid(padding=(0, 1))
     conversation.add_column(justify="right", style="dim", no_wrap=True)
     conversation.add_column(no_wrap=True)
@@ -108,9 +110,9 @@ def show_run(run_id: RunId, db: Db = None) -> None:
     for position, message in zip(stored.positions, stored.messages, strict=True):
         for step in before.pop(position, []):
             conversation.add_row("", Text("step", style="bold"), printing.step_line(step, stored.approvals))
-        conversation.add_row(
-            str(position), Text(message.role, style=_ROLE_STYLE[message.role]), printing.message_line(message)
-        )
+        plan = plans.get(position)
+        shown = printing.message_line(message) if plan is None else printing.plan_lines(plan, stored.approvals)
+        conversation.add_row(str(position), Text(message.role, style=_ROLE_STYLE[message.role]), shown)
     for steps in before.values():  # steps whose messages were never written (the run stopped)
         for step in steps:
             conversation.add_row("", Text("step", style="bold"), printing.step_line(step, stored.approvals))

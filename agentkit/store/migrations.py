@@ -171,3 +171,15 @@ def _parents_budgets_approvals(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (run_id, call_id)
         )"""
     )
+
+
+@MIGRATIONS(name="0006_plan_dependencies")
+def _plan_dependencies(db: sqlite_utils.Database) -> None:
+    # A plan's calls run as a graph (`agentkit.planning`): each call keeps the
+    # ids of the earlier calls of its turn whose results it uses. SQLite keeps
+    # a /* */ comment in the table's schema; a -- one would comment out the
+    # rest of the definition.
+    db.execute(
+        "ALTER TABLE tool_calls ADD COLUMN depends_on TEXT "
+        "/* JSON: ids of the plan's calls it uses; NULL outside plans */"
+    )

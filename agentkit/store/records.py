@@ -135,6 +135,15 @@ class StoredStep:
     """Per finished call id, when the tool started and ended (unix seconds). A
     call that never started (unknown tool, invalid arguments, refused) starts
     and ends when its result was stored."""
+    depends_on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Of a plan (`plan`), each call's id to the ids of the earlier calls of the
+    turn whose results its arguments use (`$2.city`), every call listed, in the
+    order of the turn; empty for a step outside plan mode."""
+
+    @property
+    def plan(self) -> bool:
+        """The turn is a plan (`Agent(planning=True)`): its calls ran as a graph whose edges are `depends_on`."""
+        return bool(self.response.metadata.get("plan"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +200,7 @@ class StoredRun:
                 "metadata": dict(response.metadata),
                 "pending": [c.id for c in step.pending],
                 "started": [c.id for c in step.started],
+                "depends_on": {call_id: list(ids) for call_id, ids in step.depends_on.items()},
             }
 
 

@@ -26,6 +26,7 @@ from agentkit.budget import Budget
 from agentkit.errors import StoreError
 from agentkit.events import RunParent
 from agentkit.messages import AssistantMessage, Message, ToolCall, ToolResult
+from agentkit.planning import dependencies
 from agentkit.runtime import ModelResponse, RuntimeInfo, Sampling, Usage
 from agentkit.store.connection import Statement, StoreFile, dumps, new_id, now
 from agentkit.store.records import Approval, RunRecord, RunStatus, StoredRun, StoredStep
@@ -146,6 +147,12 @@ class RunStore(StoreFile):
             call_id
             for (call_id,) in db.execute("SELECT id FROM tool_calls WHERE run_id = ? AND started IS NOT NULL", [run_id])
         }
+        needs = {
+            call_id: tuple(json.loads(ids))
+            for call_id, ids in db.execute(
+                "SELECT id, depends_on FROM tool_calls WHERE run_id = ? AND depends_on IS NOT NULL", [run_id]
+            )
+        }
         times = {
             call_id: (began if began is not None else ended, ended)
             for call_id, began, ended in db.execute(
@@ -178,6 +185,7 @@ class RunStore(StoreFile):
                     seed=row["seed"],
                     created=row["created"],
                     tool_times={r.call_id: times[r.call_id] for r in done},
+                    depends_on={c.id: needs[c.id] for c in message.tool_calls if c.id in needs},
                 )
             )
         return StoredRun(
@@ -263,7 +271,9 @@ class RunRecorder:
 
         `position` None: the turn could not be read and joins no conversation
         (the step keeps its raw text). `idempotent` says, per tool name,
-        whether a call may safely run twice.
+        whether a call may safely run twice. A plan's calls (metadata `plan`)
+        are stored with the ids of the calls whose results they use
+        (`agentkit.planning.dependencies`).
         """
         step_id = new_id()
         usage = response.usage
@@ -301,12 +311,14 @@ class RunRecorder:
             self._write(statements, what)
             return
         statements.append(_message_row(self.run_id, position, response.message, step_id))
-        for offset, call in enumerate(response.message.tool_calls, start=1):
+        calls = response.message.tool_calls
+        needs = dependencies(calls) if response.metadata.get("plan") else {}
+        for offset, call in enumerate(calls, start=1):
             self._calls[call.id] = (position + offset, index)
             statements.append(
                 (
-                    "INSERT INTO tool_calls (run_id, id, step_id, position, name, arguments, idempotent) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO tool_calls (run_id, id, step_id, position, name, arguments, idempotent, depends_on) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         self.run_id,
                         call.id,
@@ -315,6 +327,7 @@ class RunRecorder:
                         call.name,
                         dumps(call.arguments),
                         idempotent.get(call.name, True),
+                        dumps(list(needs[call.id])) if call.id in needs else None,
                     ),
                 )
             )

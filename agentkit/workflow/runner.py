@@ -250,6 +250,8 @@ class _Run:
                 tools=node.tools,
                 output_type=node.output_type,
                 max_steps=step.agent.max_steps,
+                planning=step.agent.planning,
+                max_replans=step.agent.max_replans,
                 name=step.agent.name or node.id,
                 sampling=Sampling(**step.agent.sampling.model_dump()),
                 **given,

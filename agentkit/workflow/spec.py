@@ -104,6 +104,12 @@ class AgentSpec(_Strict):
         default=None, description="A JSON Schema the final answer must fit (default: plain text)."
     )
     max_steps: int = Field(default=10, ge=1, description="Most model turns in one run.")
+    planning: bool = Field(
+        default=False,
+        description="Plan mode: the model writes every call in one turn, later calls using earlier results "
+        "($1, $1.field); they run as a graph, then the model answers or plans again.",
+    )
+    max_replans: int = Field(default=2, ge=0, description="In plan mode, plans after the first.")
     sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="Decoding settings.")
     name: str | None = Field(
         default=None, description="The agent's name in stored runs and traces (default: the step id)."

@@ -603,3 +603,29 @@ def test_on_a_terminal_the_log_path_is_shown_once_and_the_noise_is_not(
     assert code == 0, shown
     assert re.fullmatch(rf"logs: {re.escape(str(log))}\nStarted\.\nrun \w{{26}} done\n", shown), shown
     assert all(noise in log.read_text(encoding="utf-8") for noise in NOISE)
+
+
+def test_run_with_plan_runs_a_plan_and_refuses_it_for_a_workflow(
+    cli: Cli, agents: ModuleType, script: Script, tmp_path: Path
+) -> None:
+    plan = {
+        "tool_calls": [
+            {"name": "add", "arguments": {"a": 1, "b": 2}},
+            {"name": "add", "arguments": {"a": {"$ref": "$1"}, "b": 10}},
+        ]
+    }
+    result = cli("run", f"{agents.__name__}:Adder", "Add 1 and 2, then 10.", "--plan", "--runtime", script([plan, "13"]))
+    assert result.exit_code == 0, result.output
+    assert agents.CALLS == ["add 1 2", "add 3 10"]  # the second call took the first's result
+    shown = cli("runs", "show", run_id_of(result)).stdout
+    assert re.search(r"\$2 +add\(a=\$1, b=10\) .*after \$1 +ok", shown), shown
+    # Without --plan the reference is an ordinary (and here invalid) value: the call fails validation.
+    agents.CALLS.clear()
+    plain = cli("run", f"{agents.__name__}:Adder", "Again.", "--runtime", script([plan, "13"]))
+    assert plain.exit_code == 0, plain.output
+    assert agents.CALLS == ["add 1 2"]
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("name: f\nsteps:\n  - id: s\n    agent: {instructions: Hi.}\n    prompt: Hi.\n", encoding="utf-8")
+    refused = cli("run", str(flow), "--plan")
+    assert refused.exit_code != 0
+    assert "--plan are for agents" in refused.stderr

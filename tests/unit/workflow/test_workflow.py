@@ -851,3 +851,52 @@ def test_workflow_run_refuses_a_running_event_loop(folder: Path) -> None:
         assert (await flow.arun()).output == 1
 
     asyncio.run(inside())
+
+
+def test_an_inline_planning_agent_runs_its_plan_as_a_graph(folder: Path, tmp_path: Path) -> None:
+    flow = load(
+        folder,
+        """
+        name: planned
+        steps:
+          - id: plan
+            agent:
+              instructions: Do it in one plan.
+              tools: [T:busy, T:echo]
+              planning: true
+              max_replans: 0
+            prompt: Work for a and b, then echo what a gave.
+        """,
+    )
+    plan = {
+        "tool_calls": [
+            {"name": "busy", "arguments": {"name": "a"}},
+            {"name": "busy", "arguments": {"name": "b"}},
+            {"name": "echo", "arguments": {"value": {"$ref": "$1"}}},
+        ]
+    }
+    runtime = ScriptedRuntime([plan, "A and B."])
+    store = Store(tmp_path / "runs.db")
+    result = flow.run(runtime=runtime, store=store)
+    assert result.output == "A and B."
+    assert [r.plan for r in runtime.requests] == [True, False]  # max_replans 0: the join turn must answer
+    log = module_of(folder).LOG
+    assert log.index("echo 'A'") > log.index("end a")  # echo ran on a's result, once a was done
+    assert module_of(folder).RUNNING["most"] == 2  # a and b ran at once
+    (run,) = store.runs(workflow_run=result.workflow_run)
+    (step, _) = store.load(run.id).steps
+    assert step.depends_on[step.response.message.tool_calls[2].id] == (step.response.message.tool_calls[0].id,)
+
+
+def test_an_inline_agent_refuses_a_negative_max_replans(folder: Path) -> None:
+    with pytest.raises(WorkflowSpecError, match="max_replans"):
+        load(
+            folder,
+            """
+            name: planned
+            steps:
+              - id: plan
+                agent: {instructions: Hi., planning: true, max_replans: -1}
+                prompt: Hi.
+            """,
+        )
