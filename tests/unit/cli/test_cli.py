@@ -614,7 +614,9 @@ def test_run_with_plan_runs_a_plan_and_refuses_it_for_a_workflow(
             {"name": "add", "arguments": {"a": {"$ref": "$1"}, "b": 10}},
         ]
     }
-    result = cli("run", f"{agents.__name__}:Adder", "Add 1 and 2, then 10.", "--plan", "--runtime", script([plan, "13"]))
+    result = cli(
+        "run", f"{agents.__name__}:Adder", "Add 1 and 2, then 10.", "--plan", "--runtime", script([plan, "13"])
+    )
     assert result.exit_code == 0, result.output
     assert agents.CALLS == ["add 1 2", "add 3 10"]  # the second call took the first's result
     shown = cli("runs", "show", run_id_of(result)).stdout
