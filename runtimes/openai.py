@@ -40,6 +40,7 @@ import jsonschema
 from agentkit.dialect import final_response
 from agentkit.errors import ModelOutputError, OutputTruncated, RuntimeUnavailable, ServerError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage, new_call_id
+from agentkit.planning import plan_instructions
 from agentkit.runtime import (
     FinishReason,
     Lifecycle,
@@ -185,8 +186,12 @@ def _result_text(result: ToolResult) -> str:
     return f"error: {content}" if result.is_error else content
 
 
-def chat_messages(messages: Sequence[Message], output_schema: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """The conversation in chat-completions form; an output schema is stated in the system message.
+def chat_messages(
+    messages: Sequence[Message], output_schema: Mapping[str, Any] | None, *, plan: bool = False
+) -> list[dict[str, Any]]:
+    """The conversation in chat-completions form; an output schema, and how to
+    write a plan (`plan`: references as `{"$ref": "$2.city"}` argument values),
+    are stated in the system message.
 
     Calls and results carry the ids the server gave them (`ToolCall.wire_id`),
     not the run-unique ids the loop may have put in their place.
@@ -224,8 +229,13 @@ def chat_messages(messages: Sequence[Message], output_schema: Mapping[str, Any] 
                     "content": _result_text(message),
                 }
             )
+    notes = []
+    if plan:
+        notes.append(plan_instructions('{"$ref": "$2.city"}'))
     if output_schema is not None:
-        note = "Give your final answer as JSON that fits this JSON Schema: " + json.dumps(output_schema)
+        notes.append("Give your final answer as JSON that fits this JSON Schema: " + json.dumps(output_schema))
+    if notes:
+        note = "\n\n".join(notes)
         if out and out[0]["role"] == "system":
             out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{note}"}
         else:
@@ -569,7 +579,7 @@ class OpenAICompatible(Lifecycle):
         started = time.monotonic()
         if self.model is None:
             self.choose_model(await self.models())
-        messages = chat_messages(request.messages, request.output_schema)
+        messages = chat_messages(request.messages, request.output_schema, plan=request.plan)
         final = not request.allowed_tools  # no call possible: the answer alone, under the schema
         payload = self.payload(request, messages, final=final)
         url = f"{self.base_url}/chat/completions"

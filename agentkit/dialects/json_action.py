@@ -15,6 +15,12 @@ Small models that were never trained on tool use get worked examples: short
 conversations, generated from the offered tools' schemas, placed before the
 real one (`examples=2`).
 
+In a plan turn (`agentkit.planning`) an argument may instead be a reference
+to an earlier call's result, the one-key object `{"$ref":"$2.city"}`:
+
+    {"tool_calls":[{"name":"find_city","arguments":{"query":"capital of France"}},
+                   {"name":"get_weather","arguments":{"city":{"$ref":"$1.name"}}}]}
+
 It has no `stream_parser`: a streaming runtime gives its turn whole, once the
 text has ended (the answer is one JSON string, its escapes read at its end).
 """
@@ -31,6 +37,7 @@ from agentkit.dialect import Constraint
 from agentkit.dialects.worked_examples import worked_examples
 from agentkit.errors import ModelOutputError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit.planning import FIELD, MAX_PATH, MAX_PLAN_CALLS, REF_KEY, plan_instructions
 from agentkit.runtime import ModelRequest
 from agentkit.schema import bound, hoist_defs
 
@@ -86,7 +93,8 @@ class JsonDialect:
             newlines; llguidance allows them. Leave it off (None) for models
             that follow the format on their own.
         max_items: Ceiling on arrays in the decoding constraint.
-        max_calls: Most tool calls in one turn.
+        max_calls: Most tool calls in one turn (a plan turn holds up to
+            `agentkit.planning.MAX_PLAN_CALLS`).
         results_in_turn: Write tool results inside the model's turn, as Gemma 4
             does natively (else as a user turn, the older convention).
     """
@@ -147,6 +155,8 @@ class JsonDialect:
                 for s in request.tools
             )
             lines.append('To call tools, answer {"tool_calls":[{"name":...,"arguments":{...}}]}.')
+            if request.plan:
+                lines.append(_PLAN_INSTRUCTIONS)
         if request.allows_text:
             if request.output_schema is not None:
                 lines.append(
@@ -245,24 +255,12 @@ class JsonDialect:
         branches: list[dict[str, Any]] = []
         tools = request.allowed_tools
         if tools and request.tool_choice != "none":
-            call_schemas = []
-            for spec in tools:
-                arguments = hoist_defs(spec.parameters, f"tool__{spec.name}__", defs)
-                call_schemas.append(
-                    {
-                        "type": "object",
-                        "properties": {"name": {"const": spec.name}, "arguments": arguments},
-                        "required": ["name", "arguments"],
-                        "additionalProperties": False,
-                    }
-                )
-            item = call_schemas[0] if len(call_schemas) == 1 else {"anyOf": call_schemas}
-            branches.append(
-                _only(
-                    "tool_calls",
-                    {"type": "array", "items": item, "minItems": 1, "maxItems": self.max_calls},
-                )
-            )
+            arguments = {spec.name: hoist_defs(spec.parameters, f"tool__{spec.name}__", defs) for spec in tools}
+            if request.plan:
+                calls = _plan_calls(arguments)
+            else:
+                calls = {"type": "array", "items": _any_call(arguments), "minItems": 1, "maxItems": self.max_calls}
+            branches.append(_only("tool_calls", calls))
         if request.allows_text:
             if request.output_schema is not None:
                 answer = hoist_defs(request.output_schema, "output__", defs)
@@ -324,3 +322,64 @@ class JsonDialect:
 
 def _only(key: str, schema: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": {key: dict(schema)}, "required": [key], "additionalProperties": False}
+
+
+def _any_call(arguments: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """One call of any of the tools, each with its `arguments` schema (tool name to schema)."""
+    calls = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": name}, "arguments": dict(schema)},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for name, schema in arguments.items()
+    ]
+    return calls[0] if len(calls) == 1 else {"anyOf": calls}
+
+
+_PLAN_INSTRUCTIONS = plan_instructions('{"$ref":"$2.city"}') + (
+    ' A reference is the whole value of one of the call\'s arguments, {"$ref":"$N"} or {"$ref":"$N.field"}'
+    ' (".0" picks the first item of a list), where N is the number of an earlier call.'
+    f" A plan holds at most {MAX_PLAN_CALLS} calls."
+)
+"""What a plan turn's prompt adds: the plan guidance, with references as this dialect writes them."""
+
+
+def _plan_calls(arguments: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A plan's `tool_calls` array: up to `MAX_PLAN_CALLS` calls, the call at
+    position k (from 1) allowed to reference calls 1 … k-1 only.
+
+    Each position has its own copy of the tools' argument schemas (their
+    `$defs` stay shared at the root); a reference can stand for a top-level
+    argument's value, never for a part of one. An argument whose own schema
+    takes any object takes a wrong reference too: the executor checks again.
+    """
+    positions = [
+        _any_call({name: _referring(schema, position) for name, schema in arguments.items()})
+        for position in range(1, MAX_PLAN_CALLS + 1)
+    ]
+    return {"type": "array", "prefixItems": positions, "items": False, "minItems": 1, "maxItems": MAX_PLAN_CALLS}
+
+
+def _referring(arguments: Mapping[str, Any], position: int) -> dict[str, Any]:
+    """`arguments` (a tool's schema) with each top-level property's value
+    either what it was or a reference to a call before `position`."""
+    properties = arguments.get("properties")
+    if position == 1 or not isinstance(properties, Mapping):
+        return dict(arguments)
+    ref = _reference(position)
+    return {**arguments, "properties": {key: {"anyOf": [schema, ref]} for key, schema in properties.items()}}
+
+
+def _reference(position: int) -> dict[str, Any]:
+    """A reference the plan's call `position` may make: `{"$ref":"$N…"}` for N in 1 … position-1,
+    then up to `MAX_PATH` `.field` or `.index` steps (`agentkit.planning.REFERENCE`'s syntax)."""
+    numbers = "|".join(str(n) for n in range(1, position))
+    step = rf"\.({FIELD}|0|[1-9][0-9]*)"
+    return {
+        "type": "object",
+        "properties": {REF_KEY: {"type": "string", "pattern": rf"^\$({numbers})({step}){{0,{MAX_PATH}}}$"}},
+        "required": [REF_KEY],
+        "additionalProperties": False,
+    }
