@@ -251,7 +251,7 @@ class Run:
         request, report = self.view.request(self.messages, base)
         prompt = self._prompt_tokens(request)
         if (last := self.meter.last_turn(prompt + sampling.max_tokens)) is not None and self.specs:
-            request = replace(request, tool_choice="none")
+            request = replace(request, tool_choice="none", plan=False)
             self.last_turn = last
         reply = self.meter.reply_tokens(prompt, sampling.max_tokens)
         if reply < min(MIN_REPLY_TOKENS, sampling.max_tokens):
@@ -380,7 +380,8 @@ class Run:
         Calls waiting for approval pause the run once the others have run.
         `done`: results the step already had (a resumed step).
         """
-        decisions, waiting = await self.decide(calls)
+        plan = bool(self._response(index).metadata.get("plan"))
+        decisions, waiting = await self.decide(calls, plan=plan)
         runnable = [c for c in calls if c not in waiting]
         allowed = runnable
         if (most := self.meter.budget.max_tool_calls) is not None:
@@ -390,7 +391,7 @@ class Run:
             for c in runnable[len(allowed) :]
         )
         message = next((s.message for s in self.steps if s.index == index), None) or self.turn.message
-        if self._response(index).metadata.get("plan"):
+        if plan:
             fresh = await self._run_plan(index, message.tool_calls, allowed, decisions, (*done, *refused))
         else:
             fresh = await self._run_tools(index, allowed, decisions)
@@ -417,12 +418,15 @@ class Run:
         earlier = next((s.response for s in self.steps if s.index == index), None)
         return earlier if earlier is not None else self.turn
 
-    async def decide(self, calls: Sequence[ToolCall]) -> tuple[dict[str, bool | str], list[ToolCall]]:
+    async def decide(
+        self, calls: Sequence[ToolCall], *, plan: bool = False
+    ) -> tuple[dict[str, bool | str], list[ToolCall]]:
         """Decisions on the calls that need approval, and the calls that must wait for one.
 
         A decision comes from the store (given on resume), else the `approve`
         callback; None from it, or no callback, makes the call wait when the
         run is stored, and refuses it otherwise (nothing could resume it).
+        `plan`: the calls are a plan's (their references are filled in as they run).
         """
         decisions: dict[str, bool | str] = {}
         waiting: list[ToolCall] = []
@@ -432,7 +436,9 @@ class Run:
             if tool is None or not tool.options.requires_approval:
                 continue
             try:
-                if not references(call.arguments):  # a plan's call is checked once its references are filled in
+                # A plan's call with references is checked once they are filled in; elsewhere
+                # a reference is an ordinary value, which the arguments' check refuses.
+                if not (plan and references(call.arguments)):
                     tool.validate(call.arguments)
             except ToolArgumentsError:
                 continue  # no decision needed: the executor reports the arguments

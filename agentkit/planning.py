@@ -128,10 +128,19 @@ def _pick(result: ToolResult, ref: Reference) -> Any:
         elif isinstance(value, list) and isinstance(step, int) and step < len(value):
             value = value[step]
         else:
-            kind = type(value).__name__ if not isinstance(value, Mapping) else f"object with {sorted(value)}"
-            raise PlanError(f"{ref.text}: the result of {walked} ({result.name}) has no {step!r} (it is a {kind})")
+            raise PlanError(
+                f"{ref.text}: the result of {walked} ({result.name}) has no {step!r} (it is {_kind(value)})"
+            )
         walked += f".{step}"
     return value
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, as the model is told."""
+    if isinstance(value, Mapping):
+        return f"an object with {sorted(value)}"
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
+    return kinds.get(type(value), "null" if value is None else f"a {type(value).__name__}")
 
 
 def substitute(
@@ -188,8 +197,14 @@ def _check(value: Any, key: str, ref: Reference, parameters: Mapping[str, Any]) 
     whole = {**schema, "$defs": parameters["$defs"]} if "$defs" in parameters else dict(schema)
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(whole).iter_errors(value))
     if error is not None:
-        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-        raise PlanError(f"argument {key!r} = {ref.text} is {shown}, which its schema refuses: {error.message}")
+        # jsonschema's message holds the refused value whole: shortened too, as a result can be long.
+        refusal = error.message.replace(repr(error.instance), _shown(error.instance))
+        raise PlanError(f"argument {key!r} = {ref.text} is {_shown(value)}, which its schema refuses: {refusal}")
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 async def run_plan(
