@@ -392,7 +392,9 @@ class Run:
         )
         message = next((s.message for s in self.steps if s.index == index), None) or self.turn.message
         if plan:
-            fresh = await self._run_plan(index, message.tool_calls, allowed, decisions, (*done, *refused))
+            late: list[ToolCall] = []
+            fresh = await self._run_plan(index, message.tool_calls, allowed, decisions, (*done, *refused), late)
+            waiting += late
         else:
             fresh = await self._run_tools(index, allowed, decisions)
         fresh += refused
@@ -426,7 +428,8 @@ class Run:
         A decision comes from the store (given on resume), else the `approve`
         callback; None from it, or no callback, makes the call wait when the
         run is stored, and refuses it otherwise (nothing could resume it).
-        `plan`: the calls are a plan's (their references are filled in as they run).
+        `plan`: the calls are a plan's: one with references is decided when they
+        are filled in, so that the decision is on the values it will run with.
         """
         decisions: dict[str, bool | str] = {}
         waiting: list[ToolCall] = []
@@ -435,11 +438,10 @@ class Run:
             tool = tools.get(call.name)
             if tool is None or not tool.options.requires_approval:
                 continue
+            if plan and references(call.arguments):
+                continue  # decided once its references are filled in (`_run_plan`), on the values
             try:
-                # A plan's call with references is checked once they are filled in; elsewhere
-                # a reference is an ordinary value, which the arguments' check refuses.
-                if not (plan and references(call.arguments)):
-                    tool.validate(call.arguments)
+                tool.validate(call.arguments)
             except ToolArgumentsError:
                 continue  # no decision needed: the executor reports the arguments
             stored = self.approvals.get(call.id)
@@ -498,15 +500,18 @@ class Run:
         calls: Sequence[ToolCall],
         decisions: Mapping[str, bool | str],
         done: Sequence[ToolResult],
+        waiting: list[ToolCall],
     ) -> tuple[ToolResult, ...]:
         """A plan's `calls`, each as soon as the calls it references have results (`run_plan`).
 
         A call whose reference cannot be filled in (a failed call, a missing
         field, a value of the wrong type) gets an error result, and so do the
-        calls that use its result; the others go on. A call that waits for a
-        dependency waiting for approval does not run now (the plan finishes
-        when the run resumes). Traced as one `execute_plan` span around its calls'
-        spans, each linked to the spans of the calls it used.
+        calls that use its result; the others go on. A call with references
+        that needs approval is decided on its filled-in values; one that must
+        wait for a decision joins `waiting` (as filled in). A call that waits,
+        or uses the result of one that does, does not run now: the plan
+        finishes when the run resumes. Traced as one `execute_plan` span around
+        its calls' spans, each linked to the spans of the calls it used.
         """
         from agentkit.planning import run_plan
         from agentkit.tracing.spans import plan_span, span_context
@@ -514,15 +519,23 @@ class Run:
         executor = self.config.executor
         parameters = {name: tool.spec.parameters for name, tool in executor.tools.items()}
         spans: dict[str, Any] = {}
+        decided = dict(decisions)
 
         async def run_graph(on_start: OnStart, on_result: OnResult) -> Sequence[ToolResult]:
             def started(call: ToolCall, tool: BoundTool) -> None:
                 spans[call.id] = span_context()  # the call's own span is the current one
                 on_start(call, tool)
 
-            async def run(call: ToolCall, depends_on: tuple[str, ...]) -> ToolResult:
+            async def run(call: ToolCall, depends_on: tuple[str, ...]) -> ToolResult | None:
+                decision = decided.get(call.id)
+                if decision is None:
+                    more, waits = await self.decide([call])  # filled in: decided as a call of the step loop
+                    if waits:
+                        waiting.extend(waits)
+                        return None
+                    decision = more.get(call.id)
                 links = [spans[d] for d in depends_on if spans.get(d) is not None]
-                result = await executor.run(call, decision=decisions.get(call.id), on_start=started, links=links)
+                result = await executor.run(call, decision=decision, on_start=started, links=links)
                 on_result(result)
                 return result
 

@@ -195,7 +195,13 @@ def _check(value: Any, key: str, ref: Reference, parameters: Mapping[str, Any]) 
     import jsonschema  # only plans with references need it
 
     whole = {**schema, "$defs": parameters["$defs"]} if "$defs" in parameters else dict(schema)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(whole).iter_errors(value))
+    try:
+        jsonschema.Draft202012Validator.check_schema(whole)
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(whole).iter_errors(value))
+    except Exception as exc:  # a schema it cannot apply (invalid, an unresolvable $ref): the tool's validation checks
+        if type(exc).__module__.split(".")[0] in ("jsonschema", "referencing"):
+            return
+        raise
     if error is not None:
         # jsonschema's message holds the refused value whole: shortened too, as a result can be long.
         refusal = error.message.replace(repr(error.instance), _shown(error.instance))
@@ -211,7 +217,7 @@ async def run_plan(
     calls: Sequence[ToolCall],
     plan: Sequence[ToolCall],
     *,
-    run: Callable[[ToolCall, tuple[str, ...]], Awaitable[ToolResult]],
+    run: Callable[[ToolCall, tuple[str, ...]], Awaitable[ToolResult | None]],
     refuse: Callable[[ToolCall, str], ToolResult],
     done: Mapping[str, ToolResult] | None = None,
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
@@ -221,7 +227,8 @@ async def run_plan(
 
     Each call starts once the calls it references have results (from `done`,
     or run here), at most `concurrency` at once. `run(call, depends_on)` runs
-    one call, its references substituted; `refuse(call, why)` makes the error
+    one call, its references substituted (None: the call waits, for approval,
+    and so do the calls that use its result); `refuse(call, why)` makes the error
     result of a call that cannot run (a wrong reference, a failed
     dependency). A call whose dependency is neither done nor among `calls`
     (it waits for approval) is left out: it has no result yet.
@@ -247,7 +254,9 @@ async def run_plan(
                 results[call.id] = refuse(call, str(exc))
                 return
             async with gate:
-                results[call.id] = await run(ready, needs.get(call.id, ()))
+                result = await run(ready, needs.get(call.id, ()))
+            if result is not None:  # None: it waits (for approval)
+                results[call.id] = result
         finally:
             finished[call.id].set()
 
@@ -255,12 +264,13 @@ async def run_plan(
     return [results[c.id] for c in calls if c.id in results]
 
 
-def plan_instructions(reference_form: str = "$2.city") -> str:
-    """What the model is told about plans, with a reference written as its dialect writes it."""
+def plan_instructions(write: Callable[[str], str] = str) -> str:
+    """What the model is told about plans, each reference written as `write` makes it
+    (Gemma 4 writes `$2.city` bare; the JSON forms write `{"$ref": "$2.city"}`)."""
     return (
         "Plan: write every tool call the task needs in this one turn, in order. "
         "Where an argument needs the result of an earlier call in the same turn, write a reference "
-        f"instead of a value: `$1` is the result of the first call, `{reference_form}` is the field "
+        f"instead of a value: `{write('$1')}` is the result of the first call, `{write('$2.city')}` is the field "
         "`city` of the second call's result. Calls run as soon as the results they use are ready. "
         "You then see every result and give the final answer, or plan again."
     )

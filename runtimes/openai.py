@@ -40,7 +40,7 @@ import jsonschema
 from agentkit.dialect import final_response
 from agentkit.errors import ModelOutputError, OutputTruncated, RuntimeUnavailable, ServerError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage, new_call_id
-from agentkit.planning import plan_instructions
+from agentkit.planning import REF_KEY, plan_instructions
 from agentkit.runtime import (
     FinishReason,
     Lifecycle,
@@ -231,7 +231,7 @@ def chat_messages(
             )
     notes = []
     if plan:
-        notes.append(plan_instructions('{"$ref": "$2.city"}'))
+        notes.append(plan_instructions(lambda ref: json.dumps({REF_KEY: ref})))
     if output_schema is not None:
         notes.append("Give your final answer as JSON that fits this JSON Schema: " + json.dumps(output_schema))
     if notes:

@@ -698,7 +698,7 @@ class Gemma4Dialect:
             declarations = "".join(render_declaration(spec) for spec in tools)
             instructions = first.text.strip() if first is not None else ""
             if request.plan and tools:
-                instructions = "\n\n".join(p for p in (instructions, plan_instructions("$2.city")) if p)
+                instructions = "\n\n".join(p for p in (instructions, plan_instructions()) if p)
             out.append(f"{TURN_OPEN}system\n{think}{instructions}{declarations}{TURN_END}\n")
         for example in worked_examples(request, self.examples):
             out.append(self._turns(example, complete=True))

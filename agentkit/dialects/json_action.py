@@ -338,7 +338,7 @@ def _any_call(arguments: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return calls[0] if len(calls) == 1 else {"anyOf": calls}
 
 
-_PLAN_INSTRUCTIONS = plan_instructions('{"$ref":"$2.city"}') + (
+_PLAN_INSTRUCTIONS = plan_instructions(lambda ref: _dumps({REF_KEY: ref})) + (
     ' A reference is the whole value of one of the call\'s arguments, {"$ref":"$N"} or {"$ref":"$N.field"}'
     ' (".0" picks the first item of a list), where N is the number of an earlier call.'
     f" A plan holds at most {MAX_PLAN_CALLS} calls."

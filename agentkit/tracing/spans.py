@@ -85,10 +85,12 @@ TOOL_DEFINITIONS = "gen_ai.tool.definitions"
 TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
 TOOL_RESULT = "gen_ai.tool.call.result"
 STEP = "agentkit.step"
+"""The step's index in its run (agentkit's own attribute)."""
 PLAN_CALLS = "agentkit.plan.calls"
 PLAN_DEPENDENCIES = "agentkit.plan.dependencies"
+"""A plan's number of edges: references from a call to an earlier one."""
 DEPENDENCY = "agentkit.plan.dependency"
-"""The step's index in its run (agentkit's own attribute)."""
+"""On a span link: the linked call's result was used by this one."""
 RESUMED = "agentkit.resumed"
 """On `invoke_agent`: this invocation resumed a stored run."""
 
@@ -582,7 +584,7 @@ def plan_span(step: int, plan: Sequence[ToolCall], run_id: str) -> AbstractConte
     attributes: dict[str, Any] = {OPERATION: "execute_plan", CONVERSATION: run_id, STEP: step, PLAN_CALLS: len(plan)}
     attributes[PLAN_DEPENDENCIES] = edges
     return get_tracer().start_as_current_span(
-        f"execute_plan {len(plan)} calls", kind=SpanKind.INTERNAL, attributes=attributes
+        f"execute_plan {len(plan)} call{'s' if len(plan) != 1 else ''}", kind=SpanKind.INTERNAL, attributes=attributes
     )
 
 

@@ -739,6 +739,33 @@ def test_denying_the_waiting_call_fails_its_dependants(tmp_path: Path) -> None:
     assert store.load(run_id).steps[0].pending == ()
 
 
+def test_a_call_with_references_is_put_to_approval_with_its_values_filled_in(tmp_path: Path) -> None:
+    store, mail = Store(tmp_path / "runs.db"), Mailroom()
+    agent, _ = plan_agent([MAIL_PLAN], mail.tools, store=store)
+    with pytest.raises(AwaitingApproval) as paused:
+        agent.run("Send bob the note.")
+    assert paused.value.calls[0].arguments == {"to": "bob@example.org"}  # what a person decides on
+    asked: list[dict[str, object]] = []
+
+    def approve(call: ToolCall) -> bool:
+        asked.append(call.arguments)
+        return True
+
+    mail2 = Mailroom()
+    agent, _ = plan_agent([MAIL_PLAN, "Sent."], mail2.tools, approve=approve)
+    assert agent.run("Send bob the note.").output == "Sent."
+    assert asked == [{"to": "bob@example.org"}]
+
+
+def test_a_call_whose_dependency_failed_is_not_put_to_approval() -> None:
+    mail = Mailroom()
+    plan = calls(("l", "lookup", {"name": "bob"}), ("s", "send", {"to": ref("$1.phone")}))
+    agent, _ = plan_agent([plan, "No address."], mail.tools, approve=lambda call: pytest.fail("asked"))
+    got = results(agent.run("Send bob the note.").messages)
+    assert got["s"].is_error
+    assert "has no 'phone'" in got["s"].content
+
+
 def test_a_referenced_call_is_checked_before_approval_when_references_are_not_substituted() -> None:
     # Without plan mode a reference is an ordinary (invalid) value: the call cannot run, so nobody is asked.
     mail = Mailroom()
@@ -1076,3 +1103,14 @@ def test_each_plan_is_a_span_around_its_calls_and_a_call_links_to_the_calls_it_u
     assert by_call["a3"]["links"] == [{"id": by_call["a1"]["id"], "attributes": {"agentkit.plan.dependency": True}}]
     assert by_call["b2"]["links"] == [{"id": by_call["b1"]["id"], "attributes": {"agentkit.plan.dependency": True}}]
     assert [by_call[i]["links"] for i in ("a1", "a2", "b1")] == [[], [], []]
+
+
+@pytest.mark.parametrize(
+    "schema", [{"type": "strin"}, {"$ref": "#/$defs/nowhere"}], ids=["invalid type", "unresolvable $ref"]
+)
+def test_a_parameter_schema_jsonschema_cannot_apply_leaves_the_check_to_the_tool(schema: dict[str, Any]) -> None:
+    call = ToolCall(name="t", arguments={"a": ref("$1")}, id="c2")
+    first = ToolCall(name="s", arguments={}, id="c1")
+    done = {"c1": ToolResult(call_id="c1", name="s", content="x")}
+    filled = substitute(call, 2, [first, call], done, {"type": "object", "properties": {"a": schema}})
+    assert filled.arguments == {"a": "x"}

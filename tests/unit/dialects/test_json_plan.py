@@ -77,7 +77,8 @@ def plan_accepts(grammar: Acceptor, text: str) -> bool:
 def test_render_a_plan_request_gives_the_plan_guidance_in_json_form() -> None:
     prompt = JsonDialect().render(plan_request())
 
-    assert plan_instructions('{"$ref":"$2.city"}') in prompt
+    assert plan_instructions(lambda ref: '{"$ref":"' + ref + '"}') in prompt
+    assert '`{"$ref":"$1"}` is the result of the first call' in prompt
     assert '{"$ref":"$N"} or {"$ref":"$N.field"}' in prompt
     assert f"at most {MAX_PLAN_CALLS} calls" in prompt
 

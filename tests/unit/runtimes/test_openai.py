@@ -655,3 +655,14 @@ def test_doctor_probes_a_server_and_closes_what_it_opened(server: ScriptedServer
         ("json schema", True),
     ]
     assert report.models == ["gemma"]
+
+
+def test_a_plan_request_tells_the_model_to_write_references_as_json_objects() -> None:
+    messages = [SystemMessage(text="Be brief."), UserMessage(text="Hi")]
+    planned = chat_messages(messages, None, plan=True)
+    assert planned[0]["content"].startswith("Be brief.\n\nPlan: ")
+    assert '`{"$ref": "$2.city"}` is the field `city`' in planned[0]["content"]
+    assert chat_messages(messages, None) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
