@@ -104,7 +104,8 @@ $(PEERS)/.installed-%:
 # starts the engine), 16 agents on one server, a step's cost with tracing
 # exported next to tracing off, a model call on a keep-alive connection next to
 # a fresh one, the first streamed word next to the whole turn,
-# and the prefix cache's share of a 10-step run's prompts.
+# the prefix cache's share of a 10-step run's prompts, and plan mode next to the
+# step loop (turns and wall time, on a modelled engine and on the real one).
 bench: install .venv-peers
 	$(PY) benchmarks/peers.py
 	$(PY) benchmarks/store_throughput.py
@@ -115,6 +116,7 @@ bench: install .venv-peers
 	$(PY) benchmarks/keepalive.py
 	$(PY) benchmarks/streaming.py
 	$(PY) benchmarks/prefix_cache.py
+	$(PY) benchmarks/planning.py
 
 # The generated parts of the docs (CLI reference, store schema, presets and
 # servers tables, workflow schema) are rewritten from the code, then the site built.
