@@ -22,7 +22,6 @@ read `<` in free text cannot take it back when `|tool_call>` follows.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -216,9 +215,9 @@ def _plain(node: Node) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=256)
-def _regular_rules_cached(key: int, grammar: Grammar) -> frozenset[str]:
-    del key
+def _regular_rules(grammar: Grammar) -> frozenset[str]:
+    """The rules that are regular (no recursion, no borrowed leaves); called once
+    per Lark serialisation, which the grammar caches."""
     regular: set[str] = set()
     changed = True
     while changed:  # a rule is regular once everything it refers to is (so recursion never is)
@@ -228,10 +227,6 @@ def _regular_rules_cached(key: int, grammar: Grammar) -> frozenset[str]:
                 regular.add(name)
                 changed = True
     return frozenset(regular)
-
-
-def _regular_rules(grammar: Grammar) -> frozenset[str]:
-    return _regular_rules_cached(id(grammar), grammar)
 
 
 # --- regular expressions ----------------------------------------------------------------
