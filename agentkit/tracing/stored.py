@@ -9,7 +9,9 @@ ones; their times come from the store:
 - a model call: ending when its step was committed, lasting the runtime's
   measured `total` (else starting where the step before it ended);
 - a tool call: from when the tool began to its stored result;
-- a turn that could not be read: from where the step before it ended.
+- a turn that could not be read: from where the step before it ended;
+- a plan: from its first call's start to its last call's end, its calls
+  nested and linked to the calls whose results they used, as live.
 
 Metrics are not re-emitted: they were (or were not) recorded when the run happened.
 """
@@ -23,8 +25,12 @@ from agentkit.messages import Message
 from agentkit.runtime import ModelRequest
 from agentkit.tracing.spans import (
     CONVERSATION,
+    DEPENDENCY,
+    OPERATION,
     OUTPUT_MESSAGES,
     OUTPUT_TYPE,
+    PLAN_CALLS,
+    PLAN_DEPENDENCIES,
     STEP,
     agent_attributes,
     capture_content,
@@ -42,6 +48,7 @@ from agentkit.tracing.spans import (
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
+    from opentelemetry.trace import Span
 
     from agentkit.store import StoredRun, StoredStep
 
@@ -97,7 +104,7 @@ def emit_run(run: StoredRun) -> EmittedTrace:
 
 def _emit_step(run: StoredRun, n: int, context: Context, boundary: float, content: bool) -> float:
     """Step `n`'s chat span and tool spans; returns when the step ended."""
-    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace import Link, SpanKind, set_span_in_context
 
     tracer = get_tracer()
     step = run.steps[n]
@@ -130,18 +137,42 @@ def _emit_step(run: StoredRun, n: int, context: Context, boundary: float, conten
     chat.end(end_time=_ns(step.created))
     ended = step.created
     calls = {c.id: c for c in response.message.tool_calls}
+    times = {r.call_id: step.tool_times.get(r.call_id, (step.created, step.created)) for r in step.results}
+    plan = None
+    if step.plan and step.results:
+        # A plan: one span around its calls (from the first to start to the last to end), each call linked to
+        # the calls whose results it used (earlier in the plan: their spans are made first).
+        plan = tracer.start_span(
+            f"execute_plan {len(calls)} call{'s' if len(calls) != 1 else ''}",
+            context=context,
+            kind=SpanKind.INTERNAL,
+            attributes={
+                OPERATION: "execute_plan",
+                CONVERSATION: run.record.id,
+                STEP: step.index,
+                PLAN_CALLS: len(calls),
+                PLAN_DEPENDENCIES: sum(len(d) for d in step.depends_on.values()),
+            },
+            start_time=_ns(min(began for began, _ in times.values())),
+        )
+        context = set_span_in_context(plan, context)
+    spans: dict[str, Span] = {}
     for result in step.results:
-        began, finished = step.tool_times.get(result.call_id, (step.created, step.created))
-        span = tracer.start_span(
+        began, finished = times[result.call_id]
+        used = [spans[d].get_span_context() for d in step.depends_on.get(result.call_id, ()) if d in spans]
+        span = spans[result.call_id] = tracer.start_span(
             f"execute_tool {result.name}",
             context=context,
             kind=SpanKind.INTERNAL,
             attributes=tool_attributes(calls[result.call_id], _description(run, result.name), content),
+            links=[Link(c, {DEPENDENCY: True}) for c in used],
             start_time=_ns(began),
         )
         record_tool_result(span, result, content)
         span.end(end_time=_ns(finished))
         ended = max(ended, finished)
+    if plan is not None:
+        plan.end(end_time=_ns(max(finished for _, finished in times.values())))
     return ended
 
 

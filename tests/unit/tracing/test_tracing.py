@@ -568,6 +568,39 @@ def test_a_failed_stored_run_is_re_emitted_as_failed(spans: InMemorySpanExporter
     assert len(named["chat gemma-test"]) == 1  # the failed request left no step behind
 
 
+def test_a_stored_plan_is_re_emitted_as_live_its_calls_under_the_plan_and_linked_to_what_they_used(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    plan = {
+        "tool_calls": [
+            {"name": "add", "arguments": {"a": 1, "b": 2}, "id": "c1"},
+            {"name": "add", "arguments": {"a": 3, "b": 4}, "id": "c2"},
+            {"name": "add", "arguments": {"a": {"$ref": "$1"}, "b": {"$ref": "$2"}}, "id": "c3"},
+        ]
+    }
+    store = Store(tmp_path / "runs.db")
+    result = calculator(Metered([plan, '{"total": 10}']), store=store, planning=True).run("1 + 2 + 3 + 4?")
+    assert result.output.total == 10
+
+    def shape(finished: tuple[ReadableSpan, ...]) -> dict[str, Any]:
+        by_id = {s.context.span_id: s for s in finished if s.context is not None}
+        tools = {attrs(s)["gen_ai.tool.call.id"]: s for s in finished if s.name == "execute_tool add"}
+        [planned] = [s for s in finished if s.name == "execute_plan 3 calls"]
+        assert all(t.parent is not None and by_id[t.parent.span_id] is planned for t in tools.values())
+        links = {
+            call: sorted(attrs(by_id[link.context.span_id])["gen_ai.tool.call.id"] for link in span.links)
+            for call, span in tools.items()
+        }
+        return {"plan": attrs(planned), "links": links, "names": sorted(s.name for s in finished)}
+
+    live = shape(spans.get_finished_spans())
+    assert live["links"] == {"c1": [], "c2": [], "c3": ["c1", "c2"]}
+    assert live["plan"]["agentkit.plan.dependencies"] == 2
+    spans.clear()
+    emit_run(store.load(result.run_id))
+    assert shape(spans.get_finished_spans()) == live
+
+
 # --- configure() and the application's own provider (fresh processes) ---------------------------
 
 
