@@ -341,7 +341,9 @@ class _Turn:
         """
         open_, close = self.marker(CALL_OPEN), self.marker(CALL_CLOSE)
         builders = {spec.name: _Arguments(self, spec, f"args_{spec.name}") for spec in self.tools}
-        ending, between = self.then("text_end", text(), self.end()), self.then("text_call", text(), open_)
+        # Text between and after the calls is capped with `max_text` (a small model may wander there).
+        cap = self.options.max_text
+        ending, between = self.then("text_end", text(cap), self.end()), self.then("text_call", text(cap), open_)
         after: Node = ending
         for position in range(MAX_PLAN_CALLS, 0, -1):
             ref = None if position == 1 else self.lexeme(f"ref_{position}", _reference(position))

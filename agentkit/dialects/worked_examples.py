@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from agentkit.messages import AssistantMessage, Message, ToolCall, ToolResult, UserMessage
-from agentkit.planning import Reference
+from agentkit.planning import Reference, references
 from agentkit.runtime import ModelRequest
 from agentkit.schema import example_value
 from agentkit.tool import ToolSpec
@@ -29,8 +29,15 @@ def worked_examples(request: ModelRequest, count: int) -> list[list[Message]]:
     tools = request.allowed_tools
     if not count or not tools:
         return []
-    make = _plan_example if request.plan else _example
-    return [make(tools[i % len(tools)], i // len(tools), request) for i in range(count)]
+    if not request.plan:
+        return [_example(tools[i % len(tools)], i // len(tools), request) for i in range(count)]
+    plans = [_plan_example(tools[i % len(tools)], i // len(tools), request) for i in range(count)]
+    # A plan that uses a reference goes last: a small model copies what it sees right before it.
+    return sorted(plans, key=lambda plan: any(references(c.arguments) for m in plan for c in _calls(m)))
+
+
+def _calls(message: Message) -> tuple[ToolCall, ...]:
+    return message.tool_calls if isinstance(message, AssistantMessage) else ()
 
 
 def _plain(value: Any) -> str:
@@ -87,7 +94,8 @@ def _plan_example(spec: ToolSpec, variant: int, request: ModelRequest) -> list[M
         arguments = {**_arguments(consumer, 0), key: ref.value()}
         calls.append(ToolCall(name=consumer.name, arguments=arguments, id=f"example_{spec.name}_{variant}_3"))
         results.append(example_value(consumer.result) if consumer.result else "done")
-        question += f" Then {_purpose(consumer).lower()} with the first {key}."
+        purpose = _purpose(consumer)
+        question += f" Then {purpose[:1].lower()}{purpose[1:]} with the first {key}."
     messages: list[Message] = [UserMessage(text=question), AssistantMessage(tool_calls=tuple(calls))]
     messages += [ToolResult(call_id=c.id, name=c.name, content=r) for c, r in zip(calls, results, strict=True)]
     if request.tool_choice == "auto":

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
+
+import pydantic
 
 from agentkit import (
     Agent,
@@ -20,6 +23,7 @@ from agentkit import (
     UserMessage,
     tool,
 )
+from agentkit.dialects.gemma4 import Gemma4Dialect
 from agentkit.planning import references
 from agentkit.runtimes.vllm import VLLMEngine
 from agentkit.store import Store
@@ -102,14 +106,18 @@ def test_the_engine_streams_an_answer_and_a_token_budget_makes_the_first_turn_an
     assert "".join(deltas) == result.output
 
 
+class Capital(pydantic.BaseModel):
+    city: str
+
+
 @tool(examples=[{"country": "France"}, {"country": "Japan"}])
-def capital(country: str) -> dict[str, str]:
+def capital(country: str) -> Capital:
     """The capital of a country.
 
     Args:
         country: The country's name.
     """
-    return {"city": f"{country[:3]}ville"}
+    return Capital(city=f"{country[:3]}ville")
 
 
 @tool(examples=[{"city": "Paris"}, {"city": "Tokyo"}])
@@ -122,42 +130,35 @@ def temperature(city: str) -> float:
     return float(len(city))
 
 
-def test_plans_the_engine_decodes_parse_and_refer_only_backwards(engine: VLLMEngine, tmp_path: Path) -> None:
-    store = Store(tmp_path / "runs.db")
+def test_plans_the_engine_decodes_parse_and_refer_only_backwards(engine: VLLMEngine) -> None:
     countries = ["Norway", "Peru", "Kenya", "Chile", "Spain", "Japan"]
+    specs = [capital.bind().spec, temperature.bind().spec]
+    # The preset's dialect with strings and text capped at 20 characters: 12 calls and the text between
+    # them then fit in max_tokens, so no plan can be cut short (the grammar bounds every part of it).
+    dialect = engine.dialect
+    assert isinstance(dialect, Gemma4Dialect)
+    grammar = replace(dialect.grammar, max_string=20, max_text=20)
+    capped = engine.variant(dialect=Gemma4Dialect(examples=dialect.examples, family=dialect.family, grammar=grammar))
 
-    async def plan_runs() -> list[RunResult[Any]]:
-        agents = [
-            Agent(
-                tools=[capital, temperature],
-                runtime=engine,
-                store=store,
-                planning=True,
-                max_replans=0,
-                max_steps=2,
-                # Unseeded: vLLM's CPU worker dies when a seeded request is prefilled in chunks.
-                sampling=Sampling(temperature=0.8, max_tokens=800),  # 12 calls fit
-            )
-            for _ in countries
-        ]
-        prompts = [f"How warm is the capital of {c}?" for c in countries]
-        return await asyncio.gather(*(a.arun(p) for a, p in zip(agents, prompts, strict=True)))
+    def request(country: str) -> ModelRequest:
+        return ModelRequest(
+            messages=[UserMessage(text=f"How warm is the capital of {country}?")],
+            tools=specs,
+            tool_choice="required",  # a plan every time
+            plan=True,
+            # Unseeded: vLLM's CPU worker dies when a seeded request is prefilled in chunks.
+            sampling=Sampling(temperature=0.8, max_tokens=2400),
+        )
 
-    results = asyncio.run(plan_runs())  # at once: the engine batches them
-    steps = [s for r in results for s in store.load(r.run_id).steps]
-    assert not [s.response.raw_text for s in steps if s.response.finish_reason == "error"]  # every turn parsed
-    plans = [s for s in steps if s.plan]
-    assert plans, "no run planned"
-    for step in plans:
-        calls = step.response.message.tool_calls
+    async def plans() -> list[Any]:
+        return await asyncio.gather(*(capped.generate(request(c)) for c in countries))  # batched
+
+    responses = asyncio.run(plans())  # a turn that did not parse would raise ModelOutputError
+    with_references = 0
+    for response in responses:
+        calls = response.message.tool_calls
+        assert calls
         for position, call in enumerate(calls, start=1):
             assert all(ref.number < position for ref in references(call.arguments)), call
-            ids = {c.id for c in calls[: position - 1]}
-            assert set(step.depends_on[call.id]) <= ids
-    FIGURES["plan mode: plan turns decoded / with references"] = (
-        f"{len(plans)} / {sum(1 for s in plans if any(step_refs(s)))}"
-    )
-
-
-def step_refs(step: Any) -> list[Any]:
-    return [ref for call in step.response.message.tool_calls for ref in references(call.arguments)]
+        with_references += any(references(c.arguments) for c in calls)
+    FIGURES["plan mode: plans decoded / with references"] = f"{len(responses)} / {with_references}"
