@@ -20,14 +20,17 @@ turn, so a stored run can drive an agent in a test or a demo. By URI:
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import jsonschema
 
 from agentkit.errors import AgentkitError, RuntimeUnavailable, ScriptError, StoreError
-from agentkit.messages import AssistantMessage
+from agentkit.messages import AssistantMessage, ToolCall
+from agentkit.planning import reference, references
 from agentkit.runtime import Lifecycle, ModelRequest, ModelResponse, Runtime, RuntimeInfo
 from agentkit.store import Store, default_path
 
@@ -86,6 +89,8 @@ async def replay(store: Store, run_id: str, runtime: Runtime) -> ReplayReport:
     stored = store.load(run_id)
     tools = stored.record.tools
     validators = {t.name: jsonschema.Draft202012Validator(t.parameters) for t in tools}
+    parameters = {t.name: t.parameters for t in tools}
+    planned = bool(tools) and any(s.plan for s in stored.steps)  # a run in plan mode: its turns may plan
     steps: list[StepReplay] = []
     for step in stored.steps:
         if step.position is None:  # a turn the original model garbled: no decision to compare
@@ -96,6 +101,7 @@ async def replay(store: Store, run_id: str, runtime: Runtime) -> ReplayReport:
             tool_choice="auto" if tools else "none",
             output_schema=stored.record.output_schema,
             sampling=step.sampling,
+            plan=planned,
         )
         original = step.response.message
         try:
@@ -114,7 +120,11 @@ async def replay(store: Store, run_id: str, runtime: Runtime) -> ReplayReport:
             )
             continue
         message = response.message
-        valid = sum(c.name in validators and validators[c.name].is_valid(c.arguments) for c in message.tool_calls)
+        calls = message.tool_calls
+        if planned:
+            valid = sum(_valid_in_plan(c, n, parameters) for n, c in enumerate(calls, start=1))
+        else:
+            valid = sum(c.name in validators and validators[c.name].is_valid(c.arguments) for c in calls)
         steps.append(
             StepReplay(
                 index=step.index,
@@ -126,6 +136,20 @@ async def replay(store: Store, run_id: str, runtime: Runtime) -> ReplayReport:
             )
         )
     return ReplayReport(run_id=run_id, runtime=runtime.info.uri or runtime.info.name, steps=tuple(steps))
+
+
+def _valid_in_plan(call: ToolCall, position: int, parameters: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether the plan's call `position` is valid: a real tool, each reference a whole top-level
+    argument pointing to an earlier call, the other arguments valid under the tool's schema."""
+    schema = parameters.get(call.name)
+    if schema is None:
+        return False
+    referred = {key for key, value in call.arguments.items() if reference(value) is not None}
+    literal = {key: value for key, value in call.arguments.items() if key not in referred}
+    if references(literal) or any(r.number >= position for r in references(call.arguments)):
+        return False
+    required = [key for key in schema.get("required", ()) if key not in referred]
+    return jsonschema.Draft202012Validator({**schema, "required": required}).is_valid(literal)
 
 
 class ReplayRuntime(Lifecycle):

@@ -1,6 +1,7 @@
 """Tools and tool specs the unit tests share, each defined once.
 
 `add` is the loop's everyday tool; `WEATHER` a spec with no function behind it.
+`capital`, `temperature` and `warmer` make plans (a call using another's result).
 `get_weather`, `ship` and `plant` cover what a declaration renders (enums,
 optional, nested, array, boolean and recursive parameters): the `gemma4`
 dialect's golden declarations and the chat template's comparisons use them.
@@ -16,7 +17,19 @@ import pydantic
 from agentkit import tool
 from agentkit.tool import ToolSpec
 
-__all__ = ["WEATHER", "Address", "Color", "Node", "add", "get_weather", "plant", "ship"]
+__all__ = [
+    "WEATHER",
+    "Address",
+    "Color",
+    "Node",
+    "add",
+    "capital",
+    "get_weather",
+    "plant",
+    "ship",
+    "temperature",
+    "warmer",
+]
 
 
 @tool
@@ -95,3 +108,21 @@ class Node(pydantic.BaseModel):
 @tool
 def plant(tree: Node, mode: Literal["fast"] = "fast") -> None:
     """Plant a tree."""
+
+
+@tool
+def capital(country: str) -> dict[str, str]:
+    """The capital of a country."""
+    return {"city": {"France": "Paris", "Norway": "Oslo"}[country]}
+
+
+@tool
+def temperature(city: str) -> float:
+    """The temperature in a city, in °C."""
+    return {"Paris": 18.0, "Oslo": -3.0}[city]
+
+
+@tool
+def warmer(a: float, b: float) -> str:
+    """Which of two temperatures is warmer."""
+    return "a" if a > b else "b"

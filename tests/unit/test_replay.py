@@ -87,3 +87,23 @@ def test_replay_is_a_known_scheme_checked_without_reading_anything(tmp_path: Pat
     assert not (tmp_path / "absent.db").exists()
     with pytest.raises(UnknownName):
         check_uri("replays:01ABC")
+
+
+def test_a_plan_run_is_replayed_as_plans_and_its_backward_references_count_as_valid(tmp_path: Path) -> None:
+    from agentkit.replay import replay
+
+    plan = {
+        "tool_calls": [
+            {"name": "add", "arguments": {"a": 2, "b": 3}},
+            {"name": "add", "arguments": {"a": {"$ref": "$1"}, "b": 4}},
+        ]
+    }
+    store = Store(tmp_path / "runs.db")
+    run = Agent(tools=[add], runtime=ScriptedRuntime([plan, "9."]), store=store, planning=True).run("2 + 3 + 4?")
+    forward = {"tool_calls": [{"name": "add", "arguments": {"a": {"$ref": "$2"}, "b": 4}}, plan["tool_calls"][0]]}
+    for turns, valid in (([plan, "9."], 2), ([forward, "9."], 1)):
+        other = ScriptedRuntime(turns)
+        report = asyncio.run(replay(store, run.run_id, other))
+        assert [r.plan for r in other.requests] == [True, True]  # the other model is asked to plan too
+        assert (report.steps[0].calls, report.steps[0].valid_calls) == (2, valid)
+    assert report.steps[1].matches

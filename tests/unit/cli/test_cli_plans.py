@@ -11,25 +11,8 @@ import pytest
 from agentkit import Agent, AwaitingApproval, tool
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import Store
+from tests.support.tools import capital, temperature, warmer
 from tests.unit.cli.conftest import Cli
-
-
-@tool
-def capital(country: str) -> dict[str, str]:
-    """The capital of a country."""
-    return {"city": {"France": "Paris", "Norway": "Oslo"}[country]}
-
-
-@tool
-def temperature(city: str) -> float:
-    """The temperature in a city, in °C."""
-    return {"Paris": 18.0, "Oslo": -3.0}[city]
-
-
-@tool
-def warmer(a: float, b: float) -> str:
-    """Which of two temperatures is warmer."""
-    return "a" if a > b else "b"
 
 
 @tool(requires_approval=True)

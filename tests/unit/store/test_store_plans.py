@@ -10,28 +10,10 @@ from typing import Any
 
 import sqlite_utils
 
-from agentkit import Agent, tool
+from agentkit import Agent
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.store import MIGRATIONS, Store
-
-
-@tool
-def capital(country: str) -> dict[str, str]:
-    """The capital of a country."""
-    return {"city": {"France": "Paris", "Norway": "Oslo"}[country]}
-
-
-@tool
-def temperature(city: str) -> float:
-    """The temperature in a city, in °C."""
-    return {"Paris": 18.0, "Oslo": -3.0}[city]
-
-
-@tool
-def warmer(a: float, b: float) -> str:
-    """Which of two temperatures is warmer."""
-    return "a" if a > b else "b"
-
+from tests.support.tools import capital, temperature, warmer
 
 PLAN: dict[str, Any] = {
     "tool_calls": [
