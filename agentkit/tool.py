@@ -33,7 +33,7 @@ import inspect
 import math
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
@@ -528,6 +528,74 @@ class Tool(pydantic.BaseModel):
             cls.spec = _class_spec(cls)
 
     @classmethod
+    def from_schema(
+        cls,
+        name: str,
+        description: str,
+        parameters: Mapping[str, Any],
+        fn: Callable[..., Any],
+        *,
+        result: Mapping[str, Any] | None = None,
+        examples: Sequence[Mapping[str, Any]] = (),
+        **options: Any,
+    ) -> BoundTool:
+        """A tool known only by its JSON Schema (an MCP server's, a benchmark's), run by `fn`.
+
+            lookup = Tool.from_schema(
+                "lookup", "Find a word.", {"type": "object", "properties": {"word": {"type": "string"}}},
+                lambda word: DICTIONARY.get(word),
+            )
+            Agent(tools=[lookup])
+
+        `fn` is called with the arguments as keywords (`fn(**arguments)`: give it
+        `**kwargs` when a key is no Python name); it may be `async`. The
+        arguments are checked against `parameters` (JSON Schema 2020-12) before
+        it runs. `options`: the `ToolOptions` fields (`timeout`, `retries`,
+        `requires_approval`, `idempotent`, `inline`, `max_result_chars`).
+
+        Raises:
+            ToolDefinitionError: the name cannot be called, `parameters` (or
+                `result`) is not a valid 2020-12 schema or not of an object, an
+                example does not fit, or an option is out of range.
+        """
+        owner = f"tool {name!r}"
+        _check_name(owner, name)
+        unknown = set(options) - {f.name for f in dataclasses.fields(ToolOptions)}
+        if unknown:
+            raise ToolDefinitionError(f"{owner}: unknown option(s) {sorted(unknown)}")
+        settings = _options(owner, **options)
+        if not callable(fn):
+            raise ToolDefinitionError(f"{owner}: fn must be callable, got {type(fn).__name__}")
+        validator = _schema_validator(owner, "parameters", parameters)
+        if parameters.get("type", "object") != "object":
+            raise ToolDefinitionError(
+                f"{owner}: parameters must describe an object (the call's arguments), not {parameters['type']!r}"
+            )
+        if result is not None:
+            _schema_validator(owner, "result", result)
+        for example in examples:
+            problems = _schema_problems(validator, example)
+            if problems:
+                raise ToolDefinitionError(f"{owner}: example {dict(example)!r} does not fit: {problems}")
+        spec = ToolSpec(
+            name=name,
+            description=description,
+            parameters=dict(parameters),
+            result=dict(result) if result is not None else None,
+            examples=tuple(dict(e) for e in examples),
+        )
+
+        def validate(arguments: Mapping[str, Any]) -> Callable[[], Any]:
+            problems = _schema_problems(validator, arguments)
+            if problems:
+                raise ToolArgumentsError(name, problems)
+            given = dict(arguments)
+            return lambda: fn(**given)
+
+        # A sync callable that returns an awaitable is awaited too (the executor sees to it).
+        return BoundTool(spec=spec, options=settings, validate=validate, is_async=inspect.iscoroutinefunction(fn))
+
+    @classmethod
     def bind(cls) -> BoundTool:
         """The executable form of this tool class."""
         if cls.run is Tool.run:
@@ -550,7 +618,37 @@ class Tool(pydantic.BaseModel):
 Tool.model_config["use_attribute_docstrings"] = True
 
 # Names a Tool subclass cannot use for fields: its own methods and class variables.
-_TOOL_RESERVED = frozenset({"run", "spec", "bind", "tool_name", "tool_options", "tool_examples"})
+_TOOL_RESERVED = frozenset({"run", "spec", "bind", "from_schema", "tool_name", "tool_options", "tool_examples"})
+
+
+def _schema_validator(owner: str, what: str, schema: Any) -> Any:
+    """A 2020-12 validator of `schema` (with formats checked), or `ToolDefinitionError` saying what is wrong."""
+    import jsonschema
+
+    if not isinstance(schema, Mapping):
+        raise ToolDefinitionError(f"{owner}: {what} must be a JSON Schema object, got {type(schema).__name__}")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top)"
+        raise ToolDefinitionError(
+            f"{owner}: {what} is not a valid JSON Schema (2020-12) at {where}: {exc.message}"
+        ) from None
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    try:
+        validator.is_valid({})  # resolves the schema's local $refs: one that points nowhere is found now
+    except Exception as exc:
+        raise ToolDefinitionError(f"{owner}: {what} cannot be used: {exc}") from None
+    return validator
+
+
+def _schema_problems(validator: Any, value: Any) -> str:
+    """What is wrong with `value` under `validator`, each problem with where it is; "" when nothing is."""
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    parts = [f"{'.'.join(str(p) for p in e.absolute_path) or '(arguments)'}: {e.message}" for e in errors[:5]]
+    if len(errors) > 5:
+        parts.append(f"and {len(errors) - 5} more")
+    return "; ".join(parts)
 
 
 def _class_spec(cls: type[Tool]) -> ToolSpec:
