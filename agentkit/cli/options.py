@@ -77,6 +77,14 @@ RuntimeURI = Annotated[
     ),
 ]
 RunId = Annotated[str, typer.Argument(metavar="ID", help="The run's id (see agentkit runs list).", show_default=False)]
+Plan = Annotated[
+    bool | None,
+    typer.Option(
+        "--plan/--no-plan",
+        help="Plan mode: every call in one turn, later ones using earlier results (default: the agent's).",
+        show_default=False,
+    ),
+]
 Trace = Annotated[
     bool,
     typer.Option(

@@ -34,6 +34,7 @@ from agentkit.cli.options import (
     AllowModule,
     CommandError,
     Db,
+    Plan,
     RuntimeURI,
     Trace,
     carried_options,
@@ -158,14 +159,7 @@ def run_agent(
     max_tool_calls: Annotated[
         int | None, typer.Option(min=1, metavar="N", help="Most tool calls.", show_default=False)
     ] = None,
-    plan: Annotated[
-        bool | None,
-        typer.Option(
-            "--plan/--no-plan",
-            help="Plan mode: every call in one turn, later ones using earlier results (default: the agent's).",
-            show_default=False,
-        ),
-    ] = None,
+    plan: Plan = None,
     runtime: RuntimeURI = None,
     db: Db = None,
     trace: Trace = False,

@@ -44,6 +44,7 @@ __all__ = [
     "error_type",
     "get_tracer",
     "metrics_on",
+    "plan_attributes",
     "plan_span",
     "span_context",
     "tool_span",
@@ -580,12 +581,17 @@ def plan_span(step: int, plan: Sequence[ToolCall], run_id: str) -> AbstractConte
 
     from agentkit.planning import dependencies
 
-    edges = sum(len(d) for d in dependencies(plan).values())
-    attributes: dict[str, Any] = {OPERATION: "execute_plan", CONVERSATION: run_id, STEP: step, PLAN_CALLS: len(plan)}
-    attributes[PLAN_DEPENDENCIES] = edges
-    return get_tracer().start_as_current_span(
-        f"execute_plan {len(plan)} call{'s' if len(plan) != 1 else ''}", kind=SpanKind.INTERNAL, attributes=attributes
-    )
+    name, attributes = plan_attributes(step, len(plan), run_id, dependencies(plan))
+    return get_tracer().start_as_current_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
+
+
+def plan_attributes(
+    step: int, calls: int, run_id: str, depends_on: Mapping[str, Sequence[str]]
+) -> tuple[str, dict[str, Any]]:
+    """A plan span's name and attributes (live, or re-emitted from the store)."""
+    edges = sum(len(ids) for ids in depends_on.values())
+    attributes = {OPERATION: "execute_plan", CONVERSATION: run_id, STEP: step, PLAN_CALLS: calls}
+    return f"execute_plan {calls} call{'s' if calls != 1 else ''}", {**attributes, PLAN_DEPENDENCIES: edges}
 
 
 @contextmanager

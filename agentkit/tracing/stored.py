@@ -26,11 +26,8 @@ from agentkit.runtime import ModelRequest
 from agentkit.tracing.spans import (
     CONVERSATION,
     DEPENDENCY,
-    OPERATION,
     OUTPUT_MESSAGES,
     OUTPUT_TYPE,
-    PLAN_CALLS,
-    PLAN_DEPENDENCIES,
     STEP,
     agent_attributes,
     capture_content,
@@ -38,6 +35,7 @@ from agentkit.tracing.spans import (
     get_tracer,
     input_attributes,
     output_messages,
+    plan_attributes,
     record_tool_result,
     request_attributes,
     response_attributes,
@@ -142,17 +140,12 @@ def _emit_step(run: StoredRun, n: int, context: Context, boundary: float, conten
     if step.plan and step.results:
         # A plan: one span around its calls (from the first to start to the last to end), each call linked to
         # the calls whose results it used (earlier in the plan: their spans are made first).
+        name, plan_attrs = plan_attributes(step.index, len(calls), run.record.id, step.depends_on)
         plan = tracer.start_span(
-            f"execute_plan {len(calls)} call{'s' if len(calls) != 1 else ''}",
+            name,
             context=context,
             kind=SpanKind.INTERNAL,
-            attributes={
-                OPERATION: "execute_plan",
-                CONVERSATION: run.record.id,
-                STEP: step.index,
-                PLAN_CALLS: len(calls),
-                PLAN_DEPENDENCIES: sum(len(d) for d in step.depends_on.values()),
-            },
+            attributes=plan_attrs,
             start_time=_ns(min(began for began, _ in times.values())),
         )
         context = set_span_in_context(plan, context)
