@@ -33,6 +33,7 @@ __all__ = [
     "Db",
     "DecidedBy",
     "NoResume",
+    "Plan",
     "RerunStarted",
     "RunId",
     "RuntimeURI",
