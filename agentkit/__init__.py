@@ -24,6 +24,7 @@ from agentkit.errors import (
     ToolArgumentsError,
     ToolDefinitionError,
     ToolExecutionError,
+    ToolsetError,
     ToolTimeoutError,
     TracingError,
     UnknownToolError,
@@ -44,6 +45,7 @@ from agentkit.runtime import (
     Usage,
 )
 from agentkit.tool import Tool, ToolOptions, ToolSpec, tool
+from agentkit.toolset import Toolset
 
 __version__ = "0.1.0"
 
@@ -92,6 +94,8 @@ __all__ = [
     "ToolSpec",
     "ToolTimeoutError",
     "ToolsFinished",
+    "Toolset",
+    "ToolsetError",
     "TracingError",
     "UnknownToolError",
     "Usage",

@@ -20,10 +20,11 @@ the final turn fit its JSON Schema.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast
 
@@ -38,6 +39,7 @@ from agentkit.observers import RunObserver
 from agentkit.runtime import Runtime, Sampling
 from agentkit.sync import run_sync
 from agentkit.tool import BoundTool, FunctionTool, as_tool
+from agentkit.toolset import Toolset, open_toolsets
 
 if TYPE_CHECKING:  # sqlite-utils is imported only by agents that record their runs
     from agentkit.store import Store
@@ -77,7 +79,9 @@ class Agent(Generic[OutputT]):
             `scripted:turns.json`); default: the class's, then
             `AGENTKIT_RUNTIME`, then `vllm:default`.
         instructions: The system prompt.
-        tools: Tools to offer, in addition to the `@tool` methods.
+        tools: Tools to offer, in addition to the `@tool` methods; a
+            `Toolset` (an MCP server: `agentkit.mcp`) among them offers the
+            tools it lists, opened for each run (or once, inside `async with agent:`).
         output_type: `str` or a type for the final answer (a Pydantic model, say).
         max_steps: Most model turns in one run (`budget.max_steps` wins).
         budget: Limits on each run: steps, tokens, seconds, tool calls (`Budget`).
@@ -172,11 +176,18 @@ class Agent(Generic[OutputT]):
             store = Store(store)
         if store is not None:
             self.store = store
-        self.bound_tools = self._collect_tools(list(self.tools))
+        self.toolsets = [t for t in self.tools if isinstance(t, Toolset)]
+        self.bound_tools = self._collect_tools([t for t in self.tools if not isinstance(t, Toolset)])
         self._resolved: Runtime | None = None
         self.executor = Executor({t.name: t for t in self.bound_tools})
+        self._sessions: contextlib.AsyncExitStack | None = None
+        self._session_tools: list[BoundTool] | None = None
 
     def _collect_tools(self, declared: list[Any]) -> list[BoundTool]:
+        names = [t.name for t in self.toolsets]
+        shared = sorted({n for n in names if names.count(n) > 1})
+        if shared:
+            raise ToolDefinitionError(f"{self.name}: two toolsets share the name(s) {shared}; give one another name=")
         bound = [as_tool(t) for t in declared]
         for attr in dir(type(self)):
             member = inspect.getattr_static(type(self), attr, None)
@@ -252,7 +263,59 @@ class Agent(Generic[OutputT]):
             BudgetExceeded: a budget ran out without a final answer
                 (`MaxStepsExceeded` for `max_steps`); the trajectory is on `.partial`.
         """
-        return run_loop(self._config(budget=budget, parent=parent, deltas=deltas), prompt)
+        config = self._config(budget=budget, parent=parent, deltas=deltas)
+        return self._with_toolsets(config, lambda c: run_loop(c, prompt))
+
+    async def __aenter__(self) -> Agent[OutputT]:
+        """Open the toolsets (MCP servers) once, for every run until `async with` ends.
+
+        Raises:
+            ToolsetError: a toolset could not be opened (naming it).
+        """
+        if self._sessions is not None:
+            raise RuntimeError(f"{self.name} is already open (async with agent: ... is not re-entrant)")
+        stack = contextlib.AsyncExitStack()
+        try:
+            self._session_tools = await stack.enter_async_context(
+                open_toolsets(self.toolsets, [t.name for t in self.bound_tools])
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._sessions = stack
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the toolsets' sessions opened by `async with agent:`."""
+        stack, self._sessions, self._session_tools = self._sessions, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    def _with_toolsets(
+        self, config: LoopConfig, start: Callable[[LoopConfig], AsyncGenerator[RunEvent, None]]
+    ) -> AsyncGenerator[RunEvent, None]:
+        """`start(config)` with the toolsets' tools offered too: opened for this run unless already open."""
+        if not self.toolsets:
+            return start(config)
+        if self._session_tools is not None:
+            return start(self._offering(config, self._session_tools))
+        return self._in_sessions(config, start)
+
+    async def _in_sessions(
+        self, config: LoopConfig, start: Callable[[LoopConfig], AsyncGenerator[RunEvent, None]]
+    ) -> AsyncGenerator[RunEvent, None]:
+        async with contextlib.AsyncExitStack() as stack:
+            extra = await stack.enter_async_context(open_toolsets(self.toolsets, [t.name for t in self.bound_tools]))
+            events = await stack.enter_async_context(contextlib.aclosing(start(self._offering(config, extra))))
+            async for event in events:
+                yield event
+
+    def _offering(self, config: LoopConfig, extra: list[BoundTool]) -> LoopConfig:
+        tools = [*self.bound_tools, *extra]
+        return dataclasses.replace(config, tools=tools, executor=Executor({t.name: t for t in tools}))
 
     async def arun(self, prompt: str | Sequence[Message], *, budget: Budget | None = None) -> RunResult[OutputT]:
         """Run on `prompt` until a final answer.
@@ -312,7 +375,8 @@ class Agent(Generic[OutputT]):
         config = self._config(budget=budget, parent=stored.record.parent, deltas=deltas)
         if not config.planning and any(s.response.metadata.get("plan") for s in stored.steps):
             config = dataclasses.replace(config, planning=True)  # a run that planned goes on planning
-        return run_loop(config, (), resume=stored, rerun_started=options.get("rerun_started", False))
+        rerun = options.get("rerun_started", False)
+        return self._with_toolsets(config, lambda c: run_loop(c, (), resume=stored, rerun_started=rerun))
 
     async def aresume(self, run_id: str, **options: Unpack[ResumeOptions]) -> RunResult[OutputT]:
         """`stream_resume` to the end: the finished run's `RunResult`.

@@ -61,6 +61,7 @@ __all__ = [
     "ToolDefinitionError",
     "ToolExecutionError",
     "ToolTimeoutError",
+    "ToolsetError",
     "TracingError",
     "UnknownName",
     "UnknownToolError",
@@ -173,6 +174,23 @@ class ToolTimeoutError(ToolExecutionError):
         self.tool = tool
         self.error = TimeoutError(f"{timeout:g} s")
         self.timeout = timeout
+
+
+class ToolsetError(AgentkitError, RuntimeError):
+    """A source of tools (an MCP server) could not be opened or listed, or stopped.
+
+    Raised before a run starts, naming the source; once a run is under way, a
+    source that fails gives error results to the calls of its tools instead.
+
+    Args:
+        source: The toolset's name (an MCP server's).
+        problem: What went wrong.
+    """
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
 
 
 class ModelOutputError(AgentkitError, ValueError):
