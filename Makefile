@@ -117,6 +117,7 @@ bench: install .venv-peers
 	$(PY) benchmarks/streaming.py
 	$(PY) benchmarks/prefix_cache.py
 	$(PY) benchmarks/planning.py
+	$(PY) benchmarks/mcp_prompt.py
 
 # The generated parts of the docs (CLI reference, store schema, presets and
 # servers tables, workflow schema) are rewritten from the code, then the site built.

@@ -358,7 +358,7 @@ def resume(
         )
     agent = build(agent_class(record.agent), record.agent, store, runtime)
     missing = sorted({t.name for t in record.tools} - {t.name for t in agent.bound_tools})
-    if missing:
+    if missing and not agent.toolsets:  # a toolset's tools are known once it is opened, by the run
         raise CommandError(
             f"run {run_id} offered the tools {missing}, which {record.agent} does not have; "
             "resume it in code with an agent that has them"

@@ -11,6 +11,7 @@ through `#/$defs/NAME`. A reference to another document is refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -38,6 +39,8 @@ def flatten(schema: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = _Flattener(root, defs, names).node(_modern(root), ())
     for key in ("$schema", "$id", "definitions", "$defs"):
         out.pop(key, None)
+    if "#" in names:  # the whole schema refers to itself: the root is a definition too
+        defs[names["#"]] = dict(out)
     if defs:
         out["$defs"] = defs
     return out
@@ -95,7 +98,7 @@ class _Flattener:
 
     def hoist(self, ref: str) -> str:
         if ref not in self.names:
-            base = ref.rsplit("/", 1)[-1] or "root"
+            base = re.sub(r"[^A-Za-z0-9_]", "_", ref.rsplit("/", 1)[-1].lstrip("#")) or "root"
             name, n = base, 2
             while name in self.defs or name in self.names.values():
                 name, n = f"{base}_{n}", n + 1
