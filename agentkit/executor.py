@@ -217,11 +217,13 @@ async def _timed(tool: BoundTool, job: Awaitable[Any]) -> Any:
 
     timeout = tool.options.timeout
     assert timeout is not None
+    limit = asyncio.timeout(timeout)
     try:
-        return await asyncio.wait_for(job, timeout)
+        async with limit:
+            return await job
     except TimeoutError:
-        # Only the timeout agentkit imposed; a tool's own TimeoutError (a
-        # socket's, say) is an ordinary failure.
+        if not limit.expired():
+            raise  # the tool's own TimeoutError (a socket's, say): an ordinary failure
         raise ToolTimeoutError(tool.name, timeout) from None
 
 

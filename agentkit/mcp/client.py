@@ -99,6 +99,12 @@ class MCPToolset(Toolset):
             parameters = flatten(listed.input_schema)
         except SchemaProblem as exc:
             raise ToolsetError(self.name, f"tool {listed.name!r} lists an invalid input schema: {exc}") from None
+        result = None
+        if listed.output_schema is not None:
+            try:
+                result = flatten(listed.output_schema)
+            except SchemaProblem as exc:  # only told to the model: the call works without it
+                log.warning("MCP server %r: the output schema of %r is left out: %s", self.name, listed.name, exc)
         annotations = listed.annotations
         idempotent = bool(annotations and (annotations.read_only_hint or annotations.idempotent_hint))
         approval = (
@@ -117,6 +123,7 @@ class MCPToolset(Toolset):
                     (listed.description or listed.title or listed.name).strip(),
                     parameters,
                     call,
+                    result=result,
                     timeout=self.timeout,
                     requires_approval=approval,
                     idempotent=idempotent,

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from agentkit.schema import strip_titles
+
 __all__ = ["SchemaProblem", "flatten"]
 
 _DRAFT07_ITEMS_MOVED = "additionalItems"
@@ -43,7 +45,8 @@ def flatten(schema: Mapping[str, Any]) -> dict[str, Any]:
         defs[names["#"]] = dict(out)
     if defs:
         out["$defs"] = defs
-    return out
+    titled: dict[str, Any] = strip_titles(out)
+    return titled  # generators' titles ("Word" for `word`) tell the model nothing, at a cost in tokens
 
 
 def _modern(node: Any) -> Any:

@@ -625,10 +625,17 @@ def test_a_tools_own_timeout_error_is_an_ordinary_failure() -> None:
         """A socket times out inside the tool."""
         raise TimeoutError("read timed out")
 
-    (error,) = results_of(Agent(runtime=ScriptedRuntime([calls(("fetch", {})), "x"]), tools=[fetch]).run("x"))
-    assert "ToolExecutionError" in error.content
-    assert "read timed out" in error.content
-    assert "did not finish within" not in error.content
+    @tool(timeout=30)
+    async def fetch_async() -> str:
+        """The same, in a tool that has a timeout of its own too."""
+        raise TimeoutError("read timed out")
+
+    for fn in (fetch, fetch_async):
+        runtime = ScriptedRuntime([calls((fn.spec.name, {})), "x"])
+        (error,) = results_of(Agent(runtime=runtime, tools=[fn]).run("x"))
+        assert "ToolExecutionError" in error.content
+        assert "read timed out" in error.content
+        assert "did not finish within" not in error.content
 
 
 def test_an_async_tool_behind_a_sync_wrapper_is_awaited() -> None:

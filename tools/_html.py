@@ -1,0 +1,75 @@
+"""HTML as readable text, with the stdlib's `html.parser` (no extra dependency).
+
+Scripts, styles and other parts that are not text are dropped; block elements
+start new lines, list items get a "- ", headings "#"s. It is for a model to
+read, not a faithful rendering: links' targets and tables' layout are lost.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+__all__ = ["html_to_text"]
+
+_SKIP = frozenset({"script", "style", "noscript", "template", "svg", "math", "iframe", "object", "canvas"})
+_BLOCK = frozenset(
+    {
+        *("address", "article", "aside", "blockquote", "br", "dd", "details", "div", "dl", "dt", "fieldset"),
+        *("figcaption", "figure", "footer", "form", "header", "hr", "li", "main", "nav", "ol", "p", "pre"),
+        *("section", "summary", "table", "tr", "ul", "h1", "h2", "h3", "h4", "h5", "h6"),
+    }
+)
+_ITEMS = frozenset({"li", "dt", "dd", "tr", "br"})
+"""Block elements that end a line but no paragraph: no blank line after them."""
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping: list[str] = []  # the open elements whose text is dropped, innermost last
+        self.title = ""
+        self.in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self.in_title = True
+        elif tag in _SKIP:
+            self.skipping.append(tag)
+        if self.skipping:
+            return
+        if tag in _BLOCK:
+            self.parts.append("\n")
+        if tag == "li":
+            self.parts.append("- ")
+        elif len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
+            self.parts.append("#" * int(tag[1]) + " ")
+        elif tag == "td" or tag == "th":
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self.in_title = False
+        elif self.skipping and tag == self.skipping[-1]:
+            self.skipping.pop()
+        elif not self.skipping and tag in _BLOCK and tag not in _ITEMS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self.in_title:
+            self.title += data
+        elif not self.skipping:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """The readable text of an HTML document: its title first, then its body's text."""
+    parser = _Text()
+    parser.feed(html)
+    parser.close()
+    lines = (_SPACES.sub(" ", line).strip() for line in "".join(parser.parts).split("\n"))
+    body = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    title = _SPACES.sub(" ", parser.title).strip()
+    return f"{title}\n\n{body}".strip() if title else body
