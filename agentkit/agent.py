@@ -314,7 +314,10 @@ class Agent(Generic[OutputT]):
                 yield event
 
     def _offering(self, config: LoopConfig, extra: list[BoundTool]) -> LoopConfig:
-        tools = [*self.bound_tools, *extra]
+        # The toolsets' tools go where the first toolset was declared: the order tools are
+        # offered in is the order worked examples (which small models copy) are written in.
+        at = next(i for i, t in enumerate(self.tools) if isinstance(t, Toolset))
+        tools = [*self.bound_tools[:at], *extra, *self.bound_tools[at:]]
         return dataclasses.replace(config, tools=tools, executor=Executor({t.name: t for t in tools}))
 
     async def arun(self, prompt: str | Sequence[Message], *, budget: Budget | None = None) -> RunResult[OutputT]:

@@ -59,6 +59,8 @@ class MCPToolset(Toolset):
     """Never these tools (names or patterns)."""
     requires_approval: bool | Collection[str] = False
     """Every call of the server's tools needs a decision (True), or the calls of these tools."""
+    examples: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    """Example arguments per tool (by its listed name), for the worked examples small models copy."""
     timeout: float = 60.0
     """Seconds one call may take before it fails with a timeout result."""
     connect_timeout: float = 30.0
@@ -78,6 +80,9 @@ class MCPToolset(Toolset):
         unknown = [p for p in (self.include or ()) if not fnmatch.filter(names, p)]
         if unknown:
             raise ToolsetError(self.name, f"include names no tool it lists: {unknown}; it lists {sorted(names)}")
+        strays = sorted(set(self.examples) - set(names))
+        if strays:
+            raise ToolsetError(self.name, f"examples name no tool it lists: {strays}; it lists {sorted(names)}")
         chosen = [
             t
             for t in listed
@@ -117,20 +122,31 @@ class MCPToolset(Toolset):
             return await connection.call(listed.name, arguments)
 
         def build(name: str) -> BoundTool:
-            try:
+            def made(examples: Sequence[Mapping[str, Any]]) -> BoundTool:
                 return Tool.from_schema(
                     name,
                     (listed.description or listed.title or listed.name).strip(),
                     parameters,
                     call,
                     result=result,
+                    examples=examples,
                     timeout=self.timeout,
                     requires_approval=approval,
                     idempotent=idempotent,
                 )
+
+            try:
+                bound = made(())
+            except ToolDefinitionError as exc:
+                problem = f"tool {listed.name!r} lists an invalid input schema ({exc}); leave it out with exclude="
+                raise ToolsetError(self.name, problem) from None
+            if listed.name not in self.examples:
+                return bound
+            try:
+                return made(self.examples[listed.name])
             except ToolDefinitionError as exc:
                 raise ToolsetError(
-                    self.name, f"tool {listed.name!r} lists an invalid input schema ({exc}); leave it out with exclude="
+                    self.name, f"the examples given for tool {listed.name!r} do not fit: {exc}"
                 ) from None
 
         return build
@@ -145,6 +161,7 @@ def stdio(
     include: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     requires_approval: bool | Collection[str] = False,
+    examples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     timeout: float = 60.0,
     connect_timeout: float = 30.0,
 ) -> MCPToolset:
@@ -162,6 +179,8 @@ def stdio(
         include: Offer only these tools (names as listed, `*` patterns).
         exclude: Never offer these.
         requires_approval: Calls need a decision: all (True) or these tools'.
+        examples: Example arguments per tool (its listed name), for worked
+            examples; each must fit the tool's schema.
         timeout: Seconds a call may take.
         connect_timeout: Seconds to start and list the tools.
     """
@@ -174,6 +193,7 @@ def stdio(
         include=include,
         exclude=exclude,
         requires_approval=requires_approval,
+        examples=dict(examples or {}),
         timeout=timeout,
         connect_timeout=connect_timeout,
     )
@@ -197,6 +217,7 @@ def http(
     include: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     requires_approval: bool | Collection[str] = False,
+    examples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     timeout: float = 60.0,
     connect_timeout: float = 30.0,
 ) -> MCPToolset:
@@ -208,7 +229,7 @@ def http(
         url: The server's endpoint (its `/mcp` path included).
         headers: Sent with every request (an API key, say).
         name: The server's name (default: the URL's host).
-        include, exclude, requires_approval, timeout, connect_timeout: as for `stdio`.
+        include, exclude, requires_approval, examples, timeout, connect_timeout: as for `stdio`.
     """
     _require_sdk()
     parts = urlsplit(url)
@@ -221,6 +242,7 @@ def http(
         include=include,
         exclude=exclude,
         requires_approval=requires_approval,
+        examples=dict(examples or {}),
         timeout=timeout,
         connect_timeout=connect_timeout,
     )

@@ -9,12 +9,22 @@ flattened schema, and reach the server, which answers with a real result.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 from pathlib import Path
 
 import jsonschema
 
-from agentkit import Agent, MaxStepsExceeded, ModelRequest, Sampling, SystemMessage, ToolCall, UserMessage
+from agentkit import (
+    Agent,
+    BudgetExceeded,
+    MaxStepsExceeded,
+    ModelRequest,
+    Sampling,
+    SystemMessage,
+    ToolCall,
+    UserMessage,
+)
 from agentkit import mcp as agentkit_mcp
 from agentkit.executor import Executor
 from agentkit.runtimes.vllm import VLLMEngine
@@ -93,3 +103,20 @@ def test_an_agent_with_an_mcp_server_runs_to_an_answer_on_the_engine(engine: VLL
     invalid = [r for s in result.steps for r in s.tool_results if "invalid arguments" in str(r.content)]
     assert invalid == []
     assert result.steps
+
+
+def test_the_mcp_example_agent_reaches_its_server_on_the_engine(engine: VLLMEngine) -> None:
+    spec = importlib.util.spec_from_file_location("mcp_assistant", ROOT / "examples" / "mcp" / "assistant.py")
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    try:
+        result = example.Assistant(runtime=engine).run("What did I note about tea?")
+    except BudgetExceeded as exc:
+        assert exc.partial is not None  # noqa: PT017 (the steps it took are what is checked)
+        result = exc.partial
+    outcomes = [(r.name, r.is_error, r.content) for s in result.steps for r in s.tool_results]
+    assert outcomes, "the example agent made no call"
+    assert not any("invalid arguments" in str(content) for _, _, content in outcomes)
+    assert any(name in ("search_notes", "list_notes") and not error for name, error, _ in outcomes), outcomes

@@ -340,3 +340,33 @@ def test_a_server_over_http_that_refuses_us_fails_at_start_naming_it(http_server
 def test_an_http_url_must_be_one() -> None:
     with pytest.raises(ValueError, match="not an http"):
         agentkit_mcp.http("ftp://example.com/mcp")
+
+
+# --- worked examples and order --------------------------------------------------------------
+
+
+def test_examples_given_per_tool_reach_the_spec_and_are_checked() -> None:
+    runtime = ScriptedRuntime(["ok"])
+    toolset = server(include=["get_weather"], examples={"get_weather": [{"city": "Lima"}]})
+    Agent(runtime=runtime, tools=[toolset]).run("go")
+    assert runtime.requests[0].tools[0].examples == ({"city": "Lima"},)
+
+    with pytest.raises(ToolsetError, match=r"the examples given for tool 'get_weather' do not fit"):
+        Agent(runtime=ScriptedRuntime(["ok"]), tools=[server(examples={"get_weather": [{"town": "Lima"}]})]).run("go")
+    with pytest.raises(ToolsetError, match=r"examples name no tool it lists: \['get_wether'\]"):
+        Agent(runtime=ScriptedRuntime(["ok"]), tools=[server(examples={"get_wether": [{"city": "Lima"}]})]).run("go")
+
+
+def test_a_servers_tools_are_offered_where_it_was_declared() -> None:
+    @tool
+    def first(x: int) -> int:
+        """Declared before the server.
+
+        Args:
+            x: A number.
+        """
+        return x
+
+    runtime = ScriptedRuntime(["ok"])
+    Agent(runtime=runtime, tools=[first, server(include=["get_weather", "calls"]), local_weather]).run("go")
+    assert [t.name for t in runtime.requests[0].tools] == ["first", "get_weather", "calls", "local_weather"]
