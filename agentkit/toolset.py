@@ -45,6 +45,8 @@ class Offered:
     """The name it asks for (already a valid tool name: see `valid_name`)."""
     build: Callable[[str], BoundTool]
     """The tool, under the name it is given (its own, or prefixed with the toolset's name)."""
+    listed: str = ""
+    """The name the source itself knows it by (an MCP server's `notes.search`), when it differs."""
 
 
 class Toolset(ABC):

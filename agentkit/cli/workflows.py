@@ -1,17 +1,21 @@
 """`agentkit workflow`: check YAML workflows, print their JSON Schema, show stored workflow runs; and running one.
 
 agentkit workflow validate flow.yaml
+agentkit workflow validate flow.yaml --connect     # also start its MCP servers and list their tools
 agentkit workflow list --status failed
 agentkit run flow.yaml -i topic="tidal power"     # run_workflow
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shlex
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +25,9 @@ from rich.text import Text
 from agentkit.cli import printing
 from agentkit.cli.options import AllowModule, CommandError, Db, RunId, list_stored, open_store, tracing
 from agentkit.store import WORKFLOW_STATUSES
+
+if TYPE_CHECKING:
+    from agentkit.workflow.spec import MCPServerSpec
 
 __all__ = ["group", "run_workflow"]
 
@@ -35,14 +42,62 @@ group = typer.Typer(
 def validate_workflow(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="The workflow file.")],
     allow_module: AllowModule = None,
+    connect: Annotated[
+        bool,
+        typer.Option("--connect", help="Also start each MCP server the file declares, list its tools, stop it."),
+    ] = False,
 ) -> None:
-    """Check a workflow file without running it: every problem with its line, column and place in the document."""
+    """Check a workflow file without running it: every problem with its line, column and place in the document.
+
+    Its MCP servers are listed, and started only with --connect.
+    """
+    from agentkit.errors import ToolsetError
     from agentkit.workflow import Workflow
+    from agentkit.workflow.servers import connect as connect_servers
 
     flow = Workflow.load(file, allow_modules=allow_module or [])
     steps = sum(1 for _ in _walk_steps(flow.spec.steps))
     inputs = ", ".join(f"{name}{'' if spec.required else '?'}" for name, spec in flow.spec.inputs.items()) or "none"
     typer.echo(f"{file}: workflow {flow.name!r} is valid: {steps} step{'s' if steps != 1 else ''}, inputs: {inputs}")
+    declared = flow.spec.mcp_servers
+    if not declared:
+        return
+    listed = asyncio.run(connect_servers(flow.plan.source, declared, os.environ)) if connect else {}
+    how = "started to list their tools, then stopped" if connect else "not started; --connect lists their tools"
+    typer.echo(f"MCP servers ({how}):")
+    users = flow.plan.users()
+    for name, server in declared.items():
+        typer.echo(f"  {name}: {_server(server)}; used by: {', '.join(users[name]) or 'no step'}")
+        tools = listed.get(name)
+        if isinstance(tools, ToolsetError):
+            typer.echo(f"    not started: {tools.problem}")
+        elif tools is not None:
+            typer.echo(f"    tools: {', '.join(tools) or 'none'}")
+    failed = [name for name, tools in listed.items() if isinstance(tools, ToolsetError)]
+    if failed:
+        raise CommandError(f"MCP server{'s' if len(failed) > 1 else ''} {', '.join(failed)} could not be started")
+
+
+def _server(server: MCPServerSpec) -> str:
+    """How a server of the file is reached and which of its tools are offered, in one line (no secrets)."""
+    from agentkit.workflow.spec import StdioServerSpec
+
+    if isinstance(server, StdioServerSpec):
+        parts = [f"stdio: {shlex.join(server.command)}"]
+        parts += [f"cwd: {server.cwd}"] if server.cwd is not None else []
+        parts += [f"env: {', '.join(server.env)}"] if server.env else []
+    else:
+        parts = [f"http: {server.url}"]
+        parts += [f"headers: {', '.join(server.headers)}"] if server.headers else []
+    parts += [f"include: {', '.join(server.include)}"] if server.include is not None else []
+    parts += [f"exclude: {', '.join(server.exclude)}"] if server.exclude else []
+    approval = server.requires_approval
+    if approval:
+        parts.append(f"requires approval: {'every tool' if approval is True else ', '.join(approval)}")
+    for option in ("timeout", "connect_timeout"):
+        if option in server.model_fields_set:
+            parts.append(f"{option}: {getattr(server, option):g} s")
+    return "; ".join(parts)
 
 
 @group.command("schema")

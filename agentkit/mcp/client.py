@@ -96,7 +96,7 @@ class MCPToolset(Toolset):
             while name in asked:  # two of its names that differ only in characters a tool name cannot have
                 name = valid_name(f"{name}_{len(asked)}")
             asked.add(name)
-            offers.append(Offered(name=name, build=self._builder(connection, listed_tool)))
+            offers.append(Offered(name=name, build=self._builder(connection, listed_tool), listed=listed_tool.name))
         return offers
 
     def _builder(self, connection: _Connection, listed: mcp.types.Tool) -> Any:

@@ -5,7 +5,8 @@
 the shape (unknown keys, wrong types, unknown step kinds), step ids, what
 each template reads (inputs that exist, steps that come earlier and are in
 reach), imports (allowed, existing, really an agent or a tool), tool
-arguments, output schemas and runtime URIs.
+arguments, output schemas, runtime URIs and MCP servers (their declarations,
+and the steps' `mcp:NAME` tools; the servers are not started).
 """
 
 from __future__ import annotations
@@ -22,16 +23,20 @@ from jinja2 import TemplateSyntaxError
 from agentkit.agent import Agent
 from agentkit.errors import AgentkitError
 from agentkit.tool import BoundTool, as_tool
+from agentkit.workflow import servers
 from agentkit.workflow.imports import Importer, ImportRefused
+from agentkit.workflow.servers import ServerUse
 from agentkit.workflow.source import DocPath, Problem, Source, format_path
 from agentkit.workflow.spec import (
     KINDS,
     AgentSpec,
     AgentStep,
     ForeachStep,
+    HttpServerSpec,
     LoopStep,
     ParallelStep,
     SamplingSpec,
+    StdioServerSpec,
     Step,
     ToolStep,
     WhenStep,
@@ -59,6 +64,8 @@ _VOCABULARY = sorted(
             ForeachStep,
             ParallelStep,
             LoopStep,
+            StdioServerSpec,
+            HttpServerSpec,
         )
         for name, field in model.model_fields.items()
     }
@@ -82,6 +89,10 @@ class Node:
     agent_class: type[Agent[Any]] | None = None
     tools: list[BoundTool] = field(default_factory=list)
     """An inline agent's tools, or a tool step's one tool."""
+    mcp: list[ServerUse] = field(default_factory=list)
+    """The MCP servers' tools an inline agent offers (one use per server), or a tool step's one tool."""
+    mcp_at: int = 0
+    """Where among an inline agent's `tools` the servers' tools go: where the file names the first."""
     output_type: Any = str
     """An inline agent's output type (from its `output` schema)."""
 
@@ -111,6 +122,21 @@ class Plan:
     source: Source
     steps: list[Node]
     by_id: dict[str, Node]
+
+    def users(self) -> dict[str, list[str]]:
+        """The ids of the steps that use each MCP server, by the server's name (every declared server)."""
+        found: dict[str, list[str]] = {name: [] for name in self.spec.mcp_servers}
+        for node in _nodes(self.steps):
+            for use in node.mcp:
+                found[use.server].append(node.id)
+        return found
+
+
+def _nodes(nodes: list[Node]) -> Iterator[Node]:
+    for node in nodes:
+        yield node
+        for body in node.bodies.values():
+            yield from _nodes(body)
 
 
 def check(source: Source, importer: Importer | None = None) -> Plan:
@@ -183,6 +209,8 @@ def _data_path(data: Any, loc: Sequence[str | int]) -> tuple[DocPath, Any]:
 _ALIASES = {"else_": "else", "as_": "as"}
 _TAGGED: dict[str, type[pydantic.BaseModel]] = {
     "inline agent": AgentSpec,
+    "stdio server": StdioServerSpec,
+    "HTTP server": HttpServerSpec,
     "agent step": AgentStep,
     "tool step": ToolStep,
     "when step": WhenStep,
@@ -201,12 +229,14 @@ def _shape_problem(source: Source, error: Any) -> Problem:
     path, value = _data_path(source.data, loc)
     if kind == "extra_forbidden":
         key = path[-1]
-        tags = [part for part in loc if isinstance(part, str) and part.endswith((" step", " agent"))]
-        owner = f" in {'an' if tags and tags[-1][0] in 'aeiou' else 'a'} {tags[-1]}" if tags else ""
+        tags = [part for part in loc if isinstance(part, str) and part.endswith((" step", " agent", " server"))]
+        owner = f" in {'an' if tags and tags[-1][0] in 'aeiouH' else 'a'} {tags[-1]}" if tags else ""
         model = _TAGGED.get(tags[-1]) if tags else None
         words = sorted(f.alias or n for n, f in model.model_fields.items()) if model else _VOCABULARY
         close = [c for c in difflib.get_close_matches(str(key), words, n=2, cutoff=0.7) if c != key]
         hint = f"; did you mean {close[0]!r}?" if close else ""
+        if tags and tags[-1].endswith(" server") and key in _OTHER_SERVER_KEYS:
+            hint = f"; {_OTHER_SERVER_KEYS[key]}"
         return source.problem(f"unknown key {key!r}{owner}{hint}", path, key=True)
     if kind == "missing":
         name = _ALIASES.get(str(loc[-1]), loc[-1])
@@ -224,6 +254,21 @@ def _shape_problem(source: Source, error: Any) -> Problem:
                 )
             return source.problem(f"the step has no kind: give it one of the keys {', '.join(KINDS)}", path)
         return source.problem(f"a step is a mapping with an id and one of {', '.join(KINDS)}, got {_show(step)}", path)
+    if kind == "server_kind":
+        return source.problem(_server_kind_problem(error["input"]), path)
+    if kind == "string_pattern_mismatch" and loc[0] == "mcp_servers" and loc[-1] == "[key]":
+        return source.problem(
+            f"{_show(path[-1])} is not a valid server name: use letters, digits and _, not starting with a digit",
+            path,
+            key=True,
+        )
+    server_key = path[2] if len(path) == 3 and path[0] == "mcp_servers" else None
+    if kind == "list_type" and server_key == "command":
+        return source.problem(
+            f"write the program and its arguments as a list: [prog, arg, ...], got {_show(value)}", path
+        )
+    if server_key == "requires_approval":
+        return source.problem(f"requires_approval is true, false or a list of tool names, got {_show(value)}", path)
     if kind == "string_pattern_mismatch" and path and path[-1] in ("id", "as"):
         why = " (templates read it as steps.<id>)" if path[-1] == "id" else ""
         return source.problem(
@@ -234,6 +279,22 @@ def _shape_problem(source: Source, error: Any) -> Problem:
     message = error["msg"]
     message = message[0].lower() + message[1:]
     return source.problem(f"{message}, got {_show(error['input'])}", path)
+
+
+_OTHER_SERVER_KEYS = {
+    "args": "write the program and its arguments as one list: command: [prog, arg, ...]",
+    "env": "env is for servers started with command",
+    "cwd": "cwd is for servers started with command",
+    "headers": "headers are for servers reached at a url",
+}
+
+
+def _server_kind_problem(value: Any) -> str:
+    if not isinstance(value, dict):
+        return f"an MCP server is a mapping with command: [prog, arg, ...] or url: ..., got {_show(value)}"
+    if "command" in value and "url" in value:
+        return "an MCP server has command (started over stdio) or url (reached over HTTP), not both"
+    return "an MCP server needs command: [prog, arg, ...] (started over stdio) or url: ... (reached over HTTP)"
 
 
 def _show(value: Any) -> str:
@@ -259,9 +320,10 @@ class _Checker:
     def run(self) -> Plan:
         self._inputs()
         self._runtime(self.spec.runtime, ("runtime",))
+        self._servers()
         top: list[Node] = []
         self._nodes(self.spec.steps, ("steps",), None, top)
-        for node in self._all(top):
+        for node in _nodes(top):
             self._node(node)
         if self.spec.output is not None:
             self._values(self.spec.output, ("output",), _Reader(top, None, frozenset()))
@@ -287,12 +349,6 @@ class _Checker:
                 if body is not None and isinstance(body, list):
                     node.bodies[key] = []
                     self._nodes(body, (*node.path, key), node, node.bodies[key])
-
-    def _all(self, nodes: list[Node]) -> Iterator[Node]:
-        for node in nodes:
-            yield node
-            for body in node.bodies.values():
-                yield from self._all(body)
 
     # --- one step
 
@@ -336,6 +392,10 @@ class _Checker:
     def _inline_agent(self, node: Node, agent: AgentSpec, path: DocPath, reader: _Reader) -> None:
         self._template(agent.instructions, (*path, "instructions"), reader)
         for index, ref in enumerate(agent.tools):
+            if ref.startswith(servers.PREFIX):
+                node.mcp_at = node.mcp_at if node.mcp else len(node.tools)
+                self._server_tools(node, ref, (*path, "tools", index))
+                continue
             tool = self._tool(ref, (*path, "tools", index))
             if tool is None:
                 continue
@@ -355,6 +415,9 @@ class _Checker:
 
     def _tool_step(self, node: Node, step: ToolStep, path: DocPath, reader: _Reader) -> None:
         self._values(step.arguments, (*path, "arguments"), reader)
+        if step.tool.startswith(servers.PREFIX):
+            self._server_tools(node, step.tool, (*path, "tool"), one_tool=True)
+            return
         tool = self._tool(step.tool, (*path, "tool"))
         if tool is None:
             return
@@ -401,6 +464,22 @@ class _Checker:
             why = f"{exc}" if callable(found) else "pass a @tool function, a Tool subclass or a typed function"
             self.problem(f"{ref} is a {type(found).__name__}, not a tool: {why}", path)
             return None
+
+    # --- MCP servers
+
+    def _servers(self) -> None:
+        if self.spec.mcp_servers and servers.sdk_missing():
+            self.problem("MCP servers need the MCP SDK: pip install 'agentkit[mcp]'", ("mcp_servers",), key=True)
+        for name, spec in self.spec.mcp_servers.items():
+            for path, message in servers.declaration_problems(name, spec, self.source.directory):
+                self.problem(message, ("mcp_servers", name, *path))
+
+    def _server_tools(self, node: Node, ref: str, path: DocPath, *, one_tool: bool = False) -> None:
+        try:
+            use = servers.use_of(ref, self.spec.mcp_servers, one_tool=one_tool)
+            node.mcp = servers.joined(node.mcp, use, ref)
+        except ValueError as exc:
+            self.problem(str(exc), path)
 
     def _load(self, ref: str, path: DocPath) -> Any:
         try:

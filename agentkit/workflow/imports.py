@@ -37,12 +37,20 @@ class Importer:
 
     def builtin_tool(self, name: str) -> Any:
         """A tool of `agentkit.tools` by name."""
+        from agentkit.tool import FunctionTool
+
         module = importlib.import_module(BUILTIN_TOOLS)
-        names: list[str] = list(getattr(module, "__all__", ()))
+        exported: list[str] = list(getattr(module, "__all__", ()))
+        # The ready-made tools themselves; the factories (files, http_get...) need settings a name cannot give.
+        names = [n for n in exported if isinstance(getattr(module, n), FunctionTool)]
         if name not in names:
+            factory = (
+                f"{name} makes a tool from settings (a directory, hosts...), which a workflow cannot give it yet; "
+                if name in exported and callable(getattr(module, name)) and not isinstance(getattr(module, name), type)
+                else f"no tool {name!r} in {BUILTIN_TOOLS} (it has: {', '.join(names)}); "
+            )
             raise ImportRefused(
-                f"no tool {name!r} in {BUILTIN_TOOLS} (it has: {', '.join(names)}); "
-                "name your own tool as module:function"
+                f"{factory}name your own tool as module:function (a module beside the workflow may build it)"
             )
         return getattr(module, name)
 

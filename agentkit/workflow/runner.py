@@ -5,7 +5,9 @@ items at most `concurrency` at a time; `parallel` runs its branches at once.
 Each agent step is a run of its own, stored (with a store) as a child of the
 workflow run; the whole run is traced as `invoke_workflow {name}`. The first
 step that fails stops the workflow: steps still running are cancelled, and
-everything that finished keeps its output in the store.
+everything that finished keeps its output in the store. An MCP server is
+started when a step first needs it, shared by all the run's steps, and
+stopped when the run ends, however it ends (`agentkit.workflow.servers`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from agentkit.runtime import Runtime, Sampling
 from agentkit.store import Store, WorkflowRecorder, WorkflowStatus
 from agentkit.tracing import workflow_span
 from agentkit.workflow.check import Node, Plan
+from agentkit.workflow.servers import Sessions, toolsets
 from agentkit.workflow.source import DocPath, format_path
 from agentkit.workflow.spec import AgentSpec, AgentStep, ForeachStep, LoopStep, ParallelStep, ToolStep, WhenStep
 from agentkit.workflow.templates import condition, render
@@ -120,10 +123,14 @@ class _Run:
         self.runtimes: dict[str, Runtime] = {}
         self.recorder: WorkflowRecorder | None = None
         self.run_id = ""
+        self.sessions = Sessions({})
 
     async def run(self, inputs: Mapping[str, Any]) -> WorkflowResult:
         spec = self.plan.spec
         self._check_runtimes()
+        used = {name for name, steps in self.plan.users().items() if steps}
+        declared = {name: server for name, server in spec.mcp_servers.items() if name in used}
+        self.sessions = Sessions(toolsets(self.plan.source, declared, os.environ))  # ${VAR}s read; nothing started
         if self.store is not None:
             self.recorder = self.store.begin_workflow(name=spec.name, file=self.plan.source.file, inputs=inputs)
             self.run_id = self.recorder.run_id
@@ -133,7 +140,8 @@ class _Run:
         try:
             with workflow_span(spec.name, run_id=self.run_id):
                 try:
-                    last = await self._steps(self.plan.steps, scope)
+                    async with self.sessions:
+                        last = await self._steps(self.plan.steps, scope)
                 except BaseException as exc:
                     failed = _first_failure(exc)
                     if failed is None:
@@ -247,7 +255,11 @@ class _Run:
             instructions = self._render(step.agent.instructions, scope, (*node.path, "agent", "instructions"))
             agent = Agent(
                 instructions=_text(instructions),
-                tools=node.tools,
+                tools=[
+                    *node.tools[: node.mcp_at],
+                    *(self.sessions.toolset(use) for use in node.mcp),
+                    *node.tools[node.mcp_at :],
+                ],
                 output_type=node.output_type,
                 max_steps=step.agent.max_steps,
                 planning=step.agent.planning,
@@ -262,7 +274,7 @@ class _Run:
 
     async def _tool(self, node: Node, step: ToolStep, scope: _Scope, path: str) -> Any:
         arguments = self._render(step.arguments, scope, (*node.path, "arguments"))
-        tool = node.tools[0]
+        tool = await self.sessions.tool(node.mcp[0]) if node.mcp else node.tools[0]
         result = await Executor({tool.name: tool}).run(ToolCall(name=tool.name, arguments=arguments, id=path))
         if result.is_error:
             content = result.content if isinstance(result.content, str) else json.dumps(result.content)

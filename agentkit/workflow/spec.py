@@ -4,6 +4,8 @@
     runtime: vllm:default
     inputs:
       cities: {type: list, items: string}
+    mcp_servers:
+      maps: {command: [python, maps_server.py], include: [distance]}
     steps:
       - id: forecasts
         foreach: "{{ inputs.cities }}"
@@ -11,12 +13,13 @@
         concurrency: 2
         steps:
           - id: forecast
-            agent: {instructions: "Forecast the weather.", tools: [mytools:get_weather]}
+            agent: {instructions: "Forecast the weather.", tools: [mytools:get_weather, mcp:maps]}
             prompt: "Weather in {{ city }}?"
     output: "{{ steps.forecasts.output }}"
 
 A step is one of six kinds, told apart by the key it has: `agent`, `tool`,
-`when`, `foreach`, `parallel` or `max_iterations`. Only the shape is checked
+`when`, `foreach`, `parallel` or `max_iterations`; an MCP server is one of two,
+by `command` (stdio) or `url` (streamable HTTP). Only the shape is checked
 here; what the names refer to is checked by `agentkit.workflow.check`.
 """
 
@@ -32,10 +35,13 @@ __all__ = [
     "AgentSpec",
     "AgentStep",
     "ForeachStep",
+    "HttpServerSpec",
     "InputSpec",
     "LoopStep",
+    "MCPServerSpec",
     "ParallelStep",
     "SamplingSpec",
+    "StdioServerSpec",
     "Step",
     "ToolStep",
     "WhenStep",
@@ -98,7 +104,8 @@ class AgentSpec(_Strict):
     instructions: str = Field(description="The system prompt; may hold templates.")
     tools: list[str] = Field(
         default_factory=list,
-        description="Tools by name from agentkit.tools (e.g. calculate) or by import path module:function.",
+        description="Tools by name from agentkit.tools (e.g. calculate), by import path module:function, "
+        "or from an MCP server of mcp_servers: mcp:NAME (all its tools) or mcp:NAME/TOOL.",
     )
     output: dict[str, Any] | None = Field(
         default=None, description="A JSON Schema the final answer must fit (default: plain text)."
@@ -114,6 +121,70 @@ class AgentSpec(_Strict):
     name: str | None = Field(
         default=None, description="The agent's name in stored runs and traces (default: the step id)."
     )
+
+
+class _ServerSpec(_Strict):
+    include: list[str] | None = Field(
+        default=None,
+        description="Offer only these of its tools (names as the server lists them; * patterns allowed).",
+    )
+    exclude: list[str] = Field(default_factory=list, description="Never offer these tools (names or patterns).")
+    requires_approval: bool | list[str] = Field(
+        default=False, description="Calls of its tools need a decision: all of them (true), or these tools' calls."
+    )
+    timeout: float = Field(default=60.0, gt=0, description="Seconds one call may take.")
+    connect_timeout: float = Field(default=30.0, gt=0, description="Seconds to start the server and list its tools.")
+
+
+class StdioServerSpec(_ServerSpec):
+    """An MCP server started as a subprocess, spoken to over its stdin and stdout."""
+
+    command: list[str] = Field(
+        min_length=1,
+        description="The program and its arguments, e.g. [python, notes_server.py]; ${VAR} reads the environment.",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variables added to the server's minimal environment; ${VAR} in a value reads yours.",
+    )
+    cwd: str | None = Field(
+        default=None,
+        description="Its working directory, relative to the workflow file (default: the file's directory).",
+    )
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+
+class HttpServerSpec(_ServerSpec):
+    """An MCP server reached over streamable HTTP."""
+
+    url: str = Field(description="Its endpoint, /mcp path included; ${VAR} reads the environment.")
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sent with every request (an API key, say); ${VAR} in a value reads the environment.",
+    )
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+
+def _server_tag(value: Any) -> str | None:
+    """Which kind a server is, by the key it has (None: both or neither); tags appear in error locations."""
+    if isinstance(value, BaseModel):
+        return "stdio server" if isinstance(value, StdioServerSpec) else "HTTP server"
+    if isinstance(value, dict) and ("command" in value) != ("url" in value):
+        return "stdio server" if "command" in value else "HTTP server"
+    return None
+
+
+MCPServerSpec = Annotated[
+    Annotated[StdioServerSpec, Tag("stdio server")] | Annotated[HttpServerSpec, Tag("HTTP server")],
+    Discriminator(
+        _server_tag,
+        custom_error_type="server_kind",
+        custom_error_message="an MCP server needs one of the keys command (stdio) or url (HTTP)",
+    ),
+]
+"""An entry of `mcp_servers`."""
 
 
 class _Step(_Strict):
@@ -139,7 +210,10 @@ class AgentStep(_Step):
 class ToolStep(_Step):
     """Call one tool; the output is its result."""
 
-    tool: str = Field(description="A tool by name from agentkit.tools or by import path module:function.")
+    tool: str = Field(
+        description="A tool by name from agentkit.tools, by import path module:function, "
+        "or an MCP server's tool: mcp:NAME/TOOL."
+    )
     arguments: dict[str, Template] = Field(default_factory=dict)
 
 
@@ -219,6 +293,13 @@ class WorkflowSpec(_Strict):
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     runtime: str | None = Field(
         default=None, description="The runtime URI agent steps use unless they name their own (default: vllm:default)."
+    )
+    mcp_servers: dict[Annotated[str, Field(pattern=STEP_ID)], MCPServerSpec] = Field(
+        default_factory=dict,
+        title="MCP servers",
+        description="MCP servers by name; steps use their tools as mcp:NAME or mcp:NAME/TOOL. "
+        "A run starts each when a step first needs it and stops it when the run ends.",
+        json_schema_extra={"propertyNames": {"pattern": STEP_ID}},
     )
     steps: list[Step] = Field(min_length=1)
     output: Template = Field(default=None, description="The workflow's result (default: the last step's output).")

@@ -188,9 +188,12 @@ def named_uris() -> set[tuple[str, str]]:
     for page in PAGES:
         texts = inline_code(page) + [block.code for block in blocks(page) if not block.runs]
         for text in texts:
-            # `module:Class` is an import path (an agent for `agentkit run`), not a runtime URI.
+            # `module:Class` is an import path (an agent for `agentkit run`), and `mcp:NAME` a workflow's
+            # MCP server's tools, not runtime URIs.
             named.update(
-                (page.name, f"{scheme}:{rest}") for scheme, rest in _URI.findall(text) if not rest[0].isupper()
+                (page.name, f"{scheme}:{rest}")
+                for scheme, rest in _URI.findall(text)
+                if not rest[0].isupper() and scheme != "mcp"
             )
     return named
 

@@ -848,8 +848,20 @@ CASES = [
             tool: search
         """,
         "4:11 steps[0].tool",
-        "no tool 'search' in agentkit.tools (it has: calculate); name your own tool as module:function",
+        "no tool 'search' in agentkit.tools (it has: calculate, now); name your own tool as module:function",
         id="unknown-builtin-tool",
+    ),
+    pytest.param(
+        """
+        name: tools
+        steps:
+          - id: a
+            tool: read_file
+        """,
+        "4:11 steps[0].tool",
+        "read_file makes a tool from settings (a directory, hosts...), which a workflow cannot give it yet; "
+        "name your own tool as module:function",
+        id="builtin-tool-factory",
     ),
     pytest.param(
         """
