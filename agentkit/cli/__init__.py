@@ -13,6 +13,8 @@
     agentkit runs replay 01JD... --runtime vllm:gemma-4-e4b
     agentkit runs export 01JD... --format jsonl > run.jsonl
     agentkit runs trace 01JD...
+    agentkit mcp serve myagents:WeatherAgent --runtime vllm:default
+    agentkit mcp serve flow.yaml --transport http --port 8000
 
 Every command takes `--db PATH` (default: `$AGENTKIT_DB`, else `runs.db` in
 the user data directory). Every failure is printed as one `error: ...` line on
@@ -27,7 +29,7 @@ httpx, agentkit's own) go to a file (`agentkit.logs.quiet_logs`), whose path
 a command that runs a model prints once on a terminal, and an error names
 when the file got something; `-v` or `AGENTKIT_LOG=debug` sends them to
 stderr instead. The modules: `run` (agent runs), `runs`, `workflows`,
-`serve` (serve, doctor), `options` (shared options, the store, tracing),
+`serve` (serve, doctor), `mcp` (mcp serve), `options` (shared options, the store, tracing),
 `printing` and `progress` (what the commands print). docs/cli.md's reference is
 made from `app` by docs/generate.py.
 """
@@ -44,7 +46,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from agentkit.cli import printing, runs, serve, workflows
+from agentkit.cli import mcp, printing, runs, serve, workflows
 from agentkit.cli.options import VERBOSE, CommandError
 from agentkit.cli.run import run_agent
 from agentkit.errors import AgentkitError
@@ -87,6 +89,7 @@ app = typer.Typer(
 )
 app.add_typer(runs.group)
 app.add_typer(workflows.group)
+app.add_typer(mcp.group)
 app.command("run")(run_agent)
 app.command("serve")(serve.serve)
 app.command("doctor")(serve.doctor)
