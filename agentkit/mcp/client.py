@@ -292,9 +292,9 @@ class _Connection:
             if isinstance(target, StdioServerParameters):
                 from mcp.client.stdio import stdio_client
 
-                # Appending: the server writes through its own copy of the descriptor, whatever our offset.
-                log_file = tempfile.TemporaryFile("a+", encoding="utf-8", errors="replace")  # noqa: SIM115
-                self.stderr = stack.enter_context(log_file)
+                # Appending: the server writes through its own copy of the descriptor, whatever our
+                # offset. Kept open until `stop()`, to quote it after the server is gone.
+                self.stderr = tempfile.TemporaryFile("a+", encoding="utf-8", errors="replace")  # noqa: SIM115
                 transport: Any = stdio_client(target, errlog=self.stderr)
             else:
                 transport = await self._http_transport(stack, target)
@@ -343,15 +343,19 @@ class _Connection:
         """End the session (and a stdio server's process); waits a little, then cancels."""
         self._stop.set()
         task = self._task
-        if task is None:
-            return
-        if not task.done() and self.client is not None:  # connected: let it close the session cleanly
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), timeout=5.0)
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+        try:
+            if task is None:
+                return
+            if not task.done() and self.client is not None:  # connected: let it close the session cleanly
+                await asyncio.wait({task}, timeout=5.0)
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})  # our own cancellation, if any, still reaches the caller
+            if not task.cancelled():
+                task.exception()  # retrieved: why it ended was said (or needs no saying)
+        finally:
+            if self.stderr is not None:
+                self.stderr.close()
 
     def _failure(self) -> str:
         """Why the session's task ended, with the tail of the server's stderr."""

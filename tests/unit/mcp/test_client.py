@@ -370,3 +370,9 @@ def test_a_servers_tools_are_offered_where_it_was_declared() -> None:
     runtime = ScriptedRuntime(["ok"])
     Agent(runtime=runtime, tools=[first, server(include=["get_weather", "calls"]), local_weather]).run("go")
     assert [t.name for t in runtime.requests[0].tools] == ["first", "get_weather", "calls", "local_weather"]
+
+
+def test_a_server_that_dies_at_start_fails_naming_it_with_its_stderr() -> None:
+    toolset = agentkit_mcp.stdio(sys.executable, "-c", "import sys; sys.exit('bad config: no TOKEN')", name="dies")
+    with pytest.raises(ToolsetError, match=r"MCP server 'dies'.*its stderr ends: bad config: no TOKEN"):
+        Agent(runtime=ScriptedRuntime(["ok"]), tools=[toolset]).run("go")
