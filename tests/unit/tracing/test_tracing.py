@@ -886,6 +886,41 @@ def test_the_cli_exports_over_otlp_when_the_endpoint_is_set(tmp_path: Path, rece
     assert {a.key: a.value.string_value for a in root.attributes}["gen_ai.conversation.id"] == run_id
 
 
+def test_an_agent_served_over_mcp_traces_each_call(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    from mcp import Client, StdioServerParameters
+
+    (tmp_path / "trace_agents.py").write_text(AGENTS, encoding="utf-8")
+    turns = [{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}, "3"]
+    (tmp_path / "turns.json").write_text(json.dumps(turns), encoding="utf-8")
+    served = StdioServerParameters(
+        command=sys.executable,
+        args=[
+            *("-I", "-c", "from agentkit.cli import main; main()", "mcp", "serve", "trace_agents:Adder"),
+            *("--runtime", "scripted:turns.json", "--db", "runs.db"),
+        ],
+        cwd=tmp_path,
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SERVICE_NAME": "served-adder"},
+    )
+
+    async def call() -> Any:
+        async with Client(served) as client:
+            return await client.call_tool("adder", {"prompt": "1 + 2?"})
+
+    answer = asyncio.run(call())
+    assert answer.structured_content == {"result": "3"}
+    deadline = time.monotonic() + 10  # the server exports its last spans as it exits
+    while len(receiver.spans) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    spans = {span.name: span for _, span in receiver.spans}
+    agentkit_spans = sorted(span.name for _, span in receiver.spans if "/" not in span.name)
+    assert agentkit_spans == ["chat turns", "chat turns", "execute_tool add", "invoke_agent Adder"]
+    # The SDK traces the MCP request too: the agent's run sits under the call that asked for it.
+    root = spans["invoke_agent Adder"]
+    assert root.parent_span_id == spans["tools/call adder"].span_id
+    run_id = (answer.meta or {})["agentkit/run_id"]
+    assert {a.key: a.value.string_value for a in root.attributes}["gen_ai.conversation.id"] == run_id
+
+
 def test_the_cli_traces_nothing_unless_asked(tmp_path: Path) -> None:
     ran = adder_run(tmp_path)
     assert (ran.returncode, ran.stdout) == (0, "3\n"), ran.stderr
