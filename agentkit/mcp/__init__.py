@@ -12,6 +12,6 @@ direction, `agentkit mcp serve module:Agent`, is in `agentkit.mcp.serve`.
 Needs the SDK: `pip install 'agentkit[mcp]'`.
 """
 
-from agentkit.mcp.client import MCPToolError, MCPToolset, http, stdio
+from agentkit.mcp.client import MCPToolError, MCPToolset, ServerOptions, http, stdio
 
-__all__ = ["MCPToolError", "MCPToolset", "http", "stdio"]
+__all__ = ["MCPToolError", "MCPToolset", "ServerOptions", "http", "stdio"]

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 from agentkit.errors import ToolDefinitionError, ToolsetError
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import mcp
     import mcp.types
 
-__all__ = ["MCPToolError", "MCPToolset", "http", "stdio"]
+__all__ = ["MCPToolError", "MCPToolset", "ServerOptions", "http", "stdio"]
 
 log = logging.getLogger("agentkit.mcp")
 
@@ -152,18 +152,31 @@ class MCPToolset(Toolset):
         return build
 
 
+class ServerOptions(TypedDict, total=False):
+    """What `stdio()` and `http()` both take, besides where the server is."""
+
+    include: Sequence[str] | None
+    """Offer only these tools (names as the server lists them, `*` patterns); default: all."""
+    exclude: Sequence[str]
+    """Never offer these (names or patterns)."""
+    requires_approval: bool | Collection[str]
+    """Calls need a decision: every call of the server's tools (True), or these tools' calls."""
+    examples: Mapping[str, Sequence[Mapping[str, Any]]]
+    """Example arguments per tool (by its listed name), for the worked examples small
+    models copy; each must fit the tool's schema."""
+    timeout: float
+    """Seconds a call may take (default 60)."""
+    connect_timeout: float
+    """Seconds to start the server and list its tools (default 30)."""
+
+
 def stdio(
     command: str,
     *args: str,
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
     name: str | None = None,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] = (),
-    requires_approval: bool | Collection[str] = False,
-    examples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-    timeout: float = 60.0,
-    connect_timeout: float = 30.0,
+    **options: Unpack[ServerOptions],
 ) -> MCPToolset:
     """An MCP server started as a subprocess, spoken to over its stdin and stdout.
 
@@ -175,14 +188,9 @@ def stdio(
         env: Variables added to a minimal environment (the SDK passes on only
             `PATH`, `HOME` and the like, not the whole of yours).
         cwd: Its working directory.
-        name: The server's name (default: the script's or program's name).
-        include: Offer only these tools (names as listed, `*` patterns).
-        exclude: Never offer these.
-        requires_approval: Calls need a decision: all (True) or these tools'.
-        examples: Example arguments per tool (its listed name), for worked
-            examples; each must fit the tool's schema.
-        timeout: Seconds a call may take.
-        connect_timeout: Seconds to start and list the tools.
+        name: The server's name (default: the script's, module's or program's name).
+        options: `ServerOptions`: `include`, `exclude`, `requires_approval`,
+            `examples`, `timeout`, `connect_timeout`.
     """
     _require_sdk()
     from mcp import StdioServerParameters
@@ -190,12 +198,7 @@ def stdio(
     return MCPToolset(
         name=valid_name(name or _program(command, args)),
         target=StdioServerParameters(command=command, args=list(args), env=dict(env or {}), cwd=cwd),
-        include=include,
-        exclude=exclude,
-        requires_approval=requires_approval,
-        examples=dict(examples or {}),
-        timeout=timeout,
-        connect_timeout=connect_timeout,
+        **options,
     )
 
 
@@ -204,6 +207,8 @@ def _program(command: str, args: Sequence[str]) -> str:
     for before, arg in zip(("", *args), args, strict=False):
         if before == "-m":
             return arg.rsplit(".", 1)[-1]
+        if before == "-c":
+            break
         if not arg.startswith("-"):
             return Path(arg).stem
     return Path(command).stem
@@ -214,12 +219,7 @@ def http(
     *,
     headers: Mapping[str, str] | None = None,
     name: str | None = None,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] = (),
-    requires_approval: bool | Collection[str] = False,
-    examples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-    timeout: float = 60.0,
-    connect_timeout: float = 30.0,
+    **options: Unpack[ServerOptions],
 ) -> MCPToolset:
     """An MCP server reached over streamable HTTP.
 
@@ -229,23 +229,13 @@ def http(
         url: The server's endpoint (its `/mcp` path included).
         headers: Sent with every request (an API key, say).
         name: The server's name (default: the URL's host).
-        include, exclude, requires_approval, examples, timeout, connect_timeout: as for `stdio`.
+        options: `ServerOptions`, as for `stdio`.
     """
     _require_sdk()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    return MCPToolset(
-        name=valid_name(name or parts.hostname),
-        target=url,
-        headers=dict(headers or {}),
-        include=include,
-        exclude=exclude,
-        requires_approval=requires_approval,
-        examples=dict(examples or {}),
-        timeout=timeout,
-        connect_timeout=connect_timeout,
-    )
+    return MCPToolset(name=valid_name(name or parts.hostname), target=url, headers=dict(headers or {}), **options)
 
 
 def _require_sdk() -> None:

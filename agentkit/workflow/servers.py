@@ -209,6 +209,13 @@ def _toolset(source: Source, name: str, spec: ServerSpec, environ: Mapping[str, 
         lines = [p.render(source.file) for p in unset]
         many = f"{len(lines)} environment variables are not set\n" if len(lines) > 1 else ""
         raise ToolsetError(f"MCP server {name!r}", many + "\n".join(lines))
+    options = mcp.ServerOptions(
+        include=spec.include,
+        exclude=spec.exclude,
+        requires_approval=spec.requires_approval,
+        timeout=spec.timeout,
+        connect_timeout=spec.connect_timeout,
+    )
     if isinstance(spec, StdioServerSpec):
         cwd = values.get(("cwd",))
         program, *args = (values[("command", i)] for i in range(len(spec.command)))
@@ -218,11 +225,7 @@ def _toolset(source: Source, name: str, spec: ServerSpec, environ: Mapping[str, 
             env={key: values[("env", key)] for key in spec.env},
             cwd=_directory(cwd, source.directory) if cwd is not None else source.directory,
             name=name,
-            include=spec.include,
-            exclude=spec.exclude,
-            requires_approval=spec.requires_approval,
-            timeout=spec.timeout,
-            connect_timeout=spec.connect_timeout,
+            **options,
         )
     url = values[("url",)]
     try:
@@ -234,11 +237,7 @@ def _toolset(source: Source, name: str, spec: ServerSpec, environ: Mapping[str, 
         url,
         headers={key: values[("headers", key)] for key in spec.headers},
         name=name,
-        include=spec.include,
-        exclude=spec.exclude,
-        requires_approval=spec.requires_approval,
-        timeout=spec.timeout,
-        connect_timeout=spec.connect_timeout,
+        **options,
     )
 
 
