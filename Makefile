@@ -78,6 +78,7 @@ lint: $(STAMP) build/typeview
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy agentkit
+	$(VENV)/bin/mypy -p agentkit.tools
 	$(PY) docs/generate.py --check
 
 format: $(STAMP)
