@@ -213,6 +213,7 @@ def _toolset(source: Source, name: str, spec: ServerSpec, environ: Mapping[str, 
         include=spec.include,
         exclude=spec.exclude,
         requires_approval=spec.requires_approval,
+        examples=spec.examples,
         timeout=spec.timeout,
         connect_timeout=spec.connect_timeout,
     )

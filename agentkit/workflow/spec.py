@@ -132,6 +132,11 @@ class _ServerSpec(_Strict):
     requires_approval: bool | list[str] = Field(
         default=False, description="Calls of its tools need a decision: all of them (true), or these tools' calls."
     )
+    examples: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="Example arguments per tool (by the name the server lists it under), for the worked examples "
+        "small models copy; each must fit the tool's schema.",
+    )
     timeout: float = Field(default=60.0, gt=0, description="Seconds one call may take.")
     connect_timeout: float = Field(default=30.0, gt=0, description="Seconds to start the server and list its tools.")
 

@@ -611,6 +611,7 @@ def test_the_notes_example_runs_with_the_example_server(monkeypatch: pytest.Monk
     first, second = runtime.requests
     assert first.messages[0].text.startswith("You answer from the user's notes, titled groceries, travel, work.")  # type: ignore[union-attr]
     assert [t.name for t in first.tools] == ["search_notes"]  # mcp:notes/search_notes: that tool only
+    assert first.tools[0].examples == ({"word": "coat"},)  # the server's examples, from the file
     found = second.messages[-1]
     assert isinstance(found, ToolResult)
     assert found.content == {"result": ["groceries: Buy green tea, oat milk and lemons."]}  # the server's answer
