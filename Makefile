@@ -22,7 +22,7 @@ $(VENV)/.modules-%:
 
 # Each step's output goes to $(INSTALL_LOG); on failure the whole log is printed and make stops.
 INSTALL_LOG := $(VENV)/install.log
-EXTRAS := cpu,dev
+EXTRAS := cpu,dev,llama
 quietly = { $(1); } >>$(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); echo "failed: $(1) (log: $(INSTALL_LOG))" >&2; exit 1; }
 
 $(STAMP): $(SOURCES)
@@ -78,7 +78,7 @@ lint: $(STAMP) build/typeview
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy agentkit
-	$(VENV)/bin/mypy -p agentkit.tools
+	$(VENV)/bin/mypy -p agentkit.tools -p agentkit.runtimes
 	$(PY) docs/generate.py --check
 
 format: $(STAMP)

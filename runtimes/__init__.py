@@ -9,6 +9,7 @@ the `AGENTKIT_RUNTIME` variable):
 | `vllm:default` | `VLLMEngine`, the embedded model (CPU) |
 | `vllm:gemma-4-e2b` ... `vllm:gemma-4-31b`, `vllm:/path/or/hf-id` | `VLLMEngine` with a preset or a model |
 | `vllm:tiny-gemma4` | `VLLMEngine`, a random-weights Gemma 4 for tests (CPU) |
+| `llama:default`, `llama:PATH.gguf` | `LlamaEngine`, llama.cpp in process (the packaged GGUF as it is) |
 | `vllm-server:http://host:port/v1` | `VLLMServer`, raw mode (add `?mode=chat` for chat mode) |
 | `openai:http://host:port/v1` | `OpenAICompatible` (add `?model=NAME` when the server has several) |
 | `ollama:MODEL`, `lmstudio:MODEL`, `llamacpp:URL` | `OpenAICompatible` on that server's default port |
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # for type checkers: the classes `__getattr__` imports on fir
     from agentkit.replay import ReplayRuntime as ReplayRuntime
     from agentkit.runtimes._http import RetryPolicy as RetryPolicy
     from agentkit.runtimes.function import FunctionRuntime as FunctionRuntime
+    from agentkit.runtimes.llama import LlamaEngine as LlamaEngine
     from agentkit.runtimes.openai import OpenAICompatible as OpenAICompatible
     from agentkit.runtimes.scripted import ScriptedRuntime as ScriptedRuntime
     from agentkit.runtimes.vllm.engine import VLLMEngine as VLLMEngine
@@ -52,6 +54,7 @@ RUNTIMES: Registry[RuntimeFactory] = Registry(
     {
         "vllm": "agentkit.runtimes.vllm.uris:engine_from_uri",
         "vllm-server": "agentkit.runtimes.vllm.uris:server_from_uri",
+        "llama": "agentkit.runtimes.llama:from_uri",
         "openai": "agentkit.runtimes.openai:from_uri",
         "ollama": "agentkit.runtimes.openai:from_uri",
         "lmstudio": "agentkit.runtimes.openai:from_uri",
@@ -66,6 +69,7 @@ _CLASSES: Registry[type] = Registry(
     "runtime class",
     {
         "FunctionRuntime": "agentkit.runtimes.function:FunctionRuntime",
+        "LlamaEngine": "agentkit.runtimes.llama:LlamaEngine",
         "OpenAICompatible": "agentkit.runtimes.openai:OpenAICompatible",
         "ReplayRuntime": "agentkit.replay:ReplayRuntime",
         "RetryPolicy": "agentkit.runtimes._http:RetryPolicy",
@@ -80,6 +84,7 @@ __all__ = [  # spelled out for static tools; tests/unit/runtimes checks it again
     "RUNTIMES",
     "SCHEMES",
     "FunctionRuntime",
+    "LlamaEngine",
     "OpenAICompatible",
     "ReplayRuntime",
     "RetryPolicy",
