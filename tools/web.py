@@ -288,6 +288,37 @@ async def _fetch(url: str, policy: _Policy) -> Page:
     raise ToolRefused(f"{url} redirects more than {policy.max_redirects} times (max_redirects={policy.max_redirects})")
 
 
+def _policy(
+    allow_hosts: Sequence[str],
+    allow_private: bool | Sequence[str],
+    max_bytes: int,
+    timeout: float,
+    max_redirects: int,
+    user_agent: str,
+) -> _Policy:
+    """`http_get`'s settings, checked."""
+    if isinstance(allow_hosts, str) or not allow_hosts:
+        raise ValueError(
+            "http_get needs allow_hosts: the hosts the model may fetch from, e.g. "
+            "allow_hosts=['docs.python.org', '*.wikipedia.org']; there is no 'allow every host'"
+        )
+    if isinstance(allow_private, str):
+        allow_private = [allow_private]
+    if max_bytes < 1 or timeout <= 0 or max_redirects < 0:
+        raise ValueError(
+            "http_get: need max_bytes >= 1, timeout > 0 and max_redirects >= 0; "
+            f"got {max_bytes}, {timeout} and {max_redirects}"
+        )
+    return _Policy(
+        hosts=_Hosts(allow_hosts, "allow_hosts"),
+        private=allow_private if isinstance(allow_private, bool) else _Hosts(allow_private, "allow_private"),
+        max_bytes=max_bytes,
+        timeout=timeout,
+        max_redirects=max_redirects,
+        user_agent=user_agent,
+    )
+
+
 def http_get(
     *,
     allow_hosts: Sequence[str] = (),
@@ -330,27 +361,8 @@ def http_get(
     Raises:
         ValueError: `allow_hosts` is empty or a pattern is no host; a cap is out of range.
     """
-    if isinstance(allow_hosts, str) or not allow_hosts:
-        raise ValueError(
-            "http_get needs allow_hosts: the hosts the model may fetch from, e.g. "
-            "allow_hosts=['docs.python.org', '*.wikipedia.org']; there is no 'allow every host'"
-        )
-    if isinstance(allow_private, str):
-        allow_private = [allow_private]
-    if max_bytes < 1 or timeout <= 0 or max_redirects < 0:
-        raise ValueError(
-            "http_get: need max_bytes >= 1, timeout > 0 and max_redirects >= 0; "
-            f"got {max_bytes}, {timeout} and {max_redirects}"
-        )
-    hosts = _Hosts(allow_hosts, "allow_hosts")
-    policy = _Policy(
-        hosts=hosts,
-        private=allow_private if isinstance(allow_private, bool) else _Hosts(allow_private, "allow_private"),
-        max_bytes=max_bytes,
-        timeout=timeout,
-        max_redirects=max_redirects,
-        user_agent=user_agent,
-    )
+    policy = _policy(allow_hosts, allow_private, max_bytes, timeout, max_redirects, user_agent)
+    hosts = policy.hosts
     description = (
         "Fetch a web page (http or https) and return its text. Only these hosts can be fetched: "
         f"{hosts}. Private network addresses and binary files are refused; long pages are cut. "

@@ -78,20 +78,9 @@ def serve(
     A run that fails, or pauses for approval, is an error result that says why and what to do. Runs are stored
     (--db) and traced as with agentkit run.
     """
-    if transport not in _TRANSPORTS:
-        raise CommandError(f"unknown transport {transport!r}; use stdio or http")
-    if not path.startswith("/"):
-        raise CommandError(f"--path must start with '/', got {path!r}")
-    try:
-        from agentkit.mcp import serve as serving
+    _check(transport, path, runtime)
+    from agentkit.mcp import serve as serving
 
-        serving.require_sdk()
-    except ImportError as exc:
-        raise CommandError(str(exc)) from None
-    if runtime is not None:
-        from agentkit.runtimes import check_uri
-
-        check_uri(runtime)  # a mistyped URI is refused now; a runtime that cannot be made fails its calls
     with closing(open_store(db, create=True)) as store, tracing(trace):
         # On stdio, stdout is the protocol's from the first byte: what the user's modules print while they are
         # imported goes to stderr (the log file) instead. While serving, the SDK diverts stdout itself.
@@ -123,6 +112,24 @@ def serve(
             printing.say(f"stopped serving {tool.name}")
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _check(transport: str, path: str, runtime: str | None) -> None:
+    """The options, and the SDK, before anything is loaded."""
+    if transport not in _TRANSPORTS:
+        raise CommandError(f"unknown transport {transport!r}; use stdio or http")
+    if not path.startswith("/"):
+        raise CommandError(f"--path must start with '/', got {path!r}")
+    try:
+        from agentkit.mcp import serve as serving
+
+        serving.require_sdk()
+    except ImportError as exc:
+        raise CommandError(str(exc)) from None
+    if runtime is not None:
+        from agentkit.runtimes import check_uri
+
+        check_uri(runtime)  # a mistyped URI is refused now; a runtime that cannot be made fails its calls
 
 
 def _tool(target: str, name: str | None, allowed: list[str], runtime: str | None, store: Store) -> ServedTool:

@@ -192,7 +192,7 @@ def stdio(
         options: `ServerOptions`: `include`, `exclude`, `requires_approval`,
             `examples`, `timeout`, `connect_timeout`.
     """
-    _require_sdk()
+    require_sdk()
     from mcp import StdioServerParameters
 
     return MCPToolset(
@@ -231,18 +231,19 @@ def http(
         name: The server's name (default: the URL's host).
         options: `ServerOptions`, as for `stdio`.
     """
-    _require_sdk()
+    require_sdk()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
     return MCPToolset(name=valid_name(name or parts.hostname), target=url, headers=dict(headers or {}), **options)
 
 
-def _require_sdk() -> None:
+def require_sdk(purpose: str = "MCP servers need") -> None:
+    """Raises `ImportError` saying how to install the MCP SDK when it is missing."""
     try:
         import mcp  # noqa: F401
     except ImportError:
-        raise ImportError("MCP servers need the MCP SDK: pip install 'agentkit[mcp]'") from None
+        raise ImportError(f"{purpose} the MCP SDK: pip install 'agentkit[mcp]'") from None
 
 
 class _Connection:

@@ -53,6 +53,7 @@ from pydantic.alias_generators import to_snake
 
 from agentkit.agent import Agent
 from agentkit.errors import AgentkitError, AwaitingApproval, WorkflowFailed, WorkflowSpecError
+from agentkit.mcp import client
 from agentkit.runtime import Runtime, close_runtime
 from agentkit.schema import strip_titles
 from agentkit.toolset import valid_name
@@ -90,10 +91,7 @@ _MCP_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 def require_sdk() -> None:
     """Raises `ImportError` saying how to install the MCP SDK when it is missing."""
-    try:
-        import mcp  # noqa: F401
-    except ImportError:
-        raise ImportError("serving over MCP needs the MCP SDK: pip install 'agentkit[mcp]'") from None
+    client.require_sdk("serving over MCP needs")
 
 
 @dataclass(frozen=True, kw_only=True)
