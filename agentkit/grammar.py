@@ -3,6 +3,7 @@
     g = Grammar({"root": Seq(Lit("call:f{x:"), Ref("num"), Lit("}")), "num": Rep(Chars("0-9"), 1, 3)})
     g.lark()    # llguidance's Lark (vLLM's `guidance` backend)
     g.ebnf()    # xgrammar's EBNF (vLLM's `xgrammar` backend)
+    g.gbnf()    # llama.cpp's GBNF (a llama.cpp server's `grammar` field)
     regex(g.rules["num"])   # a regular part as a regular expression (Python's `re` and Rust's `regex`)
 
 A dialect builds the grammar once, from its own definitions; each engine
@@ -40,6 +41,7 @@ __all__ = [
     "Schema",
     "Seq",
     "Tok",
+    "gbnf_from_ebnf",
     "opt",
     "regex",
     "seq",
@@ -175,6 +177,12 @@ class Grammar:
         if "ebnf" not in self._cache:
             self._cache["ebnf"] = _Ebnf(self).text()
         return self._cache["ebnf"]
+
+    def gbnf(self) -> str:
+        """llama.cpp's GBNF (cached): the EBNF, rewritten into GBNF's subset (see `gbnf_from_ebnf`)."""
+        if "gbnf" not in self._cache:
+            self._cache["gbnf"] = gbnf_from_ebnf(self.ebnf())
+        return self._cache["gbnf"]
 
 
 def _distinct(rules: Iterable[str], style: Callable[[str, str], str]) -> dict[str, str]:
@@ -490,3 +498,56 @@ def schema_text(schema: Mapping[str, Any]) -> str:
     """A JSON Schema as the text `Schema` holds: compact, in its own order (an
     object's properties are written in the order its schema lists them)."""
     return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- llama.cpp's GBNF -----------------------------------------------------------------------
+
+# xgrammar's repetition with a space or its `-1` for no bound: `{0, -1}`, `{2, 5}`.
+_XGRAMMAR_COUNT = re.compile(r"\{(\d+),\s*(-1|\d+)\}")
+
+
+def gbnf_from_ebnf(ebnf: str) -> str:
+    """xgrammar's EBNF (what `Grammar.ebnf` writes) as llama.cpp's GBNF, its ancestor.
+
+    The rewrite is mechanical, so the constraint keeps one source: rule names
+    take `-` for `_` (GBNF's names are letters, digits and dashes), `Token(N)`
+    becomes `<[N]>`, xgrammar's lookahead assertions `(= ...)` are dropped
+    (they only speed xgrammar up: the language is the same without them),
+    `{m, -1}` becomes `{m,}`, and `\\0` becomes `\\x00`.
+    """
+    lines = []
+    for line in ebnf.split("\n"):  # not splitlines(): literals may hold U+2028 and the like
+        name, sep, body = line.partition(" ::= ")
+        if not sep:
+            continue
+        lines.append(f"{name.replace('_', '-')} ::= {_gbnf_body(body)}")
+    return "\n".join(lines) + "\n"
+
+
+def _gbnf_body(body: str) -> str:
+    out: list[str] = []
+    at, depth = 0, 0  # depth > 0: inside a lookahead, dropped
+    for match in [*_EBNF_LITERALS.finditer(body), None]:
+        code = body[at : match.start() if match else len(body)]
+        kept = []
+        for index, char in enumerate(code):
+            if depth:
+                depth += {"(": 1, ")": -1}.get(char, 0)
+            elif char == "(" and code[index + 1 : index + 2] == "=":
+                depth = 1
+            else:
+                kept.append(char)
+        out.append(_gbnf_code("".join(kept)))
+        if match is None:
+            break
+        if not depth:
+            out.append(re.sub(r"\\(.)", lambda m: "\\x00" if m.group(1) == "0" else m.group(), match.group()))
+        at = match.end()
+    return "".join(out)
+
+
+def _gbnf_code(code: str) -> str:
+    """Rule names, tokens and counts outside literals and classes."""
+    code = re.sub(r"\bToken\((\d+)\)", r"<[\1]>", code)
+    code = re.sub(r"[A-Za-z_][A-Za-z0-9_]*", lambda m: m.group().replace("_", "-"), code)
+    return _XGRAMMAR_COUNT.sub(lambda m: f"{{{m.group(1)},{'' if m.group(2) == '-1' else m.group(2)}}}", code)

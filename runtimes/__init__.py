@@ -12,7 +12,8 @@ the `AGENTKIT_RUNTIME` variable):
 | `llama:default`, `llama:PATH.gguf` | `LlamaEngine`, llama.cpp in process (the packaged GGUF as it is) |
 | `vllm-server:http://host:port/v1` | `VLLMServer`, raw mode (add `?mode=chat` for chat mode) |
 | `openai:http://host:port/v1` | `OpenAICompatible` (add `?model=NAME` when the server has several) |
-| `ollama:MODEL`, `lmstudio:MODEL`, `llamacpp:URL` | `OpenAICompatible` on that server's default port |
+| `llamacpp:http://host:port/v1` | `LlamaCppServer`, raw mode (add `?mode=chat` for chat mode) |
+| `ollama:MODEL`, `lmstudio:MODEL` | `OpenAICompatible` on that server's default port |
 | `scripted:FILE.json` | `ScriptedRuntime` playing a JSON list of turns |
 | `replay:RUN_ID` | `ReplayRuntime` playing a stored run's turns (add `?db=PATH` for another store) |
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # for type checkers: the classes `__getattr__` imports on fir
     from agentkit.runtimes._http import RetryPolicy as RetryPolicy
     from agentkit.runtimes.function import FunctionRuntime as FunctionRuntime
     from agentkit.runtimes.llama import LlamaEngine as LlamaEngine
+    from agentkit.runtimes.llamacpp import LlamaCppServer as LlamaCppServer
     from agentkit.runtimes.openai import OpenAICompatible as OpenAICompatible
     from agentkit.runtimes.scripted import ScriptedRuntime as ScriptedRuntime
     from agentkit.runtimes.vllm.engine import VLLMEngine as VLLMEngine
@@ -58,7 +60,7 @@ RUNTIMES: Registry[RuntimeFactory] = Registry(
         "openai": "agentkit.runtimes.openai:from_uri",
         "ollama": "agentkit.runtimes.openai:from_uri",
         "lmstudio": "agentkit.runtimes.openai:from_uri",
-        "llamacpp": "agentkit.runtimes.openai:from_uri",
+        "llamacpp": "agentkit.runtimes.llamacpp:from_uri",
         "scripted": "agentkit.runtimes.scripted:from_uri",
         "replay": "agentkit.replay:from_uri",
     },
@@ -69,6 +71,7 @@ _CLASSES: Registry[type] = Registry(
     "runtime class",
     {
         "FunctionRuntime": "agentkit.runtimes.function:FunctionRuntime",
+        "LlamaCppServer": "agentkit.runtimes.llamacpp:LlamaCppServer",
         "LlamaEngine": "agentkit.runtimes.llama:LlamaEngine",
         "OpenAICompatible": "agentkit.runtimes.openai:OpenAICompatible",
         "ReplayRuntime": "agentkit.replay:ReplayRuntime",
@@ -84,6 +87,7 @@ __all__ = [  # spelled out for static tools; tests/unit/runtimes checks it again
     "RUNTIMES",
     "SCHEMES",
     "FunctionRuntime",
+    "LlamaCppServer",
     "LlamaEngine",
     "OpenAICompatible",
     "ReplayRuntime",

@@ -6,7 +6,7 @@
 
 Each check is a real request: the model list, a chat request offering one
 tool, a chat request under a `response_format` JSON Schema and, for a vLLM
-server, a raw completion under an agentkit grammar. A failed check says why;
+or llama.cpp server, a raw completion under an agentkit grammar. A failed check says why;
 the report also carries the capability table agentkit assumes for the kind of
 server, so a mismatch between the two is visible.
 """
@@ -186,7 +186,7 @@ async def _raw_check(runtime: object) -> Check:
     from agentkit.runtimes.vllm.server import VLLMServer
 
     assert isinstance(runtime, VLLMServer)
-    raw = VLLMServer(runtime.base_url, model=runtime._chat.model, retry=_PROBE_RETRY)
+    raw = type(runtime)(runtime.base_url, model=runtime._chat.model, retry=_PROBE_RETRY)  # a LlamaCppServer too
     raw.headers = runtime.headers
     request = ModelRequest(
         messages=(UserMessage(text="What is 2 + 3? Use the add tool."),),

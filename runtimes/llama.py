@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 import warnings
@@ -40,9 +41,9 @@ from agentkit.errors import ContextLengthExceeded, RuntimeUnavailable
 from agentkit.grammar import Grammar
 from agentkit.runtime import ModelRequest, RuntimeInfo, Sampling, Usage
 from agentkit.runtimes.vllm.prepared import cache_dir
-from agentkit.runtimes.vllm.presets import _JSON_GEMMA4, PRESETS
+from agentkit.runtimes.vllm.presets import _JSON_GEMMA4, PRESETS, served_model_name
 
-__all__ = ["DEFAULT_GGUF", "LlamaEngine", "default_gguf", "from_uri"]
+__all__ = ["DEFAULT_GGUF", "LlamaEngine", "default_gguf", "from_uri", "serve_command"]
 
 DEFAULT_GGUF = "gemma-3-270m-q4_k_m.gguf"
 """The packaged embedded model's file name in the cache."""
@@ -349,6 +350,31 @@ class _Counter:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         self.count += 1
         return self.mask.apply(input_ids, scores) if self.mask is not None else scores
+
+
+def serve_command(model: str, *, host: str = "127.0.0.1", port: int = 8080, extra: Sequence[str] = ()) -> list[str]:
+    """The command line that serves `model` (`llama:default` or `llama:PATH.gguf`) with
+    llama-cpp-python's OpenAI server, as `agentkit serve` runs it.
+
+    Raises:
+        RuntimeUnavailable: not a GGUF file, or the llama extra is missing.
+    """
+    _import_llama()
+    name = model.removeprefix("llama:")
+    if name == "default":
+        # Named as vLLM's server names it, so `LlamaCppServer` writes the embedded preset's dialect.
+        path, served = default_gguf(), served_model_name(PRESETS["default"])
+        n_ctx = int(PRESETS["default"].engine_args["max_model_len"])
+    else:
+        path = Path(name).expanduser()
+        if path.suffix != ".gguf" or not path.is_file():
+            raise RuntimeUnavailable(f"llama: serves `default` or an existing .gguf file, not {name!r}")
+        path, served, n_ctx = path.resolve(), path.stem, 8192
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", served]
+    command += ["--host", host, "--port", str(port), "--n_ctx", str(n_ctx)]
+    # Concurrent requests wait their turn (the server's default cuts a streaming one off), quietly.
+    command += ["--n_threads", str(os.cpu_count() or 2), "--interrupt_requests", "False", "--verbose", "False"]
+    return command + list(extra)
 
 
 def from_uri(scheme: str, value: str, uri: str) -> LlamaEngine:

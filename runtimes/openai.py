@@ -128,8 +128,9 @@ def parse_server_uri(scheme: str, rest: str) -> tuple[str, str | None, dict[str,
     """The base URL, model and options a server URI names.
 
     `openai:URL`, `llamacpp:URL`, `vllm-server:URL` (its scheme here: `vllm`),
-    `ollama:MODEL`, `lmstudio:MODEL`. A URL may end in `?model=NAME`, and a
-    `vllm` one in `&mode=chat` and `&grammar=xgrammar` (its grammar engine).
+    `ollama:MODEL`, `lmstudio:MODEL`. A URL may end in `?model=NAME`, a
+    `vllm` one in `&mode=chat` and `&grammar=xgrammar` (its grammar engine),
+    and a `llamacpp` one in `&mode=chat`.
 
     Raises:
         RuntimeUnavailable: a URL is needed and missing, or an option is unknown.
@@ -138,7 +139,13 @@ def parse_server_uri(scheme: str, rest: str) -> tuple[str, str | None, dict[str,
     if rest.startswith(("http://", "https://")):
         parts = urlsplit(rest)
         options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        allowed = {"model", "mode", "grammar"} if scheme == "vllm" else {"model"}
+        allowed = (
+            {"model", "mode", "grammar"}
+            if scheme == "vllm"
+            else {"model", "mode"}
+            if scheme == "llamacpp"
+            else {"model"}
+        )
         if unknown := sorted(set(options) - allowed):
             raise RuntimeUnavailable(
                 f"unknown option {', '.join(unknown)} in {scheme}:{rest}; known: {', '.join(sorted(allowed))}"
@@ -160,7 +167,7 @@ def parse_server_uri(scheme: str, rest: str) -> tuple[str, str | None, dict[str,
 
 
 def from_uri(scheme: str, value: str, uri: str) -> OpenAICompatible:
-    """`openai:URL`, `ollama:MODEL`, `lmstudio:MODEL` or `llamacpp:URL` as an `OpenAICompatible`.
+    """`openai:URL`, `ollama:MODEL` or `lmstudio:MODEL` as an `OpenAICompatible`.
 
     Raises:
         RuntimeUnavailable: as `parse_server_uri`.

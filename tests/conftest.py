@@ -67,10 +67,10 @@ def free_port() -> int:
 
 
 class ServeCommand:
-    """`agentkit serve vllm:default` in a subprocess, as a user runs it in a terminal."""
+    """`agentkit serve vllm:default` (or another URI) in a subprocess, as a user runs it in a terminal."""
 
-    def __init__(self, port: int, log: Path) -> None:
-        self.port, self.log = port, log
+    def __init__(self, port: int, log: Path, uri: str = "vllm:default") -> None:
+        self.port, self.log, self.uri = port, log, uri
         self.url = f"http://127.0.0.1:{port}/v1"
         self.process: subprocess.Popen[bytes] | None = None
         self.server_pid: int | None = None
@@ -80,7 +80,7 @@ class ServeCommand:
             str(Path(sys.executable).with_name("agentkit")),
             "-v",
             "serve",
-            "vllm:default",
+            self.uri,
             "--port",
             str(self.port),
         ]
@@ -106,7 +106,7 @@ class ServeCommand:
             self.start()
 
     def kill_server(self) -> None:
-        """SIGKILL the vLLM server and its engine, as a crash would; `agentkit serve` then exits."""
+        """SIGKILL the server (and a vLLM server's engine), as a crash would; `agentkit serve` then exits."""
         assert self.server_pid is not None
         assert self.process is not None
         os.killpg(self.server_pid, signal.SIGKILL)
@@ -146,7 +146,9 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedMode
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"engine", "tiny_engine", "served", "tiny_server"} & set(getattr(item, "fixturenames", ())):
+        if {"engine", "tiny_engine", "served", "tiny_server", "llama", "llama_served"} & set(
+            getattr(item, "fixturenames", ())
+        ):
             item.add_marker(pytest.mark.engine)
 
 

@@ -1,6 +1,7 @@
-"""`agentkit serve` starts a vLLM OpenAI server for a preset; `agentkit doctor` probes a live model server.
+"""`agentkit serve` starts a model server (vLLM for a preset, llama.cpp for a GGUF); `agentkit doctor` probes one.
 
 agentkit serve vllm:default --port 8000
+agentkit serve llama:default --port 8080
 agentkit doctor vllm-server:http://localhost:8000/v1
 """
 
@@ -22,30 +23,37 @@ __all__ = ["doctor", "serve"]
 
 def serve(
     preset: Annotated[
-        str, typer.Argument(metavar="URI", help="What to serve: vllm:default, vllm:gemma-4-e4b, ... or vllm:HF_ID.")
+        str,
+        typer.Argument(
+            metavar="URI",
+            help="What to serve: vllm:default, vllm:gemma-4-e4b, ..., vllm:HF_ID, llama:default or llama:PATH.gguf.",
+        ),
     ],
     port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 8000,
     host: Annotated[str, typer.Option(help="The interface to listen on; 0.0.0.0 for every one.")] = "127.0.0.1",
 ) -> None:
-    """Start a vLLM OpenAI server for a preset, wait until it is healthy, stop it cleanly on Ctrl-C."""
+    """Start a model server (vLLM's for a preset, llama.cpp's for a GGUF), wait until it answers, stop it on Ctrl-C."""
     from agentkit.runtimes.vllm.serve import ServedModel
 
-    if not preset.startswith("vllm:"):
-        raise CommandError(f"{preset!r}: serve starts vLLM presets and models, e.g. vllm:default")
+    if not preset.startswith(("vllm:", "llama:")):
+        raise CommandError(
+            f"{preset!r}: serve starts vllm: presets and models, or llama: GGUF files, e.g. vllm:default"
+        )
     # Quiet (no -v): the server's output goes to the log file, and its end is shown if it fails to start.
     server = ServedModel(preset, host=host, port=port, log=printing.log_file())
     # Ctrl-C and SIGTERM (`kill`, `docker stop`, systemd) both stop the server cleanly, even when
     # this process was started with SIGINT ignored (as shells start background jobs).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    printing.say(f"starting the vLLM server for {preset} on {server.url} (about a minute on a CPU)")
+    wait = "seconds" if server.llama else "about a minute on a CPU"
+    printing.say(f"starting the {server.engine} server for {preset} on {server.url} ({wait})")
     try:
         server.start()
         assert server.process is not None
         pid = server.process.pid
         printing.say(f"ready (pid {pid}): agents can use --runtime {server.uri}; Ctrl-C stops it")
         code = server.process.wait()
-        raise CommandError(f"the vLLM server exited with code {code}")
+        raise CommandError(f"the {server.engine} server exited with code {code}")
     except KeyboardInterrupt:
         printing.say("stopping the server")
     finally:
@@ -55,7 +63,7 @@ def serve(
 def doctor(
     uri: Annotated[str, typer.Argument(metavar="URI", help="A server runtime URI, e.g. ollama:gemma4:e4b.")],
 ) -> None:
-    """Probe a live model server: reachable, its models, tool calls, JSON Schema answers (and, for vLLM, grammars)."""
+    """Probe a live model server: reachable, its models, tool calls, JSON Schema answers (and raw grammars)."""
     from agentkit.runtimes.doctor import probe
 
     report = asyncio.run(probe(uri))

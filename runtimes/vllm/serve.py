@@ -1,4 +1,4 @@
-"""Start a local vLLM OpenAI server for a preset: what `agentkit serve` runs.
+"""Start a local model server: what `agentkit serve` runs (vLLM's for presets, llama.cpp's for `llama:`).
 
     with ServedModel("default", port=8000) as server:   # waits until healthy
         agent = MyAgent(runtime=server.uri)              # vllm-server:http://127.0.0.1:8000/v1
@@ -113,10 +113,12 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 class ServedModel:
-    """A vLLM server process for a preset, started and stopped cleanly.
+    """A model server process, started and stopped cleanly: vLLM's OpenAI server
+    for a preset, or llama.cpp's (llama-cpp-python's) for `llama:default` or a GGUF.
 
     Args:
-        preset: A preset name, HF id or path, as `vllm:` URIs take them.
+        preset: A preset name, HF id or path, as `vllm:` URIs take them (the
+            prefix may be left out), or `llama:default` / `llama:PATH.gguf`.
         host: Interface to listen on (loopback by default).
         port: Port to listen on.
         log: Where the server's output goes: a file path, or None for this
@@ -136,6 +138,9 @@ class ServedModel:
         startup_timeout: float = 600.0,
     ) -> None:
         self.preset, self.host, self.port = preset, host, port
+        self.llama = preset.startswith("llama:")
+        self.engine = "llama.cpp" if self.llama else "vLLM"
+        """Which server this is, as messages name it."""
         self.log = Path(log) if log is not None else None
         self.extra = tuple(extra)
         self.startup_timeout = startup_timeout
@@ -151,14 +156,19 @@ class ServedModel:
     def uri(self) -> str:
         """The runtime URI for this server (raw mode), as a client on this machine reaches it."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"vllm-server:http://{host}:{self.port}/v1"
+        return f"{'llamacpp' if self.llama else 'vllm-server'}:http://{host}:{self.port}/v1"
 
     def start(self) -> None:
         """Start the server and wait until it answers `/health`. Blocking."""
         if self.process is not None and self.process.poll() is None:
             return
         _check_port_free(self.host, self.port)
-        command = serve_command(self.preset, host=self.host, port=self.port, extra=self.extra)
+        if self.llama:
+            from agentkit.runtimes.llama import serve_command as llama_command
+
+            command = llama_command(self.preset, host=self.host, port=self.port, extra=self.extra)
+        else:
+            command = serve_command(self.preset, host=self.host, port=self.port, extra=self.extra)
         env = {**os.environ, "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
         if self.log is not None and self._log_file is None:
             self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -180,12 +190,14 @@ class ServedModel:
     def _wait_healthy(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + self.startup_timeout
-        health = f"http://{self.host}:{self.port}/health"
+        # llama-cpp-python's server has no /health: its model list answers once the model is loaded.
+        health = f"http://{self.host}:{self.port}" + ("/v1/models" if self.llama else "/health")
         while time.monotonic() < deadline:
             code = self.process.poll()
             if code is not None:
                 raise RuntimeUnavailable(
-                    f"the vLLM server for {self.preset} exited with code {code} while starting{self._log_tail()}"
+                    f"the {self.engine} server for {self.preset} exited with code {code} while starting"
+                    + self._log_tail()
                 )
             try:
                 if httpx.get(health, timeout=2.0).status_code == 200 and self.process.poll() is None:
@@ -194,7 +206,8 @@ class ServedModel:
                 pass
             time.sleep(1.0)
         raise RuntimeUnavailable(
-            f"the vLLM server for {self.preset} was not healthy within {self.startup_timeout:.0f} s{self._log_tail()}"
+            f"the {self.engine} server for {self.preset} was not healthy within {self.startup_timeout:.0f} s"
+            + self._log_tail()
         )
 
     def _log_tail(self) -> str:

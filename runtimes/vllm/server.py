@@ -100,22 +100,30 @@ class VLLMServer(Lifecycle):
         self.headers = bearer(api_key, self.base_url)
         self._dialect_choice = dialect
         self.dialect: Dialect | None = dialect if dialect is not None and not isinstance(dialect, str) else None
-        self._uri = uri or f"vllm-server:{self.base_url}" + ("?mode=chat" if mode == "chat" else "")
-        self._chat = _Chat(self, self.base_url, model=model, server="vllm", api_key=api_key, retry=self.retry)
+        self._uri = uri or f"{self.scheme}:{self.base_url}" + ("?mode=chat" if mode == "chat" else "")
+        self._chat = self._chat_half(model=model, api_key=api_key)
         self._pool: ClientPool = self._chat.pool  # raw mode and chat mode share one keep-alive client
+
+    scheme = "vllm-server"
+    """The URI scheme, and the runtime's name in `info`."""
+    provider = "vllm"
 
     @property
     def info(self) -> RuntimeInfo:
         return RuntimeInfo(
-            name="vllm-server",
+            name=self.scheme,
             model=self.model or "(the server's model)",
             dialect=self.dialect.name if self.dialect is not None else "gemma4",
             constrained=self.constrained,
             context_length=self._chat.info.context_length,
             uri=self._uri,
-            provider="vllm",
+            provider=self.provider,
             server=self.base_url,
         )  # fmt: skip
+
+    def _chat_half(self, *, model: str | None, api_key: str | None) -> OpenAICompatible:
+        """Chat mode's runtime, whose connections raw mode shares."""
+        return _Chat(self, self.base_url, model=model, server="vllm", api_key=api_key, retry=self.retry)
 
     async def connect(self) -> None:
         """Learn the served model and its context length (done on first use)."""
@@ -171,21 +179,7 @@ class VLLMServer(Lifecycle):
     ) -> AsyncIterator[str | Completion]:
         """`prompt` on `/v1/completions`: the text as it streams when `live`, then the `Completion`."""
         url = f"{self.base_url}/completions"
-        payload: dict[str, Any] = {
-            "model": self.model,
-            "prompt": prompt,
-            "max_tokens": sampling.max_tokens,
-            "temperature": sampling.temperature,
-            "stop": list(stop),
-            # The dialect writes <bos> itself, and Gemma 4's markers are special
-            # tokens the dialect must see in the text it parses.
-            "add_special_tokens": False,
-            "skip_special_tokens": False,
-        }
-        if sampling.seed is not None:
-            payload["seed"] = sampling.seed
-        if constraint is not None:
-            payload["structured_outputs"] = constraint.structured_outputs(self.grammar_engine)
+        payload = self.completion_payload(prompt, constraint, sampling, stop)
         client = self._pool.client()
         if live:
             parts: list[str] = []
@@ -202,7 +196,9 @@ class VLLMServer(Lifecycle):
                         parts.append(piece)
                         yield piece
             retries = events.retries
-            # The answer as one completion: the text whole, the last chunk's finish reason.
+            # The answer as one completion: the text whole, the last chunk's finish reason. A server
+            # that reports no usage when streaming (llama-cpp-python's) streams a token per chunk.
+            usage_seen = usage_seen or {"prompt_tokens": 0, "completion_tokens": len(parts)}
             body = {"choices": [{**last, "text": "".join(parts)}] if last else [], "usage": usage_seen}
         else:
             body, retries = await post_json(url, payload, headers=self.headers, policy=self.retry, client=client)
@@ -213,6 +209,27 @@ class VLLMServer(Lifecycle):
             usage=usage_of(body),
             retries=tuple(retries),
         )
+
+    def completion_payload(
+        self, prompt: str, constraint: Constraint | None, sampling: Sampling, stop: Sequence[str]
+    ) -> dict[str, Any]:
+        """The `/v1/completions` request for one raw-mode turn."""
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "stop": list(stop),
+            # The dialect writes <bos> itself, and Gemma 4's markers are special
+            # tokens the dialect must see in the text it parses.
+            "add_special_tokens": False,
+            "skip_special_tokens": False,
+        }
+        if sampling.seed is not None:
+            payload["seed"] = sampling.seed
+        if constraint is not None:
+            payload["structured_outputs"] = constraint.structured_outputs(self.grammar_engine)
+        return payload
 
 
 class _Chat(OpenAICompatible):

@@ -3,14 +3,17 @@
     accepts(constraint, '<|tool_call>call:f{}<tool_call|>')  # True/False, the same under both
 
 llguidance reads the Lark serialisation over a byte tokenizer; xgrammar compiles
-the EBNF over an empty vocabulary and matches the string. `accepts` asserts that
-the two engines agree, so every grammar test is also a test of the two
-serialisations. `accepts_tokens` does the same for token ids, with a real
+the EBNF over an empty vocabulary and matches the string; llama.cpp reads the
+GBNF and is fed the string as the embedded model's tokens (its grammar sampler
+needs a vocabulary). `accepts` asserts that the three engines agree, so every
+grammar test is also a test of the three serialisations. `accepts_tokens` does the same for token ids, with a real
 tokenizer (Gemma 4's marker tokens).
 """
 
 from __future__ import annotations
 
+import ctypes
+import math
 from functools import cache
 from typing import Any
 
@@ -19,8 +22,9 @@ import llguidance.hf
 import xgrammar as xgr
 
 from agentkit.dialect import Constraint
+from agentkit.grammar import Grammar
 
-ENGINES = ("guidance", "xgrammar")
+ENGINES = ("guidance", "xgrammar", "gbnf")
 
 
 @cache
@@ -35,6 +39,8 @@ def _text_compiler() -> xgr.GrammarCompiler:
 
 def accepted_by(engine: str, constraint: Constraint, text: str) -> bool:
     """Whether `engine` accepts `text` as a whole turn under `constraint`."""
+    if engine == "gbnf":
+        return gbnf_accepts(constraint.value.gbnf(), text)
     grammar = constraint.structured_outputs(engine)["grammar"]
     if engine == "guidance":
         matcher = llguidance.LLMatcher(_bytes(), grammar, log_level=0)
@@ -45,10 +51,44 @@ def accepted_by(engine: str, constraint: Constraint, text: str) -> bool:
     return bool(xmatcher.accept_string(text) and xmatcher.is_terminated())
 
 
+@cache
+def _vocabulary() -> Any:
+    import llama_cpp
+
+    from agentkit.runtimes.llama import default_gguf
+
+    return llama_cpp.Llama(model_path=str(default_gguf()), vocab_only=True, verbose=False)
+
+
+def gbnf_accepts(gbnf: str, text: str) -> bool:
+    """Whether llama.cpp's grammar sampler lets the embedded model write `text`, then end."""
+    import llama_cpp
+
+    llm = _vocabulary()
+    sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, gbnf.encode(), b"root")
+    assert sampler, f"llama.cpp refused the grammar:\n{gbnf}"
+    try:
+        for token in [*llm.tokenize(text.encode(), add_bos=False, special=False), llm.token_eos()]:
+            data = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 0.0, 0.0))
+            candidates = llama_cpp.llama_token_data_array(data, 1, -1, False)
+            llama_cpp.llama_sampler_apply(sampler, ctypes.byref(candidates))
+            if data[0].logit == -math.inf:
+                return False
+            if token != llm.token_eos():  # accepting a refused token would abort the process
+                llama_cpp.llama_sampler_accept(sampler, token)
+        return True
+    finally:
+        llama_cpp.llama_sampler_free(sampler)
+
+
 def accepts(constraint: Constraint | None, text: str) -> bool:
-    """Whether both engines accept `text` (they must agree)."""
+    """Whether the engines accept `text` (they must agree)."""
     assert constraint is not None
-    verdicts = {engine: accepted_by(engine, constraint, text) for engine in ENGINES}
+    # GBNF is written from grammar values only; and llama.cpp's grammar sampler reads a
+    # token's text as a C string, so no grammar there lets a model write U+0000.
+    gbnf = isinstance(constraint.value, Grammar) and "\x00" not in text
+    engines = ENGINES if gbnf else ENGINES[:2]
+    verdicts = {engine: accepted_by(engine, constraint, text) for engine in engines}
     assert len(set(verdicts.values())) == 1, f"the engines disagree on {text!r}: {verdicts}"
     return verdicts["guidance"]
 
@@ -75,6 +115,8 @@ class TokenMatchers:
 
     def accepts(self, constraint: Constraint | None, ids: list[int]) -> bool:
         assert constraint is not None
-        verdicts = {engine: self.accepted_by(engine, constraint, ids) for engine in ENGINES}
+        verdicts = {
+            engine: self.accepted_by(engine, constraint, ids) for engine in ENGINES[:2]
+        }  # ids of Gemma 4 tokens
         assert len(set(verdicts.values())) == 1, f"the engines disagree on {ids!r}: {verdicts}"
         return verdicts["guidance"]

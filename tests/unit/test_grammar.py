@@ -14,7 +14,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentkit.dialect import Constraint
-from agentkit.grammar import Chars, Grammar, Lit, Node, Pattern, Ref, Rep, Schema, Tok, alt, opt, regex, seq
+from agentkit.grammar import (
+    Chars,
+    Grammar,
+    Lit,
+    Node,
+    Pattern,
+    Ref,
+    Rep,
+    Schema,
+    Tok,
+    alt,
+    gbnf_from_ebnf,
+    opt,
+    regex,
+    seq,
+)
 from tests.support.grammars import accepted_by, accepts
 
 _DIGITS = Rep(Chars("0-9"), 1, 3)
@@ -81,6 +96,7 @@ def test_tokens_are_written_by_id() -> None:
     grammar = Grammar({"root": seq(Tok(48, "<|tool_call>"), Lit("x"), Tok(49, "<tool_call|>"))})
     assert "<[48]>" in grammar.lark()
     assert "Token(48)" in grammar.ebnf()
+    assert '<[48]> "x" <[49]>' in grammar.gbnf()
 
 
 def test_borrowed_leaves() -> None:
@@ -105,6 +121,17 @@ def test_serialisations_are_cached_on_the_value() -> None:
     grammar = Grammar({"root": Lit("x")})
     assert grammar.lark() is grammar.lark()
     assert grammar.ebnf() is grammar.ebnf()
+    assert grammar.gbnf() is grammar.gbnf()
+
+
+def test_gbnf_is_the_ebnf_rewritten_into_llama_cpps_subset() -> None:
+    # Names take dashes, xgrammar's lookaheads go (literals and classes untouched), counts are GBNF's.
+    ebnf = 'root ::= r_a_b\nr_a_b ::= ("a_b (=x)" [_(=] b_c{0, -1} b_c{2, 5}) (= [ \\n] "x")\nb_c ::= [^\\0-\\x1f]'
+    assert gbnf_from_ebnf(ebnf) == (
+        'root ::= r-a-b\nr-a-b ::= ("a_b (=x)" [_(=] b-c{0,} b-c{2,5}) \nb-c ::= [^\\x00-\\x1f]\n'
+    )
+    # A literal holding a line separator stays on its line.
+    assert gbnf_from_ebnf('root ::= "a\u2028b"') == 'root ::= "a\u2028b"\n'
 
 
 def test_lark_names_stay_distinct_after_case_folding() -> None:

@@ -94,7 +94,6 @@ def ask(runtime: Any, **request: Any) -> ModelResponse:
     [
         ("ollama:gemma4:e4b", "http://localhost:11434/v1", "gemma4:e4b", "ollama"),
         ("lmstudio:google/gemma-4-e4b", "http://localhost:1234/v1", "google/gemma-4-e4b", "lmstudio"),
-        ("llamacpp:http://127.0.0.1:8080/v1/", "http://127.0.0.1:8080/v1", None, "llamacpp"),
         ("openai:https://api.example.com/v1?model=gemma-4-31b", "https://api.example.com/v1", "gemma-4-31b", "openai"),
     ],
 )

@@ -1,0 +1,128 @@
+"""`LlamaCppServer`: a running llama.cpp server, with calls as valid as in-process.
+
+    runtime = LlamaCppServer("http://laptop:8080/v1")                # raw mode
+    runtime = LlamaCppServer("http://laptop:8080/v1", mode="chat")   # the server's template and parser
+    runtime = resolve("llamacpp:http://localhost:8080/v1")           # the same, by URI (`?mode=chat`)
+
+Raw mode (the default) is `VLLMServer`'s raw mode for llama.cpp: agentkit
+writes the prompt with its dialect and sends it to `/v1/completions` with the
+dialect's constraint as llama.cpp's own grammar format (GBNF, in the `grammar`
+field), so every call is valid by construction over HTTP too. The GBNF is
+written mechanically from the same grammar value the other engines read
+(`agentkit.grammar.Grammar.gbnf`): no grammar is written by hand for it.
+
+Both llama.cpp servers read these fields: `llama-server` (llama.cpp's own) and
+llama-cpp-python's (`python -m llama_cpp.server`, what
+`agentkit serve llama:default` starts). The server adds the model's `<bos>`
+itself, so the dialect's is left out of the prompt. Sampling always has a
+top-k (1 when greedy).
+
+Chat mode is `OpenAICompatible` on `/v1/chat/completions`: the server's
+template and tool-call parser, then agentkit's checks and asking again.
+
+The served model's name picks the dialect options, as for `VLLMServer`: a
+server started by `agentkit serve llama:default` names its model after the
+embedded preset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from agentkit.dialect import Constraint, Dialect
+from agentkit.errors import RuntimeUnavailable
+from agentkit.grammar import Grammar
+from agentkit.runtime import Sampling
+from agentkit.runtimes._http import RetryPolicy
+from agentkit.runtimes.openai import OpenAICompatible
+from agentkit.runtimes.vllm.server import VLLMServer
+
+__all__ = ["LlamaCppServer", "from_uri"]
+
+_BOS = "<bos>"
+_TOP_K = 40
+"""The server's top-k when sampling (greedy decoding sends 1), as `LlamaEngine`."""
+
+
+class LlamaCppServer(VLLMServer):
+    """A llama.cpp server, in raw (grammar-constrained, the default) or chat mode.
+
+    Args:
+        base_url: The API root, e.g. `http://localhost:8080/v1`.
+        mode: `raw` (agentkit's prompt and GBNF on `/v1/completions`) or
+            `chat` (the server's template and tool parser).
+        model: The served model to ask for; None takes the server's only one.
+        dialect: Overrides the dialect raw mode writes (a name or a `Dialect`).
+        constrained: Send the dialect's grammar in raw mode (default on).
+        api_key: Sent as a bearer token (a server started with `--api-key`);
+            defaults to `AGENTKIT_API_KEY`.
+        retry: How hard to try before giving up on a request.
+    """
+
+    scheme = "llamacpp"
+    provider = "llama.cpp"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        mode: Literal["raw", "chat"] = "raw",
+        model: str | None = None,
+        dialect: str | Dialect | None = None,
+        constrained: bool = True,
+        api_key: str | None = None,
+        retry: RetryPolicy | None = None,
+        uri: str | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            mode=mode,
+            model=model,
+            dialect=dialect,
+            constrained=constrained,
+            api_key=api_key,
+            retry=retry,
+            uri=uri,
+        )
+
+    def _chat_half(self, *, model: str | None, api_key: str | None) -> OpenAICompatible:
+        return OpenAICompatible(self.base_url, model=model, server="llamacpp", api_key=api_key, retry=self.retry)
+
+    def completion_payload(
+        self, prompt: str, constraint: Constraint | None, sampling: Sampling, stop: Sequence[str]
+    ) -> dict[str, Any]:
+        """The `/v1/completions` request for one raw-mode turn, with the constraint as GBNF."""
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt.removeprefix(_BOS),  # the server writes the model's <bos>
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_k": 1 if sampling.temperature <= 0 else _TOP_K,
+            "stop": list(stop),
+        }
+        if sampling.seed is not None:
+            payload["seed"] = sampling.seed
+        if constraint is not None:
+            if not isinstance(constraint.value, Grammar):
+                raise RuntimeUnavailable(
+                    f"llama.cpp raw mode sends grammars; the {self.info.dialect} dialect asks for a "
+                    f"{constraint.kind} constraint: use a gemma4 dialect, or mode='chat'"
+                )
+            payload["grammar"] = constraint.value.gbnf()
+        return payload
+
+
+def from_uri(scheme: str, value: str, uri: str) -> LlamaCppServer:
+    """`llamacpp:URL`, with `?model=NAME` and `?mode=chat` (or `raw`, the default).
+
+    Raises:
+        RuntimeUnavailable: no URL, an unknown option, or an unknown mode.
+    """
+    from agentkit.runtimes.openai import parse_server_uri
+
+    url, model, options = parse_server_uri(scheme, value)
+    mode = options.get("mode", "raw")
+    if mode not in ("raw", "chat"):
+        raise RuntimeUnavailable(f"mode={mode!r} in {uri!r}: llama.cpp server modes are raw and chat")
+    return LlamaCppServer(url, mode="chat" if mode == "chat" else "raw", model=model, uri=uri)
