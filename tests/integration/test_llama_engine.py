@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from agentkit import (
     UserMessage,
 )
 from agentkit.dialects.gemma4 import Gemma4Dialect
+from agentkit.runtime import Runtime
 from agentkit.runtimes import resolve
 from agentkit.runtimes.llama import LlamaEngine
 from agentkit.tool import as_tool
@@ -55,31 +57,41 @@ def required(prompt: str) -> ModelRequest:
     )
 
 
+NATIVE = Gemma4Dialect(examples=len(TOOLS), max_string=60)
+"""As on vLLM (tests/integration/test_gemma4_engine.py): a worked example per tool, capped strings."""
+CHOSEN = [i for i in range(len(PROMPTS)) if i % 10 < SLICE // 5]
+
+
 def test_every_call_decoded_under_the_grammar_is_valid(llama: LlamaEngine) -> None:
-    # As on vLLM (tests/integration/test_gemma4_engine.py): a worked example per tool, capped strings.
-    native = LlamaEngine("default", dialect=Gemma4Dialect(examples=len(TOOLS), max_string=60))
-    chosen = [i for i in range(len(PROMPTS)) if i % 10 < SLICE // 5]
-    validators = {s.name: jsonschema.Draft202012Validator(s.parameters) for s in SPECS}
-
-    async def ask_all() -> list[ModelResponse]:
-        return list(await asyncio.gather(*(native.generate(required(PROMPTS[i])) for i in chosen)))
-
+    native = LlamaEngine("default", dialect=NATIVE)
     try:
-        responses = asyncio.run(ask_all())
+        check_required_calls("llama:default", native)
     finally:
         native.close()
+
+
+def check_required_calls(label: str, runtime: Runtime) -> None:
+    """The chosen prompts, all at once under `tool_choice="required"`: a call each, every one valid."""
+
+    async def ask_all() -> list[ModelResponse]:
+        return list(await asyncio.gather(*(runtime.generate(required(PROMPTS[i])) for i in CHOSEN)))
+
+    started = time.monotonic()
+    responses = asyncio.run(ask_all())
+    seconds = time.monotonic() - started
+    validators = {s.name: jsonschema.Draft202012Validator(s.parameters) for s in SPECS}
     calls = [call for r in responses for call in r.message.tool_calls]
     problems = [
         f"{c.name}({c.arguments}): {e.message}" for c in calls for e in validators[c.name].iter_errors(c.arguments)
     ]
     matched = sum(
         bool(r.message.tool_calls) and r.message.tool_calls[0].name == EXPECTED[i]
-        for r, i in zip(responses, chosen, strict=True)
+        for r, i in zip(responses, CHOSEN, strict=True)
     )
     tokens = sum(r.usage.completion_tokens for r in responses)
-    FIGURES["llama:default, required calls"] = (
-        f"{len(calls) - len(problems)}/{len(calls)} valid over {len(chosen)} prompts; "
-        f"{matched}/{len(chosen)} chose the tool the prompt asks for; {tokens} tokens"
+    FIGURES[f"{label}, required calls"] = (
+        f"{len(calls) - len(problems)}/{len(calls)} valid over {len(CHOSEN)} prompts; "
+        f"{matched}/{len(CHOSEN)} chose the tool the prompt asks for; {tokens} tokens in {seconds:.1f} s"
     )
     assert all(r.message.tool_calls for r in responses), [r.raw_text for r in responses if not r.message.tool_calls]
     assert problems == []

@@ -10,35 +10,28 @@ Ctrl-C: keep them last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import jsonschema
 import pytest
 
 from agentkit import (
-    MaxStepsExceeded,
     ModelRequest,
     ModelResponse,
     Sampling,
-    ServerError,
     UserMessage,
-    tool,
 )
 from agentkit.decoding import Completion
 from agentkit.dialects.gemma4 import Gemma4Dialect
-from agentkit.runtimes import LlamaCppServer, LlamaEngine, RetryPolicy, resolve
+from agentkit.runtimes import LlamaCppServer, LlamaEngine, resolve
 from agentkit.runtimes.doctor import probe
-from agentkit.store import Store
-from tests.support.weather import WeatherAgent
+from tests.support.server_faults import ctrl_c_stops_it, kill_then_resume
 
 from ..conftest import FIGURES, ServeCommand, free_port
-from .native_suite import EXPECTED, PROMPTS, TOOLS
-from .test_llama_engine import SPECS, required
+from .native_suite import PROMPTS, TOOLS
+from .test_llama_engine import NATIVE, check_required_calls, required
 
 SLICE = 20  # of the 50 prompts: 4 per tool
 
@@ -71,35 +64,11 @@ def test_the_uri_names_the_raw_mode_and_the_served_preset(llama_served: ServeCom
 
 
 def test_every_call_over_http_is_valid_under_the_grammar(llama_served: ServeCommand) -> None:
-    runtime = native(llama_served.url)
-    chosen = [i for i in range(len(PROMPTS)) if i % 10 < SLICE // 5]
-    validators = {s.name: jsonschema.Draft202012Validator(s.parameters) for s in SPECS}
-
-    async def ask_all() -> list[ModelResponse]:
-        try:  # all at once: the server takes them in turn
-            return list(await asyncio.gather(*(runtime.generate(required(PROMPTS[i])) for i in chosen)))
-        finally:
-            await runtime.aclose()
-
-    started = time.monotonic()
-    responses = asyncio.run(ask_all())
-    seconds = time.monotonic() - started
-    calls = [call for r in responses for call in r.message.tool_calls]
-    problems = [
-        f"{c.name}({c.arguments}): {e.message}" for c in calls for e in validators[c.name].iter_errors(c.arguments)
-    ]
-    matched = sum(
-        bool(r.message.tool_calls) and r.message.tool_calls[0].name == EXPECTED[i]
-        for r, i in zip(responses, chosen, strict=True)
-    )
-    tokens = sum(r.usage.completion_tokens for r in responses)
-    FIGURES["llamacpp: raw mode, required calls"] = (
-        f"{len(calls) - len(problems)}/{len(calls)} valid over {len(chosen)} prompts; "
-        f"{matched}/{len(chosen)} chose the tool the prompt asks for; {tokens} tokens in {seconds:.1f} s"
-    )
-    assert all(r.message.tool_calls for r in responses), [r.raw_text for r in responses if not r.message.tool_calls]
-    assert problems == []
-    assert all(r.raw_text.startswith("<|tool_call>call:") for r in responses)
+    runtime = LlamaCppServer(llama_served.url, dialect=NATIVE)
+    try:  # all at once: the server takes them in turn
+        check_required_calls("llamacpp: raw mode", runtime)
+    finally:
+        asyncio.run(runtime.aclose())
 
 
 def test_the_gbnf_and_the_in_process_mask_decode_the_same_turns(llama_served: ServeCommand) -> None:
@@ -107,8 +76,7 @@ def test_the_gbnf_and_the_in_process_mask_decode_the_same_turns(llama_served: Se
     # GBNF (the server) and under llguidance's mask (in process) calls the same tools. (The
     # text may part where the model hesitates between near-equal tokens: the server evaluates
     # the prompt in other batches than the in-process engine, whose logits differ in the last bits.)
-    dialect = Gemma4Dialect(examples=len(TOOLS), max_string=60)
-    server, engine = LlamaCppServer(llama_served.url, dialect=dialect), LlamaEngine("default", dialect=dialect)
+    server, engine = LlamaCppServer(llama_served.url, dialect=NATIVE), LlamaEngine("default", dialect=NATIVE)
     prompts = [PROMPTS[i] for i in (0, 10, 20, 30, 40)]
 
     async def both() -> list[tuple[ModelResponse, ModelResponse]]:
@@ -170,56 +138,8 @@ def test_doctor_knows_a_llama_cpp_server(llama_served: ServeCommand) -> None:
 def test_a_run_whose_server_is_killed_resumes_once_the_server_is_back(
     llama_served: ServeCommand, tmp_path: Path
 ) -> None:
-    ran: list[str] = []
-
-    @tool
-    def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> str:
-        """Get the current weather in a city.
-
-        Args:
-            city: The city's name.
-            unit: The temperature unit.
-        """
-        ran.append(city)
-        if len(ran) == 1:
-            llama_served.kill_server()  # the server dies while the run is between two model turns
-        return f"21 degrees {unit}, clear, in {city}"
-
-    class Fragile(WeatherAgent):
-        tools = [get_weather]
-
-    store = Store(tmp_path / "runs.db")
-    policy = RetryPolicy(attempts=3, backoff=0.2, max_backoff=1.0, timeout=60.0)
-    agent = Fragile(runtime=LlamaCppServer(llama_served.url, retry=policy), store=store)
-    with pytest.raises(ServerError, match=f"{llama_served.url}/completions failed after 3 attempts") as info:
-        agent.run("What is the weather in Oslo?")
-    assert info.value.partial is not None
-    run_id = info.value.partial.run_id
-    assert store.load(run_id).record.status == "failed"
-    assert len(ran) == 1
-
-    llama_served.start(timeout=120)  # the server is back (same port)
-    with contextlib.suppress(MaxStepsExceeded):  # the small model may ramble: what matters is what ran
-        asyncio.run(agent.aresume(run_id))
-    stored = store.load(run_id)
-    assert stored.record.status in ("done", "budget_exhausted")
-    assert len(stored.steps) >= 2
-    # Every call ran exactly once: the one finished before the crash was not repeated.
-    assert len(ran) == sum(len(s.response.message.tool_calls) for s in stored.steps)
-    store.close()
+    kill_then_resume(llama_served, LlamaCppServer, tmp_path)
 
 
 def test_ctrl_c_stops_the_server(llama_served: ServeCommand) -> None:
-    pid = llama_served.server_pid
-    assert pid is not None
-    assert llama_served.interrupt() == 0
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)  # anything left in the server's process group?
-        except ProcessLookupError:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"processes of the server's group {pid} outlived Ctrl-C")
-    assert "stopping the server" in llama_served.log.read_text()
+    ctrl_c_stops_it(llama_served)

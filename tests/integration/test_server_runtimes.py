@@ -15,16 +15,17 @@ import sys
 import time
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jsonschema
 import pydantic
 import pytest
 
-from agentkit import Agent, MaxStepsExceeded, ModelRequest, RunResult, Sampling, ServerError, Step, UserMessage, tool
+from agentkit import Agent, MaxStepsExceeded, ModelRequest, RunResult, Sampling, ServerError, Step, UserMessage
 from agentkit.runtimes import OpenAICompatible, RetryPolicy, VLLMServer
 from agentkit.store import Store
 from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.server_faults import ctrl_c_stops_it, kill_then_resume
 from tests.support.weather import CITIES, WeatherAgent, get_weather
 
 from ..conftest import FIGURES, ServeCommand
@@ -243,55 +244,8 @@ def test_a_refused_connection_is_a_clear_error_naming_the_url(proxy: FaultProxy)
 
 
 def test_a_run_whose_server_is_killed_resumes_once_the_server_is_back(served: ServeCommand, tmp_path: Path) -> None:
-    ran: list[str] = []
-
-    @tool
-    def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> str:
-        """Get the current weather in a city.
-
-        Args:
-            city: The city's name.
-            unit: The temperature unit.
-        """
-        ran.append(city)
-        if len(ran) == 1:
-            served.kill_server()  # the server dies while the run is between two model turns
-        return f"21 degrees {unit}, clear, in {city}"
-
-    class Fragile(WeatherAgent):
-        tools = [get_weather]
-
-    store = Store(tmp_path / "runs.db")
-    policy = RetryPolicy(attempts=3, backoff=0.2, max_backoff=1.0, timeout=60.0)
-    agent = Fragile(runtime=VLLMServer(served.url, retry=policy), store=store)
-    with pytest.raises(ServerError, match=f"{served.url}/completions failed after 3 attempts") as info:
-        agent.run("What is the weather in Oslo?")
-    assert info.value.partial is not None
-    run_id = info.value.partial.run_id
-    assert store.load(run_id).record.status == "failed"
-    assert len(ran) == 1
-
-    served.start()  # the server is back (same port)
-    resumed = asyncio.run(attempt(agent.aresume(run_id)))
-    stored = store.load(run_id)
-    assert stored.record.status in ("done", "budget_exhausted")
-    assert len(steps_of(resumed)) >= 2
-    # Every call ran exactly once: the one finished before the crash was not repeated.
-    assert len(ran) == sum(len(s.response.message.tool_calls) for s in stored.steps)
-    store.close()
+    kill_then_resume(served, VLLMServer, tmp_path)
 
 
 def test_ctrl_c_stops_the_server_and_its_engine(served: ServeCommand) -> None:
-    pid = served.server_pid
-    assert pid is not None
-    assert served.interrupt() == 0
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)  # anything left in the server's process group?
-        except ProcessLookupError:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"processes of the server's group {pid} outlived Ctrl-C")
-    assert "stopping the server" in served.log.read_text()
+    ctrl_c_stops_it(served)
