@@ -119,6 +119,7 @@ bench: install .venv-peers
 	$(PY) benchmarks/prefix_cache.py
 	$(PY) benchmarks/planning.py
 	$(PY) benchmarks/mcp_prompt.py
+	$(PY) benchmarks/llama_vs_vllm.py
 
 # The generated parts of the docs (CLI reference, store schema, presets and
 # servers tables, workflow schema) are rewritten from the code, then the site built.

@@ -36,6 +36,7 @@ dialect.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -180,6 +181,7 @@ class VLLMServer(Lifecycle):
         """`prompt` on `/v1/completions`: the text as it streams when `live`, then the `Completion`."""
         url = f"{self.base_url}/completions"
         payload = self.completion_payload(prompt, constraint, sampling, stop)
+        stamps: list[float] = []  # when the first and the last piece came, streaming
         client = self._pool.client()
         if live:
             parts: list[str] = []
@@ -193,6 +195,8 @@ class VLLMServer(Lifecycle):
                         continue  # the last event: the usage alone
                     last = first_choice(event, url)
                     if piece := str(last.get("text") or ""):
+                        now = time.monotonic()
+                        stamps = [stamps[0] if stamps else now, now]
                         parts.append(piece)
                         yield piece
             retries = events.retries
@@ -208,6 +212,8 @@ class VLLMServer(Lifecycle):
             cut=choice.get("finish_reason") == "length",
             usage=usage_of(body),
             retries=tuple(retries),
+            first_token_at=stamps[0] if stamps else None,
+            last_token_at=stamps[-1] if stamps else None,
         )
 
     def completion_payload(
