@@ -264,49 +264,107 @@ class LlamaEngine(DialectRuntime):
                     "shorten the conversation, or give LlamaEngine a larger n_ctx if the model allows it"
                 )
             cached = llm.longest_token_prefix(list(llm._input_ids), tokens) if llm.n_tokens else 0
-            mask = _Mask(core.tokenizer, constraint, llm.n_vocab()) if constraint is not None else None
-            sampled = _Counter(mask)
             greedy = sampling.temperature <= 0
-            stream = llm.create_completion(
+            mask = _Mask(core.tokenizer, constraint, llm.n_vocab(), greedy=greedy) if constraint is not None else None
+            if sampling.seed is not None:
+                llm.set_seed(sampling.seed)
+            steps = llm.generate(
                 tokens,
-                max_tokens=sampling.max_tokens,
-                temperature=max(sampling.temperature, 0.0),
+                temp=max(sampling.temperature, 0.0),
                 top_k=1 if greedy else _TOP_K,
-                seed=sampling.seed,
-                stop=list(stop),
-                stream=True,
-                logits_processor=llama_cpp.LogitsProcessorList([sampled]),
+                top_p=0.95,
+                min_p=0.05,
+                logits_processor=llama_cpp.LogitsProcessorList([mask.apply]) if mask is not None else None,
                 stopping_criteria=llama_cpp.StoppingCriteriaList([lambda ids, logits: cancelled.is_set()]),
             )
-            text, finish, first, last = "", None, None, None
-            for chunk in stream:
-                choice = chunk["choices"][0]
-                if choice["text"]:
-                    last = time.monotonic()
-                    first = first or last
-                    text += choice["text"]
-                    put(choice["text"])
-                finish = choice.get("finish_reason") or finish
+            text, finish = _Text(llm, stop), "length"
+            for token in steps:
+                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                    finish = "stop"
+                    break
+                if piece := text.add(token):
+                    put(piece)
+                if text.stopped:
+                    finish = "stop"
+                    break
+                if text.count >= sampling.max_tokens or cancelled.is_set():
+                    break
+            if piece := text.rest():
+                put(piece)
             put(
                 Completion(
-                    text=text,
+                    text=text.text,
                     cut=finish == "length",
                     usage=Usage(
                         prompt_tokens=len(tokens),
-                        completion_tokens=sampled.count,
+                        completion_tokens=text.count,
                         cached_tokens=cached,
                         requests=1,
                     ),
-                    first_token_at=first,
-                    last_token_at=last,
+                    first_token_at=text.first,
+                    last_token_at=text.last,
                 )
             )
 
 
-class _Mask:
-    """An llguidance matcher for one turn, masking the logits of every step."""
+class _Text:
+    """The turn's text as its tokens come: special tokens written out (a Gemma 4 GGUF's
+    markers are), UTF-8 split across tokens held until whole, a stop string ending it
+    (and a possible start of one held back, so no piece has to be taken back)."""
 
-    def __init__(self, tokenizer: Any, constraint: Constraint, n_vocab: int) -> None:
+    def __init__(self, llm: Any, stop: Sequence[str]) -> None:
+        self.llm, self.stop = llm, [s for s in stop if s]
+        self.pending = b""
+        self.text = ""
+        self.sent = 0
+        self.count = 0
+        self.stopped = False
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def add(self, token: int) -> str:
+        """Take one sampled token; what of the text can be passed on now."""
+        self.count += 1
+        self.last = time.monotonic()
+        self.first = self.first or self.last
+        self.pending += self.llm._model.detokenize([token], special=True)
+        try:
+            self.text += self.pending.decode()
+            self.pending = b""
+        except UnicodeDecodeError as exc:
+            if exc.start > 0 or len(self.pending) > 4:  # a whole part, or bytes no character can finish
+                self.text += self.pending[: exc.start].decode()
+                self.pending = self.pending[exc.start :]
+                if len(self.pending) > 4:
+                    self.text += self.pending.decode(errors="replace")
+                    self.pending = b""
+        hits = [at for at in (self.text.find(s, max(self.sent - len(s), 0)) for s in self.stop) if at >= 0]
+        if hits:
+            self.text, self.stopped = self.text[: min(hits)], True
+            return self.rest()
+        held = max((n for s in self.stop for n in range(1, len(s)) if self.text.endswith(s[:n])), default=0)
+        return self._send(len(self.text) - held)
+
+    def rest(self) -> str:
+        """What was held back, at the end."""
+        return self._send(len(self.text))
+
+    def _send(self, upto: int) -> str:
+        piece = self.text[self.sent : upto]
+        self.sent = max(self.sent, upto)
+        return piece
+
+
+class _Mask:
+    """An llguidance matcher for one turn, masking the logits of every step.
+
+    Greedy, the most likely token is tried first (`validate_tokens`, no mask):
+    when the grammar allows it, it is what the masked logits would pick too,
+    and the step costs no mask over the vocabulary (as llama.cpp's own
+    samplers try the sampled token before applying a grammar).
+    """
+
+    def __init__(self, tokenizer: Any, constraint: Constraint, n_vocab: int, *, greedy: bool) -> None:
         import llguidance
         import numpy as np
 
@@ -326,6 +384,7 @@ class _Mask:
             raise RuntimeUnavailable(f"llguidance refused the constraint: {self.matcher.get_error()}")
         self.bits = np.zeros((n_vocab + 31) // 32, dtype=np.int32)
         self.n_vocab = n_vocab
+        self.greedy = greedy
         self.fed: int | None = None
 
     def apply(self, input_ids: Any, scores: Any) -> Any:
@@ -334,22 +393,12 @@ class _Mask:
                 if not self.matcher.consume_token(int(token)):
                     raise RuntimeUnavailable(f"llguidance refused token {int(token)}: {self.matcher.get_error()}")
         self.fed = len(input_ids)
+        if self.greedy and self.matcher.validate_tokens([int(scores.argmax())]) == 1:
+            return scores
         self.matcher.unsafe_compute_mask_ptr(self.bits.ctypes.data, self.bits.nbytes)
         allowed = self.np.unpackbits(self.bits.view(self.np.uint8), bitorder="little")[: len(scores)]
         scores[allowed == 0] = -self.np.inf
         return scores
-
-
-class _Counter:
-    """The logits processor: called once before each token is sampled, it counts them (masking under a constraint)."""
-
-    def __init__(self, mask: _Mask | None) -> None:
-        self.mask = mask
-        self.count = 0
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        self.count += 1
-        return self.mask.apply(input_ids, scores) if self.mask is not None else scores
 
 
 def serve_command(model: str, *, host: str = "127.0.0.1", port: int = 8080, extra: Sequence[str] = ()) -> list[str]:

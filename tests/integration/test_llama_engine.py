@@ -27,7 +27,10 @@ from agentkit import (
     TextDelta,
     UserMessage,
 )
+from agentkit.decoding import Completion
+from agentkit.dialect import Constraint
 from agentkit.dialects.gemma4 import Gemma4Dialect
+from agentkit.grammar import Chars, Grammar, Lit, Rep, Tok, seq
 from agentkit.runtime import Runtime
 from agentkit.runtimes import resolve
 from agentkit.runtimes.llama import LlamaEngine
@@ -132,6 +135,37 @@ def test_streaming_yields_text_as_it_decodes_and_leaving_early_frees_the_engine(
     # The decoding stopped and released the model: the next turn runs.
     after = asyncio.run(llama.generate(required("What is the weather in Paris?")))
     assert after.message.tool_calls
+
+
+def test_special_tokens_the_grammar_asks_for_are_written_out(llama: LlamaEngine) -> None:
+    # A Gemma 4 GGUF's markers are special tokens: the text must show them, as vLLM's does
+    # (skip_special_tokens off). Here the embedded model's <start_of_turn> (105) stands in.
+    forced = Constraint(
+        kind="grammar", value=Grammar({"root": seq(Lit("Yes"), Tok(105, "<start_of_turn>"), Lit("ok"))})
+    )
+
+    async def complete() -> list[object]:
+        return [item async for item in llama.complete("<bos>Say yes.", forced, Sampling(max_tokens=8), (), live=True)]
+
+    *pieces, completion = asyncio.run(complete())
+    assert isinstance(completion, Completion)
+    assert completion.text == "Yes<start_of_turn>ok"
+    assert "".join(str(p) for p in pieces) == completion.text
+    assert not completion.cut  # the grammar ended, so did the turn
+
+
+def test_stop_strings_end_the_turn_and_are_not_in_its_text(llama: LlamaEngine) -> None:
+    forced = Constraint(kind="grammar", value=Grammar({"root": seq(Lit("one, two, three"), Rep(Chars("a-z"), 0, 5))}))
+
+    async def complete() -> list[object]:
+        return [
+            item async for item in llama.complete("<bos>Count.", forced, Sampling(max_tokens=12), (", th",), live=True)
+        ]
+
+    *pieces, completion = asyncio.run(complete())
+    assert isinstance(completion, Completion)
+    assert completion.text == "one, two"
+    assert "".join(str(p) for p in pieces) == "one, two"  # nothing of the stop string was passed on
 
 
 def test_a_prompt_longer_than_the_context_is_refused(llama: LlamaEngine) -> None:
