@@ -12,6 +12,7 @@ tokenizer (Gemma 4's marker tokens).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import math
 from functools import cache
@@ -57,7 +58,9 @@ def _vocabulary() -> Any:
 
     from agentkit.runtimes.llama import default_gguf
 
-    return llama_cpp.Llama(model_path=str(default_gguf()), vocab_only=True, verbose=False)
+    vocabulary = llama_cpp.Llama(model_path=str(default_gguf()), vocab_only=True, verbose=False)
+    atexit.register(vocabulary.close)  # before shutdown, when its __del__ would find llama.cpp's bindings gone
+    return vocabulary
 
 
 def gbnf_accepts(gbnf: str, text: str) -> bool:
