@@ -161,6 +161,7 @@ def worker(arm: str, spawned: float) -> dict[str, Any]:
     from agentkit.logs import quiet_logs
     from agentkit.runtimes import LlamaCppServer, resolve
     from agentkit.tool import as_tool
+    from tests.conftest import free_port
     from tests.integration.native_suite import PROMPTS, TOOLS
 
     quiet_logs()
@@ -170,7 +171,7 @@ def worker(arm: str, spawned: float) -> dict[str, Any]:
     if arm == "server":
         from agentkit.runtimes.vllm.serve import ServedModel
 
-        served = ServedModel("llama:default", port=_free_port(), log=Path(tempfile.gettempdir()) / "bench-llama.log")
+        served = ServedModel("llama:default", port=free_port(), log=Path(tempfile.gettempdir()) / "bench-llama.log")
         served.start()
         runtime: Any = LlamaCppServer(served.url)
     else:
@@ -253,15 +254,6 @@ def _rates(replies: list[Any]) -> dict[str, Any]:
         "decode_tok_s": decoded / seconds if seconds else None,
         "replies": [r for r in replies if not isinstance(r, Completion)],
     }
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def run_worker(arm: str) -> dict[str, Any]:

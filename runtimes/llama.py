@@ -28,6 +28,7 @@ builds llama.cpp from source, a few minutes once; pip keeps the wheel).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 import sys
 import threading
@@ -277,7 +278,6 @@ class LlamaEngine(DialectRuntime):
                 top_p=0.95,
                 min_p=0.05,
                 logits_processor=llama_cpp.LogitsProcessorList([mask.apply]) if mask is not None else None,
-                stopping_criteria=llama_cpp.StoppingCriteriaList([lambda ids, logits: cancelled.is_set()]),
             )
             text, finish = _Text(llm, stop), "length"
             for token in steps:
@@ -316,7 +316,7 @@ class _Text:
 
     def __init__(self, llm: Any, stop: Sequence[str]) -> None:
         self.llm, self.stop = llm, [s for s in stop if s]
-        self.pending = b""
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span tokens
         self.text = ""
         self.sent = 0
         self.count = 0
@@ -329,17 +329,7 @@ class _Text:
         self.count += 1
         self.last = time.monotonic()
         self.first = self.first or self.last
-        self.pending += self.llm._model.detokenize([token], special=True)
-        try:
-            self.text += self.pending.decode()
-            self.pending = b""
-        except UnicodeDecodeError as exc:
-            if exc.start > 0 or len(self.pending) > 4:  # a whole part, or bytes no character can finish
-                self.text += self.pending[: exc.start].decode()
-                self.pending = self.pending[exc.start :]
-                if len(self.pending) > 4:
-                    self.text += self.pending.decode(errors="replace")
-                    self.pending = b""
+        self.text += self.utf8.decode(self.llm._model.detokenize([token], special=True))
         hits = [at for at in (self.text.find(s, max(self.sent - len(s), 0)) for s in self.stop) if at >= 0]
         if hits:
             self.text, self.stopped = self.text[: min(hits)], True
@@ -349,6 +339,8 @@ class _Text:
 
     def rest(self) -> str:
         """What was held back, at the end."""
+        if not self.stopped:  # bytes after a stop string are no part of the text
+            self.text += self.utf8.decode(b"", final=True)
         return self._send(len(self.text))
 
     def _send(self, upto: int) -> str:

@@ -114,7 +114,5 @@ def from_uri(scheme: str, value: str, uri: str) -> LlamaCppServer:
     from agentkit.runtimes.openai import parse_server_uri
 
     url, model, options = parse_server_uri(scheme, value)
-    mode = options.get("mode", "raw")
-    if mode not in ("raw", "chat"):
-        raise RuntimeUnavailable(f"mode={mode!r} in {uri!r}: llama.cpp server modes are raw and chat")
-    return LlamaCppServer(url, mode="chat" if mode == "chat" else "raw", model=model, uri=uri)
+    mode: Literal["raw", "chat"] = "chat" if options.get("mode") == "chat" else "raw"  # any other was refused
+    return LlamaCppServer(url, mode=mode, model=model, uri=uri)

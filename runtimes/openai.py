@@ -133,7 +133,7 @@ def parse_server_uri(scheme: str, rest: str) -> tuple[str, str | None, dict[str,
     and a `llamacpp` one in `&mode=chat`.
 
     Raises:
-        RuntimeUnavailable: a URL is needed and missing, or an option is unknown.
+        RuntimeUnavailable: a URL is needed and missing, an option is unknown, or a mode is not raw or chat.
     """
     kind = SERVERS.get(scheme)
     if rest.startswith(("http://", "https://")):
@@ -150,6 +150,8 @@ def parse_server_uri(scheme: str, rest: str) -> tuple[str, str | None, dict[str,
             raise RuntimeUnavailable(
                 f"unknown option {', '.join(unknown)} in {scheme}:{rest}; known: {', '.join(sorted(allowed))}"
             )
+        if options.get("mode", "raw") not in ("raw", "chat"):
+            raise RuntimeUnavailable(f"mode={options['mode']!r} in {scheme}:{rest}: server modes are raw and chat")
         url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
         return url, options.pop("model", None), options
     if kind is None or kind.default_url is None or scheme in ("vllm", "llamacpp"):

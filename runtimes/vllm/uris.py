@@ -10,9 +10,7 @@ whole URI, as every `RUNTIMES` factory does.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
-
-from agentkit.errors import RuntimeUnavailable
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from agentkit.runtimes.vllm.engine import VLLMEngine
@@ -48,9 +46,5 @@ def server_from_uri(scheme: str, value: str, uri: str) -> VLLMServer:
     from agentkit.runtimes.vllm.server import VLLMServer
 
     url, model, options = parse_server_uri("vllm", value)
-    mode = options.get("mode", "raw")
-    if mode not in ("raw", "chat"):
-        raise RuntimeUnavailable(f"mode={mode!r} in {uri!r}: VLLMServer modes are raw and chat")
-    return VLLMServer(
-        url, mode="chat" if mode == "chat" else "raw", model=model, uri=uri, grammar_engine=options.get("grammar")
-    )
+    mode: Literal["raw", "chat"] = "chat" if options.get("mode") == "chat" else "raw"  # any other was refused
+    return VLLMServer(url, mode=mode, model=model, uri=uri, grammar_engine=options.get("grammar"))
