@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import copy
+import dataclasses
 import os
 import sys
 import threading
@@ -163,12 +165,8 @@ class LlamaEngine(DialectRuntime):
         self._core = _Model(
             default_gguf if preset is not None else lambda: given, n_ctx, n_threads or os.cpu_count() or 2
         )
-        if dialect is None or isinstance(dialect, str):
-            chosen = dialect or "gemma4"
-            options = preset.options(chosen) if preset else dict(_JSON_GEMMA4.get(chosen, {}))
-            self.dialect = get_dialect(chosen, **options)
-        else:
-            self.dialect = dialect
+        self.preset = preset
+        self.dialect = self._dialect(dialect)
         self.constrained = constrained
         self._info = RuntimeInfo(
             name="llama",
@@ -179,6 +177,22 @@ class LlamaEngine(DialectRuntime):
             uri=f"llama:{name}",
             provider="llama.cpp",
         )
+
+    def _dialect(self, dialect: str | Dialect | None) -> Dialect:
+        if dialect is not None and not isinstance(dialect, str):
+            return dialect
+        chosen = dialect or "gemma4"
+        options = self.preset.options(chosen) if self.preset else dict(_JSON_GEMMA4.get(chosen, {}))
+        return get_dialect(chosen, **options)
+
+    def variant(self, *, dialect: str | Dialect | None = None, constrained: bool | None = None) -> LlamaEngine:
+        """This runtime with another dialect or constraint setting, on the same loaded model
+        (as `VLLMEngine.variant`: closing either closes both)."""
+        twin = copy.copy(self)
+        twin.dialect = self._dialect(dialect) if dialect is not None else self.dialect
+        twin.constrained = self.constrained if constrained is None else constrained
+        twin._info = dataclasses.replace(self._info, dialect=twin.dialect.name, constrained=twin.constrained)
+        return twin
 
     @property
     def info(self) -> RuntimeInfo:

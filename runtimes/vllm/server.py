@@ -36,9 +36,10 @@ dialect.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from agentkit.decoding import Completion, decode
 from agentkit.dialect import Constraint, Dialect, final_response, get_dialect, read_stream
@@ -104,6 +105,23 @@ class VLLMServer(Lifecycle):
         self._uri = uri or f"{self.scheme}:{self.base_url}" + ("?mode=chat" if mode == "chat" else "")
         self._chat = self._chat_half(model=model, api_key=api_key)
         self._pool: ClientPool = self._chat.pool  # raw mode and chat mode share one keep-alive client
+
+    def variant(self, *, dialect: str | Dialect | None = None, constrained: bool | None = None) -> Self:
+        """This runtime with another dialect or constraint setting, on the same connections.
+
+        A dialect name is resolved when the twin first learns the served model;
+        closing either runtime closes the connections of both.
+        """
+        twin = copy.copy(self)
+        if dialect is not None:
+            twin._dialect_choice = dialect
+            twin.dialect = None if isinstance(dialect, str) else dialect
+        if constrained is not None:
+            twin.constrained = constrained
+        twin._chat = chat = copy.copy(self._chat)  # the same pool, answering to the twin
+        if isinstance(chat, _Chat):
+            chat.owner = twin
+        return twin
 
     scheme = "vllm-server"
     """The URI scheme, and the runtime's name in `info`."""
