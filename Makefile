@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.agentkit-installed
 # there needs a fresh install, so the stamp depends on the list of modules.
 SOURCES := pyproject.toml $(shell find agentkit tools runtimes -name '*.py' 2>/dev/null | sort | md5sum | cut -c1-12 | sed 's|^|$(VENV)/.modules-|')
 
-.PHONY: install model phoenix demo test test-unit lint format bench docs clean build/typeview .venv-peers
+.PHONY: install model phoenix bfcl-data demo test test-unit lint format bench eval-bfcl docs clean build/typeview .venv-peers
 
 install: $(STAMP) model
 
@@ -59,10 +59,14 @@ $(PHOENIX)/.installed-$(PHOENIX_VERSION):
 
 phoenix: $(PHOENIX)/.installed-$(PHOENIX_VERSION)
 
-test: install phoenix
+# BFCL's data (the bfcl-eval wheel, unpacked into $AGENTKIT_CACHE/bfcl once; its dependencies are not installed).
+bfcl-data: $(STAMP)
+	@$(call quietly,$(PY) -m agentkit.eval.bfcl)
+
+test: install phoenix bfcl-data
 	$(PY) -m pytest
 
-test-unit: install
+test-unit: install bfcl-data
 	$(PY) -m pytest -m "not engine"
 
 # A static view of the installed package for mypy and mkdocstrings, which cannot
@@ -123,6 +127,13 @@ bench: install .venv-peers
 
 # The generated parts of the docs (CLI reference, store schema, presets and
 # servers tables, workflow schema) are rewritten from the code, then the site built.
+# BFCL's non-live categories on the embedded model, both arms (about an hour on 2 cores):
+# writes docs/evaluation/results.md and results.png, the docs' results page (results.json stays out of git),
+# then counts the verdicts BFCL's own checker shares with agentkit's scorer on every turn.
+eval-bfcl: install bfcl-data
+	$(VENV)/bin/agentkit eval bfcl --runtime vllm:default --out docs/evaluation
+	$(PY) benchmarks/bfcl_agreement.py docs/evaluation/results.json
+
 docs: $(STAMP) build/typeview
 	$(PY) docs/generate.py
 	$(VENV)/bin/mkdocs build --strict

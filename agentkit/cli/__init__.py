@@ -15,6 +15,8 @@
     agentkit runs trace 01JD...
     agentkit mcp serve myagents:WeatherAgent --runtime vllm:default
     agentkit mcp serve flow.yaml --transport http --port 8000
+    agentkit eval bfcl --runtime vllm:default --limit 20
+    agentkit eval replay --runs status=done --runtime llama:default --min-same 0.9
 
 Every command takes `--db PATH` (default: `$AGENTKIT_DB`, else `runs.db` in
 the user data directory). Every failure is printed as one `error: ...` line on
@@ -46,7 +48,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from agentkit.cli import mcp, printing, runs, serve, workflows
+from agentkit.cli import evals, mcp, printing, runs, serve, workflows
 from agentkit.cli.options import VERBOSE, CommandError
 from agentkit.cli.run import run_agent
 from agentkit.errors import AgentkitError
@@ -90,6 +92,7 @@ app = typer.Typer(
 app.add_typer(runs.group)
 app.add_typer(workflows.group)
 app.add_typer(mcp.group)
+app.add_typer(evals.group)
 app.command("run")(run_agent)
 app.command("serve")(serve.serve)
 app.command("doctor")(serve.doctor)
