@@ -166,7 +166,7 @@ def read_turn(
         ModelOutputError: the dialect cannot read it; it carries `usage`.
     """
     if constrained and cut:
-        raise OutputTruncated(request.sampling.max_tokens, text)
+        raise OutputTruncated(request.sampling.max_tokens, text, usage=usage)
     try:
         message = dialect.parse(text, request)
     except ModelOutputError as exc:  # the dialect knows the text, the engine what it cost

@@ -321,13 +321,15 @@ class OutputTruncated(AgentkitError):
     request would be cut off at the same place.
     """
 
-    def __init__(self, max_tokens: int, raw_text: str) -> None:
+    def __init__(self, max_tokens: int, raw_text: str, *, usage: Usage | None = None) -> None:
         super().__init__(
             f"the model's reply reached max_tokens={max_tokens} before it was complete; raise "
             f"Sampling.max_tokens. It began: {raw_text[:200]!r}"
         )
         self.max_tokens = max_tokens
         self.raw_text = raw_text
+        self.usage = usage
+        """What the cut-off turn cost, when the runtime knows."""
 
 
 class ContextLengthExceeded(AgentkitError, ValueError):

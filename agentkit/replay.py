@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 
 import jsonschema
 
-from agentkit.errors import AgentkitError, RuntimeUnavailable, ScriptError, StoreError
+from agentkit.errors import AgentkitError, ModelOutputError, RuntimeUnavailable, ScriptError, StoreError
 from agentkit.messages import AssistantMessage, ToolCall
 from agentkit.planning import reference, references
 from agentkit.runtime import Lifecycle, ModelRequest, ModelResponse, Runtime, RuntimeInfo
@@ -48,7 +48,7 @@ class StepReplay:
     matches: bool
     """Same calls (names and arguments, in order), or the same final text."""
     calls: int
-    """Calls in the replayed decision."""
+    """Calls in the replayed decision (1 for a reply the runtime refused as malformed)."""
     valid_calls: int
     """Of those, calls to an offered tool with arguments valid under its schema."""
     error: str | None = None
@@ -107,13 +107,15 @@ async def replay(store: Store, run_id: str, runtime: Runtime) -> ReplayReport:
         try:
             response = await runtime.generate(request)
         except AgentkitError as exc:
+            # A reply the runtime could not read or whose calls do not fit (`ModelOutputError`, on
+            # runtimes that check calls rather than constrain them) is a call gone wrong: one invalid call.
             steps.append(
                 StepReplay(
                     index=step.index,
                     stored=original,
                     replayed=None,
                     matches=False,
-                    calls=0,
+                    calls=1 if isinstance(exc, ModelOutputError) else 0,
                     valid_calls=0,
                     error=f"{type(exc).__name__}: {exc}",
                 )

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bfcl_agreement.py docs/evaluation/results.json
 
-Reads the run's `results.json`, puts every outcome's calls to BFCL's
+Reads the run's `results.json`, puts every scored outcome's calls to BFCL's
 `ast_checker` (from the bfcl-eval wheel, in a subprocess: see
 tests/support/bfcl_oracle.py) and prints the count of equal verdicts per arm,
 and each outcome where they differ. Exits 1 if any does.
@@ -29,7 +29,9 @@ def main() -> int:
     args = parser.parse_args()
     results = json.loads(args.results.read_text(encoding="utf-8"))
     entries = {e.id: e for e in load(results["categories"])}
-    outcomes = results["outcomes"]
+    # A turn the runtime failed on (reason "error") was never scored as calls: no verdict to compare.
+    outcomes = [o for o in results["outcomes"] if o["reason"] != "error"]
+    failed = len(results["outcomes"]) - len(outcomes)
     theirs = bfcl_verdicts(data_dir(), [(entries[o["id"]], o["calls"]) for o in outcomes])
     same: Counter[str] = Counter()
     differ = []
@@ -43,7 +45,7 @@ def main() -> int:
         print(f"{arm}: {same[arm]}/{total} verdicts equal to BFCL's checker")
     for arm, entry, ours, bfcl in differ:
         print(f"differs: {arm} {entry}: agentkit {ours}, BFCL {bfcl}")
-    print(f"in all: {sum(same.values())}/{len(outcomes)}")
+    print(f"in all: {sum(same.values())}/{len(outcomes)} (and {failed} turns the runtime failed on, not scored)")
     return 1 if differ else 0
 
 

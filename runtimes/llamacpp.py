@@ -27,13 +27,14 @@ embedded preset.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from agentkit.dialect import Constraint, Dialect
 from agentkit.errors import RuntimeUnavailable
 from agentkit.grammar import Grammar
-from agentkit.runtime import Sampling
+from agentkit.runtime import RuntimeInfo, Sampling
 from agentkit.runtimes._http import RetryPolicy
 from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.runtimes.vllm.server import VLLMServer
@@ -77,6 +78,12 @@ class LlamaCppServer(VLLMServer):
             retry=retry,
             uri=uri,
         )
+
+    @property
+    def info(self) -> RuntimeInfo:
+        # Chat mode sends no grammar to llama.cpp: its calls are checked, not constrained.
+        info = super().info
+        return dataclasses.replace(info, constrained=info.constrained and self.mode == "raw")
 
     def _chat_half(self, *, model: str | None, api_key: str | None) -> OpenAICompatible:
         return OpenAICompatible(self.base_url, model=model, server="llamacpp", api_key=api_key, retry=self.retry)

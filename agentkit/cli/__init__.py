@@ -22,7 +22,8 @@ Every command takes `--db PATH` (default: `$AGENTKIT_DB`, else `runs.db` in
 the user data directory). Every failure is printed as one `error: ...` line on
 stderr, with exit code 1; an unexpected one (a bug, here or in the agent's
 code) also gets a hint, and `agentkit -v ...` prints its traceback. A run that
-pauses for approval exits 3 (`run.PAUSED`) after saying how to decide. Runs
+pauses for approval exits 3 (`run.PAUSED`) after saying how to decide;
+`eval replay` exits 4 (`evals.GATE_MISSED`) when a threshold is missed. Runs
 are traced (OpenTelemetry) when an OTLP endpoint or `OTEL_TRACES_EXPORTER` is
 set, or `--trace` is given.
 

@@ -7,6 +7,7 @@ agentkit eval replay --db runs.db --runs status=done --runtime llama:default --m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections import Counter
 from contextlib import closing
@@ -45,7 +46,7 @@ def _eval() -> None:
 
 
 def _listed(given: str, known: tuple[str, ...], what: str) -> list[str]:
-    chosen = [c.strip() for c in given.split(",") if c.strip()]
+    chosen = list(dict.fromkeys(c.strip() for c in given.split(",") if c.strip()))
     unknown = [c for c in chosen if c not in known]
     if unknown or not chosen:
         raise CommandError(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose among {', '.join(known)}")
@@ -65,7 +66,9 @@ def bfcl(
             show_default=False,
         ),
     ] = None,
-    live: Annotated[bool, typer.Option("--live", help="Add BFCL's live categories to the default ones.")] = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="Add BFCL's live categories (to --categories, or the default ones).")
+    ] = False,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Only the first N entries of each category.", show_default=False)
     ] = None,
@@ -88,9 +91,16 @@ def bfcl(
 ) -> None:
     """Run BFCL's single-turn categories on a runtime, with and without the grammar; write JSON, Markdown, a chart."""
     known = CATEGORIES + LIVE_CATEGORIES + ("simple",)
-    chosen = _listed(categories, known, "category") if categories else [*CATEGORIES, *(LIVE_CATEGORIES if live else ())]
+    chosen = _listed(categories, known, "category") if categories else list(CATEGORIES)
+    if live:
+        chosen += [c for c in LIVE_CATEGORIES if c not in chosen]
+    chosen = list(dict.fromkeys("simple_python" if c == "simple" else c for c in chosen))
     chosen_arms = _listed(arms, ARMS, "arm")
     entries = load(chosen, limit=limit, data=data)
+    try:  # found out now, not after an hour of decoding
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot write the results into {out}: {exc.strerror or exc}") from None
     model = resolve(runtime)
     with Progress(
         TextColumn("{task.description}"),
@@ -114,7 +124,7 @@ def bfcl(
             tally["valid"] += outcome.valid_calls
             tally["calls"] += outcome.attempted
             tally["right"] += outcome.correct
-            tally["errors"] += outcome.error_type is not None and outcome.error_type != "unreadable"
+            tally["errors"] += outcome.error_type is not None
             bar.update(
                 task,
                 advance=1,
@@ -138,6 +148,8 @@ def bfcl(
                 await close_runtime(model)
 
         results = asyncio.run(main())
+    if data is not None:
+        results = dataclasses.replace(results, bfcl_version=f"the data at {data}")
     paths = write(results, out)
     printing.console().print(table(results))
     for kind, path in paths.items():

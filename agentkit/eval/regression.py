@@ -109,7 +109,7 @@ class ReplaySuite:
     def missed(self, *, min_same: float | None = None, min_valid: float | None = None) -> list[str]:
         """The thresholds the suite misses, each said in words (empty: it meets them all).
 
-        No step (or no call) misses a threshold: there is nothing to gate on.
+        No step (or no call, when no step failed) misses no threshold: there is nothing to gate on.
         """
         misses = []
         same, valid = self.same_decision_rate, self.valid_call_rate
@@ -117,6 +117,8 @@ class ReplaySuite:
             misses.append(f"same-decision rate {same:.1%} is below {min_same:.1%}")
         if min_valid is not None and valid is not None and valid < min_valid:
             misses.append(f"valid-call rate {valid:.1%} is below {min_valid:.1%}")
+        if min_valid is not None and valid is None and self.failed_steps:
+            misses.append(f"no call was made to check: {self.failed_steps} step(s) failed")
         return misses
 
 

@@ -106,7 +106,8 @@ def markdown(results: EvalResults, *, chart: str | None = None) -> str:
             ranked = sorted(((r, n) for (a, r), n in reasons.items() if a == arm), key=lambda p: -p[1])
             lines.append(f"- {arm}: " + ", ".join(f"{reason} {n}" for reason, n in ranked))
     invalid = [o for o in results.outcomes if o.arm == "constrained" and o.valid_calls < o.attempted]
-    lines += ["", "Constrained turns with a call that is not valid: " + (str(len(invalid)) if invalid else "none.")]
+    if "constrained" in results.arms:
+        lines += ["", "Constrained turns with a call that is not valid: " + (str(len(invalid)) if invalid else "none.")]
     if invalid:
         lines.append("")
         lines += [f"- `{o.id}`: {o.error or json.dumps(o.calls, ensure_ascii=False)[:200]}" for o in invalid[:50]]
@@ -130,10 +131,10 @@ def _chart(results: EvalResults, path: Path) -> bool:
     ]
     for ax, title, rate in panels:
         for n, arm in enumerate(results.arms):
-            values = [100 * (rate(results.summary(arm, c)) or 0.0) for c in categories]
+            rates = [rate(results.summary(arm, c)) for c in categories]
             xs = [i + (n - (len(results.arms) - 1) / 2) * width for i in range(len(categories))]
-            bars = ax.bar(xs, values, width, label=arm)
-            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+            bars = ax.bar(xs, [100 * (r or 0.0) for r in rates], width, label=arm)
+            ax.bar_label(bars, labels=["–" if r is None else f"{100 * r:.0f}" for r in rates], fontsize=7)
         ax.set_title(title)
         ax.set_xticks(range(len(categories)), [c.replace("_", "\n") for c in categories], fontsize=8)
         ax.set_ylim(0, 110)

@@ -30,7 +30,7 @@ import jsonschema
 
 from agentkit.dialects.gemma4 import Gemma4Dialect
 from agentkit.errors import AgentkitError, ModelOutputError, OutputTruncated, ToolDefinitionError
-from agentkit.eval.bfcl import BFCL_VERSION, Entry, Tools
+from agentkit.eval.bfcl import BFCL_VERSION, Entry, EvalDataError, Tools
 from agentkit.eval.scoring import score
 from agentkit.runtime import Runtime, Usage, start_runtime
 
@@ -68,6 +68,8 @@ class Outcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    grammar_digest: str | None = None
+    """The digest of the grammar the turn was decoded under (None: decoded free, or no turn)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,14 +167,20 @@ def arm_runtime(runtime: Runtime, arm: str, *, parallel: bool = False) -> Runtim
             )
         return runtime
     dialect = getattr(runtime, "dialect", None)
+    if dialect is None and hasattr(runtime, "dialect"):  # a server that has not learnt its model yet
+        raise ArmUnavailable(f"start {runtime.info.uri or runtime.info.name} first (`await runtime.astart()`)")
     if isinstance(dialect, Gemma4Dialect):
         dialect = copy.copy(dialect)
         if parallel:
             dialect.grammar = dataclasses.replace(dialect.grammar, parallel_calls=True)
         if not constrained:
             dialect.strict = False
-        return variant(dialect=dialect, constrained=constrained)  # type: ignore[no-any-return]
-    return variant(constrained=constrained)  # type: ignore[no-any-return]
+        twin: Runtime = variant(dialect=dialect, constrained=constrained)
+    else:
+        twin = variant(constrained=constrained)
+    if twin.info.constrained != constrained:  # e.g. a llama.cpp server in chat mode: no grammar to send
+        raise ArmUnavailable(f"{runtime.info.uri or runtime.info.name} cannot decode {arm}; run it with --arms free")
+    return twin
 
 
 async def evaluate(
@@ -211,7 +219,13 @@ async def evaluate(
 
             async def one(entry: Entry, decoder: Runtime = decoder, arm: str = arm) -> Outcome:
                 async with gate:
-                    outcome = await _outcome(decoder, entry, arm, max_tokens)
+                    try:
+                        outcome = await _outcome(decoder, entry, arm, max_tokens)
+                    except Exception as exc:  # a bug in scoring one entry is that entry's, too
+                        outcome = Outcome(
+                            id=entry.id, category=entry.category, arm=arm, calls=[], reason="error",
+                            error=f"{type(exc).__name__}: {exc}", error_type="internal",
+                        )  # fmt: skip
                 if progress is not None:
                     progress(outcome)
                 return outcome
@@ -239,9 +253,9 @@ async def _outcome(runtime: Runtime, entry: Entry, arm: str, max_tokens: int) ->
     base = functools.partial(Outcome, id=entry.id, category=entry.category, arm=arm)
     try:
         tools = entry.tools()
-    except ToolDefinitionError as exc:
-        return base(calls=[], reason="error", error=f"ToolDefinitionError: {exc}", error_type="schema")
-    request = entry.request(tools, max_tokens=max_tokens)
+        request = entry.request(tools, max_tokens=max_tokens)
+    except (ToolDefinitionError, EvalDataError) as exc:  # the entry's own data: nothing to ask the model
+        return base(calls=[], reason="error", error=f"{type(exc).__name__}: {exc}", error_type="data")
     try:
         response = await runtime.generate(request)
     except ModelOutputError as exc:  # read as a turn without calls; the attempt counts as one invalid call
@@ -261,12 +275,15 @@ async def _outcome(runtime: Runtime, entry: Entry, arm: str, max_tokens: int) ->
         )
     except Exception as exc:  # whatever the runtime raised is the entry's outcome, not the end of the run
         kind = "truncated" if isinstance(exc, OutputTruncated) else type(exc).__name__
+        usage = getattr(exc, "usage", None) or Usage()  # a cut-off turn still cost its tokens
         return base(
             calls=[],
             raw=getattr(exc, "raw_text", "") or "",
             reason="error",
             error=f"{type(exc).__name__}: {exc}",
             error_type=kind,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
             seconds=time.perf_counter() - began,
         )
     message = response.message
@@ -283,6 +300,7 @@ async def _outcome(runtime: Runtime, entry: Entry, arm: str, max_tokens: int) ->
         prompt_tokens=response.usage.prompt_tokens,
         completion_tokens=response.usage.completion_tokens,
         seconds=time.perf_counter() - began,
+        grammar_digest=response.grammar_digest,
     )
 
 

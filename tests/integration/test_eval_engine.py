@@ -61,9 +61,11 @@ def test_the_scorer_agrees_with_bfcls_checker_on_the_models_turns(constrained: E
     FIGURES["bfcl slice, verdicts equal to BFCL's checker"] = f"{len(outcomes)}/{len(outcomes)}"
 
 
-def test_the_free_arm_decodes_without_the_grammar(free: EvalResults) -> None:
+def test_the_free_arm_decodes_without_the_grammar(constrained: EvalResults, free: EvalResults) -> None:
     assert free.runtime["constrained"] is True  # the runtime given; the arm is its free variant
     assert {o.arm for o in free.outcomes} == {"free"}
+    assert all(o.grammar_digest is None for o in free.outcomes)
+    assert all(o.grammar_digest is not None for o in constrained.outcomes)
     # Without the grammar the small model writes calls the parser cannot read, or invalid ones:
     # what the constrained arm never does. The turns are kept, as text, with their error.
     for outcome in free.outcomes:

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from agentkit import Agent, AssistantMessage, ToolCall
 from agentkit.cli import app, evals
-from agentkit.eval import load
 from agentkit.eval.bfcl import data_dir
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.runtimes.function import FunctionRuntime
@@ -116,8 +115,3 @@ def test_eval_replay_refuses_a_query_that_selects_nothing(cli: Cli, script: Scri
     assert "error: no stored run with steps matches status=failed" in result.output
     result = cli("eval", "replay", "--runtime", script(["x"]), "--runs", "colour=red")
     assert "error: unknown field 'colour'" in result.output
-
-
-def test_the_slice_the_docs_run_exists() -> None:
-    # docs/evaluation.md's first example: `--categories simple --limit 20`.
-    assert len(load(["simple"], limit=20)) == 20

@@ -140,6 +140,19 @@ def test_the_arms_of_an_engine_share_it(make: Any) -> None:
     assert free._core is runtime._core
 
 
+def test_a_runtime_that_cannot_take_the_grammar_has_no_constrained_arm() -> None:
+    from agentkit.runtimes.llamacpp import LlamaCppServer
+
+    chat = LlamaCppServer("http://127.0.0.1:9/v1", mode="chat", model="m", dialect=Gemma4Dialect())
+    assert chat.info.constrained is False
+    with pytest.raises(ArmUnavailable, match="cannot decode constrained; run it with --arms free"):
+        arm_runtime(chat, "constrained")
+    assert arm_runtime(chat, "free").info.constrained is False
+    unstarted = VLLMServer("http://127.0.0.1:9/v1")
+    with pytest.raises(ArmUnavailable, match=r"start vllm-server:http://127.0.0.1:9/v1 first"):
+        arm_runtime(unstarted, "free")
+
+
 def test_a_server_variant_shares_its_connections() -> None:
     server = VLLMServer("http://127.0.0.1:9/v1")
     free = server.variant(constrained=False)
@@ -264,3 +277,16 @@ def test_a_suite_counts_same_decisions_and_misses_thresholds(store: Store) -> No
         "valid-call rate 0.0% is below 50.0%",
     ]
     assert suite.missed(min_same=0.5) == []
+
+
+def test_a_reply_the_runtime_refuses_counts_as_an_invalid_call(store: Store) -> None:
+    def refuse(request: ModelRequest, _: int) -> Any:
+        raise ModelOutputError("the call to 'add' does not fit its schema", "<|tool_call>call:add{a:x}")
+
+    suite = asyncio.run(replay_runs(store, [r.id for r in select_runs(store, None)], FunctionRuntime(refuse)))
+    assert (suite.steps, suite.failed_steps, suite.calls, suite.valid_calls) == (6, 6, 6, 0)
+    assert suite.missed(min_valid=1.0) == ["valid-call rate 0.0% is below 100.0%"]
+    failing = FunctionRuntime(lambda request, _: (_ for _ in ()).throw(RuntimeUnavailable("gone")))
+    suite = asyncio.run(replay_runs(store, [r.id for r in select_runs(store, None)], failing))
+    assert suite.valid_call_rate is None
+    assert suite.missed(min_valid=1.0) == ["no call was made to check: 6 step(s) failed"]
