@@ -111,13 +111,13 @@ def example_value(
             target = target[part]
         merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
         return example_value(merged, root, key, depth)
+    # What the schema offers, when it has the schema's type (a `default` may not: `"default": "city"` on an object).
     for offered in ("examples", "enum"):
-        if isinstance(schema.get(offered), list) and schema[offered]:
+        if isinstance(schema.get(offered), list) and schema[offered] and _typed(schema[offered][0], schema):
             return schema[offered][0]
-    if "const" in schema:
-        return schema["const"]
-    if "default" in schema:
-        return schema["default"]
+    for offered in ("const", "default"):
+        if offered in schema and _typed(schema[offered], schema):
+            return schema[offered]
     for combo in ("anyOf", "oneOf"):
         if combo in schema:
             # Deep down, take the null branch if there is one, so recursive models end.
@@ -150,7 +150,32 @@ def example_value(
         return prefix + [example_value(items, root, key, depth + 1) for _ in range(count)]
     properties = schema.get("properties", {})
     required = schema.get("required", list(properties))
-    return {name: example_value(properties[name], root, name, depth + 1) for name in required if name in properties}
+    return {name: example_value(properties.get(name, {}), root, name, depth + 1) for name in required}
+
+
+_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+def _typed(value: Any, schema: Mapping[str, Any]) -> bool:
+    """Whether `value` has (one of) the schema's declared `type`s (true when it declares none)."""
+    kinds = schema.get("type")
+    if kinds is None:
+        return True
+    wanted = [kinds] if isinstance(kinds, str) else list(kinds)
+    for kind in wanted:
+        types = _PYTHON_TYPES.get(kind, (object,))
+        # (a bool is an int to Python, not to JSON Schema)
+        if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+            return True
+    return False
 
 
 def _example_number(schema: Mapping[str, Any], *, integer: bool) -> int | float:

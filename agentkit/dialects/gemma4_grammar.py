@@ -611,6 +611,13 @@ class _Arguments:
         """
         properties = schema.get("properties")
         extra = schema.get("additionalProperties", not properties)
+        declared = properties if isinstance(properties, Mapping) else {}
+        undeclared = [k for k in schema.get("required", ()) if isinstance(k, str) and k not in declared]
+        if undeclared and extra is not False:
+            # A key required but not among the properties (`{"type": "object", "required": ["a"]}`) must
+            # still be written: it is declared here with the schema any other key's value would have.
+            fill = extra if isinstance(extra, Mapping) else {}
+            properties = {**declared, **dict.fromkeys(undeclared, fill)}
         if not isinstance(properties, Mapping) or not properties:
             if extra is False:
                 return Lit("")

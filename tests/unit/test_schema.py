@@ -714,3 +714,12 @@ def test_strip_titles_leaves_data_alone() -> None:
     value = example_value(schema)
     assert value == {"title": "Dune", "year": 1965}
     assert is_valid(value, schema)
+
+
+def test_an_offered_value_of_another_type_is_not_the_example() -> None:
+    # BFCL's irrelevance_111 gives its whole arguments object `"default": "location"`.
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "default": "city"}
+    assert example_value(schema) == {"city": "city"}
+    assert example_value({"type": "integer", "default": 2.5, "examples": ["x"]}) == 3
+    assert example_value({"type": "boolean", "enum": [1, True]}) is True
+    assert example_value({"type": "object", "required": ["adults"]}) == {"adults": {}}

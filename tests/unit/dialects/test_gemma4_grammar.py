@@ -615,3 +615,19 @@ def test_numbers_stay_finite_floats(number: str, ok: bool) -> None:
     assert accepts([number_tool], "required", f"<|tool_call>call:f{{x:{number}}}<tool_call|>") == ok
     if ok:
         assert isinstance(parse_calls(f"<|tool_call>call:f{{x:{number}}}<tool_call|>")[0].arguments["x"], float)
+
+
+def test_a_key_required_but_not_declared_must_still_be_written() -> None:
+    # BFCL's parallel_29: `population` is a dict whose keys are only named in `required`.
+    household = ToolSpec(
+        name="waste",
+        description="",
+        parameters={
+            "type": "object",
+            "properties": {"population": {"type": "object", "required": ["adults", "children"]}},
+            "required": ["population"],
+        },
+    )
+    assert accepts([household], "auto", call("waste", population={"adults": 2, "children": "one"}))
+    assert not accepts([household], "auto", call("waste", population={}))
+    assert not accepts([household], "auto", call("waste", population={"adults": 2}))
