@@ -49,7 +49,8 @@ def _listed(given: str, known: tuple[str, ...], what: str) -> list[str]:
     chosen = list(dict.fromkeys(c.strip() for c in given.split(",") if c.strip()))
     unknown = [c for c in chosen if c not in known]
     if unknown or not chosen:
-        raise CommandError(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose among {', '.join(known)}")
+        among = ", ".join(known) if len(known) <= 12 else f"BFCL's ids, e.g. {known[0]}"
+        raise CommandError(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose among {among}")
     return chosen
 
 
@@ -64,6 +65,12 @@ def bfcl(
             metavar="LIST",
             help=f"Comma-separated BFCL categories (default: {','.join(CATEGORIES)}; with --live, the live ones too).",
             show_default=False,
+        ),
+    ] = None,
+    ids: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LIST", help="Only these entries (comma-separated BFCL ids, e.g. parallel_29).", show_default=False
         ),
     ] = None,
     live: Annotated[
@@ -91,12 +98,16 @@ def bfcl(
 ) -> None:
     """Run BFCL's single-turn categories on a runtime, with and without the grammar; write JSON, Markdown, a chart."""
     known = CATEGORIES + LIVE_CATEGORIES + ("simple",)
+    everything = ids is not None and categories is None  # ids alone: look for them in every category
     chosen = _listed(categories, known, "category") if categories else list(CATEGORIES)
-    if live:
+    if live or everything:
         chosen += [c for c in LIVE_CATEGORIES if c not in chosen]
     chosen = list(dict.fromkeys("simple_python" if c == "simple" else c for c in chosen))
     chosen_arms = _listed(arms, ARMS, "arm")
     entries = load(chosen, limit=limit, data=data)
+    if ids:
+        wanted = set(_listed(ids, tuple(e.id for e in entries), "entry"))
+        entries = [e for e in entries if e.id in wanted]
     try:  # found out now, not after an hour of decoding
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

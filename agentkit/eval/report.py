@@ -66,7 +66,8 @@ def markdown(results: EvalResults, *, chart: str | None = None) -> str:
     every constrained call that is not valid (there should be none)."""
     info = results.runtime
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(results.started))
-    limit = f"the first {results.limit} of each category" if results.limit else "every entry"
+    entries = len({o.id for o in results.outcomes})
+    limit = f"the first {results.limit} of each category" if results.limit else f"{entries} entries"
     lines = [
         "# BFCL results",
         "",

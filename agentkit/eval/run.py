@@ -66,6 +66,8 @@ class Outcome:
     """What the runtime raised, as `Type: message`."""
     error_type: str | None = None
     prompt_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens the engine's prefix cache served (the arm that runs second finds the first's prompts there)."""
     completion_tokens: int = 0
     seconds: float = 0.0
     grammar_digest: str | None = None
@@ -298,6 +300,7 @@ async def _outcome(runtime: Runtime, entry: Entry, arm: str, max_tokens: int) ->
         correct=verdict.correct,
         reason=verdict.reason,
         prompt_tokens=response.usage.prompt_tokens,
+        cached_tokens=response.usage.cached_tokens,
         completion_tokens=response.usage.completion_tokens,
         seconds=time.perf_counter() - began,
         grammar_digest=response.grammar_digest,

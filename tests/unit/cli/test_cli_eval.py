@@ -115,3 +115,24 @@ def test_eval_replay_refuses_a_query_that_selects_nothing(cli: Cli, script: Scri
     assert "error: no stored run with steps matches status=failed" in result.output
     result = cli("eval", "replay", "--runtime", script(["x"]), "--runs", "colour=red")
     assert "error: unknown field 'colour'" in result.output
+
+
+def test_eval_bfcl_runs_the_entries_named(bfcl: Cli, model: FunctionRuntime, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    result = bfcl(
+        "--runtime",
+        "fn:",
+        "--ids",
+        "parallel_29,live_simple_0-0-0",
+        "--arms",
+        "free",
+        "--data",
+        str(data_dir()),
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert len(model.requests) == 2  # found in a non-live and a live category, with no --categories
+    assert "2 entries" in (out / "results.md").read_text()
+    result = bfcl("--runtime", "fn:", "--ids", "parallel_2900", "--data", str(data_dir()))
+    assert "error: unknown entry parallel_2900; choose among BFCL's ids, e.g. simple_python_0" in result.output
