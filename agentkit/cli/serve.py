@@ -1,6 +1,7 @@
 """`agentkit serve` starts a model server (vLLM for a preset, llama.cpp for a GGUF); `agentkit doctor` probes one.
 
 agentkit serve vllm:default --port 8000
+agentkit serve vllm:gemma-4-31b -tp 2 -dp 2 -- --max-num-seqs 64
 agentkit serve llama:default --port 8080
 agentkit doctor vllm-server:http://localhost:8000/v1
 """
@@ -31,6 +32,34 @@ def serve(
     ],
     port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 8000,
     host: Annotated[str, typer.Option(help="The interface to listen on; 0.0.0.0 for every one.")] = "127.0.0.1",
+    tensor_parallel_size: Annotated[
+        int | None,
+        typer.Option(
+            "--tensor-parallel-size",
+            "-tp",
+            min=1,
+            help="vLLM only: split the model across this many GPUs (tensor parallel). Default: vLLM's, 1.",
+        ),
+    ] = None,
+    data_parallel_size: Annotated[
+        int | None,
+        typer.Option(
+            "--data-parallel-size",
+            "-dp",
+            min=1,
+            help="vLLM only: run this many replicas of the engine behind the one server (data parallel), "
+            "each on tensor-parallel-size GPUs. Default: vLLM's, 1.",
+        ),
+    ] = None,
+    server_flags: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[-- FLAGS...]",
+            help="More flags for the server, after `--`, passed as given (e.g. -- --pipeline-parallel-size 2); "
+            "those agentkit sets itself (--port, --host, --model, ...) are refused.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start a model server (vLLM's for a preset, llama.cpp's for a GGUF), wait until it answers, stop it on Ctrl-C."""
     from agentkit.runtimes.vllm.serve import ServedModel
@@ -40,7 +69,15 @@ def serve(
             f"{preset!r}: serve starts vllm: presets and models, or llama: GGUF files, e.g. vllm:default"
         )
     # Quiet (no -v): the server's output goes to the log file, and its end is shown if it fails to start.
-    server = ServedModel(preset, host=host, port=port, log=printing.log_file())
+    server = ServedModel(
+        preset,
+        host=host,
+        port=port,
+        log=printing.log_file(),
+        extra=server_flags or (),
+        tensor_parallel_size=tensor_parallel_size,
+        data_parallel_size=data_parallel_size,
+    )
     # Ctrl-C and SIGTERM (`kill`, `docker stop`, systemd) both stop the server cleanly, even when
     # this process was started with SIGINT ignored (as shells start background jobs).
     signal.signal(signal.SIGINT, signal.default_int_handler)

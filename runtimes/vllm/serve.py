@@ -11,6 +11,11 @@ with the preset's engine arguments as flags, the served model named so that
 `VLLMServer` finds the preset's dialect options, Gemma 4's tool parser for
 chat mode, and prompt-cache figures in `usage`. It runs in its own process
 group, so stopping it stops the engine process it starts too.
+
+More server flags go through as given, after agentkit's (`extra`), except the
+ones agentkit sets itself: those are refused, naming what to use instead.
+
+    ServedModel("gemma-4-31b", tensor_parallel_size=2, data_parallel_size=2, extra=["--max-num-seqs", "64"])
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import httpx
 from agentkit.errors import RuntimeUnavailable
 from agentkit.runtimes.vllm.presets import PRESETS, Preset, engine_settings, local_model_path, served_model_name
 
-__all__ = ["ServedModel", "engine_flags", "serve_command"]
+__all__ = ["ServedModel", "check_extra_flags", "engine_flags", "serve_command"]
 
 CHAT_TEMPLATE = Path(__file__).with_name("templates") / "gemma4.jinja"
 """agentkit's Gemma 4 chat template, for models that ship none (those agentkit prepares)."""
@@ -55,11 +60,19 @@ def engine_flags(args: Mapping[str, Any]) -> list[str]:
 
 
 def serve_command(
-    preset_name: str, *, host: str = "127.0.0.1", port: int = 8000, extra: Sequence[str] = (), cpu: bool | None = None
+    preset_name: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    extra: Sequence[str] = (),
+    cpu: bool | None = None,
+    tensor_parallel_size: int | None = None,
+    data_parallel_size: int | None = None,
 ) -> list[str]:
     """The command line that serves `preset_name` (a preset, HF id or path).
 
     `cpu` adds the CPU backend's settings; None asks vLLM which platform this is.
+    A parallel size left as None adds no flag (vLLM's default, 1).
     """
     name = preset_name.removeprefix("vllm:")
     preset = PRESETS.get(name) or Preset(model=name, dialect="gemma4")
@@ -70,6 +83,8 @@ def serve_command(
 
         cpu = on_cpu()
     args = engine_settings(preset.engine_args, cpu=cpu)
+    parallel = {"tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size}
+    args.update({key: size for key, size in parallel.items() if size is not None})
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     command += ["--served-model-name", served_model_name(preset), "--host", host, "--port", str(port)]
     command += engine_flags(args)
@@ -78,6 +93,68 @@ def serve_command(
     if local is not None:
         command += ["--chat-template", str(CHAT_TEMPLATE)]
     return command + list(extra)
+
+
+def _flags(*groups: tuple[tuple[str, ...], str]) -> dict[str, str]:
+    return {flag: why for flags, why in groups for flag in flags}
+
+
+_VLLM_OWN_FLAGS = _flags(
+    (("--model",), "the URI names the model (vllm:PRESET or vllm:HF_ID)"),
+    (("--served-model-name",), "agentkit names the model itself, so that clients find its preset's dialect"),
+    (("--host",), "agentkit sets it; use agentkit serve's own --host"),
+    (("--port",), "agentkit sets it; use agentkit serve's own --port"),
+    (("--uds",), "agentkit serves on --host and --port"),
+    (("--tensor-parallel-size", "-tp"), "use agentkit serve's own --tensor-parallel-size (-tp)"),
+    (("--data-parallel-size", "-dp"), "use agentkit serve's own --data-parallel-size (-dp)"),
+    (("--chat-template",), "agentkit sets it; chat mode needs the template the gemma4 dialect matches"),
+    (("--enable-auto-tool-choice", "--no-enable-auto-tool-choice"), "agentkit sets it; chat mode needs it"),
+    (("--tool-call-parser",), "agentkit sets it; chat mode reads calls with vLLM's gemma4 parser"),
+    (
+        ("--enable-prompt-tokens-details", "--no-enable-prompt-tokens-details"),
+        "agentkit sets it; usage reports prefix-cache hits with it",
+    ),
+    # Read by `vllm serve` only: the api_server module agentkit starts runs one API server and ignores them.
+    (("--api-server-count", "-asc", "--headless"), "agentkit serve runs one API server, which ignores it"),
+)
+"""The `api_server` flags agentkit sets or cannot honour, each with what to do instead."""
+
+_LLAMA_OWN_FLAGS = _flags(
+    (("--model",), "the URI names the GGUF (llama:default or llama:PATH.gguf)"),
+    (("--model_alias",), "agentkit names the model itself, so that clients find its preset's dialect"),
+    (("--host",), "agentkit sets it; use agentkit serve's own --host"),
+    (("--port",), "agentkit sets it; use agentkit serve's own --port"),
+)
+"""The same for llama-cpp-python's server (whose flags keep their underscores)."""
+
+
+def check_extra_flags(extra: Sequence[str], *, llama: bool = False) -> None:
+    """Refuse server flags that would set what agentkit sets itself (`extra` as `ServedModel` takes it).
+
+    A flag is read as the server's parser reads it: `--flag=value`, vLLM's
+    `--flag_name` for `--flag-name`, and any unambiguous abbreviation.
+
+    Raises:
+        RuntimeUnavailable: a flag agentkit sets, naming what to use instead; or a
+            first item that is not a flag (the URI names the model).
+    """
+    if extra and not extra[0].startswith("-"):
+        raise RuntimeUnavailable(
+            f"server flags start with a flag, not {extra[0]!r} (the URI names the model): e.g. -- --max-num-seqs 32"
+        )
+    own = _LLAMA_OWN_FLAGS if llama else _VLLM_OWN_FLAGS
+    for item in extra:
+        if not item.startswith("-") or item[1:2].isdigit():  # a value, e.g. -1
+            continue
+        given = name = item.split("=", 1)[0]
+        if not llama and name.startswith("--"):
+            name = "--" + name[2:].split(".", 1)[0].replace("_", "-")  # as vLLM's FlexibleArgumentParser does
+        # argparse takes an abbreviation that fits one option; one that fits several is vLLM's error to report.
+        matches = [name] if name in own else [flag for flag in own if name.startswith("--") and flag.startswith(name)]
+        if len(matches) == 1:
+            flag = matches[0]
+            named = flag if flag == given else f"{given} (read as {flag})"
+            raise RuntimeUnavailable(f"server flag {named}: {own[flag]}")
 
 
 def _stop_with_parent() -> Callable[[], None] | None:
@@ -123,8 +200,17 @@ class ServedModel:
         port: Port to listen on.
         log: Where the server's output goes: a file path, or None for this
             process's own stdout and stderr.
-        extra: More `api_server` flags, appended as given.
+        extra: More server flags (vLLM's `api_server`, or llama-cpp-python's
+            server), appended as given; those agentkit sets itself are refused.
         startup_timeout: Seconds to wait for the server to become healthy.
+        tensor_parallel_size: vLLM's tensor parallel size: the model split
+            across this many GPUs (None: no flag, vLLM's 1).
+        data_parallel_size: vLLM's data parallel size: this many replicas of
+            the engine behind the one API server (None: no flag, vLLM's 1).
+
+    Raises:
+        RuntimeUnavailable: a flag in `extra` agentkit sets itself, or a
+            parallel size for llama.cpp, which has none.
     """
 
     def __init__(
@@ -136,9 +222,17 @@ class ServedModel:
         log: str | Path | None = None,
         extra: Sequence[str] = (),
         startup_timeout: float = 600.0,
+        tensor_parallel_size: int | None = None,
+        data_parallel_size: int | None = None,
     ) -> None:
         self.preset, self.host, self.port = preset, host, port
         self.llama = preset.startswith("llama:")
+        if self.llama and (tensor_parallel_size is not None or data_parallel_size is not None):
+            raise RuntimeUnavailable(
+                "llama.cpp's server has no tensor or data parallelism: serve a vllm: preset for that"
+            )
+        check_extra_flags(extra, llama=self.llama)
+        self.tensor_parallel_size, self.data_parallel_size = tensor_parallel_size, data_parallel_size
         self.engine = "llama.cpp" if self.llama else "vLLM"
         """Which server this is, as messages name it."""
         self.log = Path(log) if log is not None else None
@@ -158,17 +252,27 @@ class ServedModel:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"{'llamacpp' if self.llama else 'vllm-server'}:http://{host}:{self.port}/v1"
 
+    def command(self) -> list[str]:
+        """The command line `start` runs (preparing a model agentkit prepares, if needed)."""
+        if self.llama:
+            from agentkit.runtimes.llama import serve_command as llama_command
+
+            return llama_command(self.preset, host=self.host, port=self.port, extra=self.extra)
+        return serve_command(
+            self.preset,
+            host=self.host,
+            port=self.port,
+            extra=self.extra,
+            tensor_parallel_size=self.tensor_parallel_size,
+            data_parallel_size=self.data_parallel_size,
+        )
+
     def start(self) -> None:
         """Start the server and wait until it answers `/health`. Blocking."""
         if self.process is not None and self.process.poll() is None:
             return
         _check_port_free(self.host, self.port)
-        if self.llama:
-            from agentkit.runtimes.llama import serve_command as llama_command
-
-            command = llama_command(self.preset, host=self.host, port=self.port, extra=self.extra)
-        else:
-            command = serve_command(self.preset, host=self.host, port=self.port, extra=self.extra)
+        command = self.command()
         env = {**os.environ, "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
         if self.log is not None and self._log_file is None:
             self.log.parent.mkdir(parents=True, exist_ok=True)
