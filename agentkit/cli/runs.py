@@ -1,9 +1,10 @@
-"""`agentkit runs`: list, show, search, resume, approve, deny, replay, trace and export stored runs.
+"""`agentkit runs`: list, show, search, resume, approve, deny, replay, trace, export and merge stored runs.
 
 agentkit runs list --status failed
 agentkit runs show 01JD...
 agentkit runs approve 01JD...
 agentkit runs export 01JD... --format jsonl > run.jsonl
+agentkit runs merge all.db shard-1.db shard-2.db
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ from agentkit.cli.run import decide, resume
 from agentkit.replay import replay
 from agentkit.runtimes import resolve
 from agentkit.store import STATUSES, StoredStep
+from agentkit.store.merge import MergeCounts, merge
 
 __all__ = ["group"]
 
 group = typer.Typer(
     name="runs",
-    help="List, show, search, resume, approve, deny, replay and export stored runs.",
+    help="List, show, search, resume, approve, deny, replay, export and merge stored runs.",
     no_args_is_help=True,
 )
 
@@ -279,6 +281,42 @@ def export_run(
     except OSError as exc:
         raise CommandError(f"cannot write {output}: {exc.strerror}") from None
     printing.say(f"wrote {len(lines)} lines to {output}")
+
+
+@group.command("merge")
+def merge_stores(
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="The store to merge into (created if missing).", show_default=False)
+    ],
+    sources: Annotated[
+        list[Path],
+        typer.Argument(metavar="IN...", help="The stores to merge (read, never changed).", show_default=False),
+    ],
+) -> None:
+    """Merge stores into one, e.g. the shards of parallel batch workers: every run, workflow run and batch.
+
+    A run already in OUT is replaced by a newer state of it, so merging a shard again after its runs went on brings
+    their later state, and merging one twice changes nothing. Each source is merged whole or not at all; all must
+    have OUT's schema (open an older one once with this agentkit, e.g. agentkit runs list --db IN, to upgrade it).
+    """
+    report = merge(out, sources)
+    for source in report.sources:
+        typer.echo(f"{source.path}: {_merged(source.counts)}")
+    typer.echo(f"total: {_merged(report.total)} into {report.into}")
+
+
+def _merged(counts: MergeCounts) -> str:
+    """`2 runs added, 0 updated; 1 batch added, 0 updated; 31 rows copied`: workflow runs and batches if any."""
+
+    def part(added: int, updated: int, one: str, many: str) -> str:
+        return f"{added} {one if added == 1 else many} added, {updated} updated"
+
+    parts = [part(counts.runs_added, counts.runs_updated, "run", "runs")]
+    if counts.workflow_runs_added or counts.workflow_runs_updated:
+        parts.append(part(counts.workflow_runs_added, counts.workflow_runs_updated, "workflow run", "workflow runs"))
+    if counts.batches_added or counts.batches_updated:
+        parts.append(part(counts.batches_added, counts.batches_updated, "batch", "batches"))
+    return "; ".join([*parts, f"{counts.rows} {'row' if counts.rows == 1 else 'rows'} copied"])
 
 
 def _decide(

@@ -19,12 +19,14 @@ database written by a newer agentkit is refused rather than misread.
 The package, by concept: `connection` (the file: WAL, busy timeout,
 migrating, one transaction per write), `migrations` (the schema), `records`
 (the values read back and their statuses), `runs` (agent runs and their
-recorder), `workflows` (workflow runs and theirs).
+recorder), `workflows` (workflow runs and theirs), `batches` (`agentkit batch`
+and the runs of its items).
 """
 
 from __future__ import annotations
 
 from agentkit.errors import StoreError
+from agentkit.store.batches import BatchItemRecord, BatchRecord, BatchStatus, BatchStore
 from agentkit.store.connection import default_path, new_id
 from agentkit.store.migrations import MIGRATIONS
 from agentkit.store.records import (
@@ -50,6 +52,9 @@ __all__ = [
     "WORKFLOW_STATUSES",
     "Approval",
     "ApprovalStatus",
+    "BatchItemRecord",
+    "BatchRecord",
+    "BatchStatus",
     "RunRecord",
     "RunRecorder",
     "RunStatus",
@@ -67,8 +72,8 @@ __all__ = [
 ]
 
 
-class Store(RunStore, WorkflowStore):
-    """One SQLite file of runs: agent runs (`RunStore`) and workflow runs (`WorkflowStore`).
+class Store(RunStore, WorkflowStore, BatchStore):
+    """One SQLite file of runs: agent runs (`RunStore`), workflow runs (`WorkflowStore`) and batches (`BatchStore`).
 
     One class per concept over one base (`StoreFile`, the file they share):
     each part's queries sit beside the SQL of its tables, and a `Store` is

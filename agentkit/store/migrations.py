@@ -183,3 +183,28 @@ def _plan_dependencies(db: sqlite_utils.Database) -> None:
         "ALTER TABLE tool_calls ADD COLUMN depends_on TEXT "
         "/* JSON: ids of the plan's calls it uses; NULL outside plans */"
     )
+
+
+@MIGRATIONS(name="0007_batches")
+def _batches(db: sqlite_utils.Database) -> None:
+    # `agentkit batch`: one row per batch. Its items' runs are its children
+    # (parent_kind 'batch', parent_part the item's id); a workflow's run gets
+    # the same link, so a resumed batch finds every item it already ran.
+    db.execute(
+        """CREATE TABLE batches (
+            id TEXT PRIMARY KEY,             -- a ULID
+            target TEXT NOT NULL,            -- module:Class, or the workflow file
+            input TEXT,                      -- the input file, absolute (NULL: given in Python)
+            output TEXT,                     -- the output file, absolute (NULL: returned in Python)
+            items INTEGER NOT NULL,          -- how many items the input has
+            options TEXT NOT NULL,           -- JSON: runtime, concurrency, ...
+            status TEXT NOT NULL,            -- running | done | stopped
+            created REAL NOT NULL,           -- unix seconds
+            updated REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX batches_by_output ON batches(output, id)")
+    db.execute("ALTER TABLE workflow_runs ADD COLUMN parent_kind TEXT")  # batch | ...
+    db.execute("ALTER TABLE workflow_runs ADD COLUMN parent_id TEXT")
+    db.execute("ALTER TABLE workflow_runs ADD COLUMN parent_part TEXT")
+    db.execute("CREATE INDEX workflow_runs_by_parent ON workflow_runs(parent_id, parent_part)")

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentkit.errors import StoreError
+from agentkit.events import RunParent
 from agentkit.store.connection import Statement, StoreFile, dumps, new_id, now
 from agentkit.store.records import WorkflowRecord, WorkflowStatus, WorkflowStepRecord, WorkflowStepStatus
 
@@ -25,15 +26,21 @@ _WORKFLOW_COLUMNS = "id, name, file, status, inputs, output, error, created, upd
 class WorkflowStore(StoreFile):
     """The workflow runs of a store's file (`Store` is this and `RunStore`)."""
 
-    def begin_workflow(self, *, name: str, file: str | None, inputs: Mapping[str, Any]) -> WorkflowRecorder:
-        """Record a new workflow run; its agent steps' runs are linked to it."""
+    def begin_workflow(
+        self, *, name: str, file: str | None, inputs: Mapping[str, Any], parent: RunParent | None = None
+    ) -> WorkflowRecorder:
+        """Record a new workflow run; its agent steps' runs are linked to it.
+
+        `parent` links it to what it is part of (a batch's item, ...).
+        """
         run_id, created = new_id(), now()
+        link = (parent.kind, parent.id, parent.part) if parent is not None else (None, None, None)
         self._write(
             [
                 (
-                    "INSERT INTO workflow_runs (id, name, file, status, inputs, created, updated) "
-                    "VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                    (run_id, name, file, dumps(dict(inputs)), created, created),
+                    "INSERT INTO workflow_runs (id, name, file, status, inputs, created, updated, "
+                    "parent_kind, parent_id, parent_part) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                    (run_id, name, file, dumps(dict(inputs)), created, created, *link),
                 )
             ],
             what=f"the start of workflow {name}",

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
+from agentkit.events import RunParent
 from agentkit.runtime import Runtime
 from agentkit.store import Store
 from agentkit.sync import run_sync
@@ -49,6 +50,8 @@ class RunOptions(TypedDict, total=False):
     """Record the workflow run and its agent runs here."""
     on_event: Callable[[StepEvent], None] | None
     """Called as each step starts, ends or is skipped."""
+    parent: RunParent | None
+    """What the workflow run is part of (a batch's item), stored with it."""
 
 
 class Workflow:
@@ -126,7 +129,12 @@ class Workflow:
         if isinstance(store, str | Path):
             store = Store(store)
         return await execute(
-            self.plan, values, runtime=options.get("runtime"), store=store, on_event=options.get("on_event")
+            self.plan,
+            values,
+            runtime=options.get("runtime"),
+            store=store,
+            on_event=options.get("on_event"),
+            parent=options.get("parent"),
         )
 
     def run(self, inputs: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]) -> WorkflowResult:

@@ -103,9 +103,10 @@ async def execute(
     runtime: Runtime | str | None = None,
     store: Store | None = None,
     on_event: Callable[[StepEvent], None] | None = None,
+    parent: RunParent | None = None,
 ) -> WorkflowResult:
     """Run a checked workflow on resolved inputs (see `Workflow.arun`)."""
-    return await _Run(plan, runtime, store, on_event).run(inputs)
+    return await _Run(plan, runtime, store, on_event).run(inputs, parent)
 
 
 class _Run:
@@ -125,14 +126,16 @@ class _Run:
         self.run_id = ""
         self.sessions = Sessions({})
 
-    async def run(self, inputs: Mapping[str, Any]) -> WorkflowResult:
+    async def run(self, inputs: Mapping[str, Any], parent: RunParent | None = None) -> WorkflowResult:
         spec = self.plan.spec
         self._check_runtimes()
         used = {name for name, steps in self.plan.users().items() if steps}
         declared = {name: server for name, server in spec.mcp_servers.items() if name in used}
         self.sessions = Sessions(toolsets(self.plan.source, declared, os.environ))  # ${VAR}s read; nothing started
         if self.store is not None:
-            self.recorder = self.store.begin_workflow(name=spec.name, file=self.plan.source.file, inputs=inputs)
+            self.recorder = self.store.begin_workflow(
+                name=spec.name, file=self.plan.source.file, inputs=inputs, parent=parent
+            )
             self.run_id = self.recorder.run_id
         else:
             self.run_id = str(ULID())

@@ -106,7 +106,7 @@ def test_a_database_from_before_plans_migrates_and_loads(tmp_path: Path) -> None
     old.close()
 
     store = Store(path)
-    assert store.schema_steps()[-1] == "0006_plan_dependencies"
+    assert "0006_plan_dependencies" in store.schema_steps()
     (step,) = store.load("r1").steps
     assert [r.content for r in step.results] == ["Paris"]
     assert (step.plan, step.depends_on) == (False, {})
