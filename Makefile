@@ -110,7 +110,8 @@ $(PEERS)/.installed-%:
 # exported next to tracing off, a model call on a keep-alive connection next to
 # a fresh one, the first streamed word next to the whole turn,
 # the prefix cache's share of a 10-step run's prompts, and plan mode next to the
-# step loop (turns and wall time, on a modelled engine and on the real one).
+# step loop (turns and wall time, on a modelled engine and on the real one),
+# and `agentkit batch` next to a hand-written gather, one server's capacity and Ray.
 bench: install .venv-peers
 	$(PY) benchmarks/peers.py
 	$(PY) benchmarks/store_throughput.py
@@ -124,6 +125,7 @@ bench: install .venv-peers
 	$(PY) benchmarks/planning.py
 	$(PY) benchmarks/mcp_prompt.py
 	$(PY) benchmarks/llama_vs_vllm.py
+	$(PY) benchmarks/batch.py
 
 # The generated parts of the docs (CLI reference, store schema, presets and
 # servers tables, workflow schema) are rewritten from the code, then the site built.

@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import inspect
 import os
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast
@@ -43,6 +43,7 @@ from agentkit.tool import BoundTool, FunctionTool, as_tool
 from agentkit.toolset import Toolset, open_toolsets
 
 if TYPE_CHECKING:  # sqlite-utils is imported only by agents that record their runs
+    from agentkit.batch import ItemResult
     from agentkit.store import Store
 
 __all__ = ["DEFAULT_RUNTIME", "Agent", "ResumeOptions"]
@@ -331,15 +332,22 @@ class Agent(Generic[OutputT]):
         tools = [*self.bound_tools[:at], *extra, *self.bound_tools[at:]]
         return dataclasses.replace(config, tools=tools, executor=Executor({t.name: t for t in tools}))
 
-    async def arun(self, prompt: str | Sequence[Message], *, budget: Budget | None = None) -> RunResult[OutputT]:
+    async def arun(
+        self, prompt: str | Sequence[Message], *, budget: Budget | None = None, parent: RunParent | None = None
+    ) -> RunResult[OutputT]:
         """Run on `prompt` until a final answer.
+
+        Args:
+            budget: Limits for this run, over the agent's `budget`.
+            parent: What the run is part of (a batch's item, ...), stored with it.
 
         Raises:
             BudgetExceeded: a budget ran out first (`MaxStepsExceeded` for
                 `max_steps`); the partial trajectory is on the exception.
             AwaitingApproval: the run paused for decisions on calls (see `resume`).
         """
-        return cast(RunResult[OutputT], await final_result(self.stream(prompt, budget=budget, deltas=False)))
+        events = self.stream(prompt, budget=budget, parent=parent, deltas=False)
+        return cast(RunResult[OutputT], await final_result(events))
 
     def run(self, prompt: str | Sequence[Message], *, budget: Budget | None = None) -> RunResult[OutputT]:
         """`arun` for code that is not async (it runs its own event loop).
@@ -350,6 +358,47 @@ class Agent(Generic[OutputT]):
         return run_sync(
             lambda: self.arun(prompt, budget=budget),
             f"{self.name}.run() was called inside an event loop; use `await agent.arun(...)`",
+        )
+
+    async def abatch(
+        self,
+        items: Iterable[Any],
+        *,
+        concurrency: int = 8,
+        max_failures: int | None = None,
+        batch_id: str | None = None,
+    ) -> list[ItemResult]:
+        """Run on many prompts, `concurrency` at a time; the results in input order.
+
+        A failed item is a result with its `error`, not an exception. With a
+        store, the batch is recorded (each item's run a child of it) and
+        `batch_id` continues an earlier one: its finished items are not run
+        again, interrupted ones resume. Strings get their position as id;
+        give `agentkit.batch.Item(id, prompt)`s for ids that survive reordering.
+
+        Args:
+            items: Prompts (strings or message lists), or `Item`s.
+            concurrency: Items running at once.
+            max_failures: Start no new item once this many failed (the list
+                is then shorter than `items`).
+            batch_id: An earlier batch of this agent's store to continue.
+        """
+        from agentkit.batch import abatch
+
+        return await abatch(self, items, concurrency=concurrency, max_failures=max_failures, batch_id=batch_id)
+
+    def batch(
+        self,
+        items: Iterable[Any],
+        *,
+        concurrency: int = 8,
+        max_failures: int | None = None,
+        batch_id: str | None = None,
+    ) -> list[ItemResult]:
+        """`abatch` for code that is not async."""
+        return run_sync(
+            lambda: self.abatch(items, concurrency=concurrency, max_failures=max_failures, batch_id=batch_id),
+            f"{self.name}.batch() was called inside an event loop; use `await agent.abatch(...)`",
         )
 
     def stream_resume(

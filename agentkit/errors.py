@@ -24,7 +24,8 @@ The tree (builtin bases in parentheses); catch `AgentkitError` for all of them:
         ├── ScriptError (AssertionError)           a ScriptedRuntime's script does not fit
         ├── TracingError (ValueError)              tracing cannot be set up as asked
         ├── WorkflowSpecError (ValueError)         a workflow file is wrong (its `Problem`s)
-        └── WorkflowFailed (RuntimeError)          a workflow step failed
+        ├── WorkflowFailed (RuntimeError)          a workflow step failed
+        └── BatchInputError (ValueError)           a batch's input file cannot be used
 
 Any of them raised out of a run carries the trajectory so far on `partial`:
 the error is given it when it is made in the run, and the run adds it to
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentkitError",
     "AwaitingApproval",
+    "BatchInputError",
     "BudgetExceeded",
     "ContextLengthExceeded",
     "MaxStepsExceeded",
@@ -379,3 +381,8 @@ class WorkflowFailed(AgentkitError, RuntimeError):
         super().__init__(message)
         self.step = step
         self.workflow_run = workflow_run
+
+
+class BatchInputError(AgentkitError, ValueError):
+    """A batch's input cannot be used: the file and line, and what is wrong
+    (unreadable JSON, no prompt, two items with one id, inputs a workflow refuses)."""

@@ -49,7 +49,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from agentkit.cli import evals, mcp, printing, runs, serve, workflows
+from agentkit.cli import batch, evals, mcp, printing, runs, serve, workflows
 from agentkit.cli.options import VERBOSE, CommandError
 from agentkit.cli.run import run_agent
 from agentkit.errors import AgentkitError
@@ -95,6 +95,7 @@ app.add_typer(workflows.group)
 app.add_typer(mcp.group)
 app.add_typer(evals.group)
 app.command("run")(run_agent)
+app.command("batch")(batch.batch)
 app.command("serve")(serve.serve)
 app.command("doctor")(serve.doctor)
 

@@ -297,6 +297,8 @@ def record_grid(record: RunRecord, prompt_tokens: int, completion_tokens: int) -
     grid.add_row("agent", record.agent)
     if record.workflow_run is not None:
         grid.add_row("workflow", f"step {record.workflow_step} of workflow run {record.workflow_run}")
+    elif record.parent is not None and record.parent.kind == "batch":
+        grid.add_row("batch", f"item {record.parent.part} of batch {record.parent.id}")
     grid.add_row("status", status(record.status))
     grid.add_row("created", local_time(record.created))
     grid.add_row("updated", local_time(record.updated))

@@ -234,15 +234,21 @@ def agent_class(path: str) -> type[Agent[Any]]:
 
 
 def build(
-    cls: type[Agent[Any]], path: str, store: Store, runtime: str | None, *, planning: bool | None = None
+    cls: type[Agent[Any]],
+    path: str,
+    store: Store,
+    runtime: str | None,
+    *,
+    planning: bool | None = None,
+    ask: bool = True,
 ) -> Agent[Any]:
-    """The agent, recording into `store`; on a terminal it asks there about calls that need approval."""
+    """The agent, recording into `store`; on a terminal (and `ask`) it asks there about calls that need approval."""
     given: dict[str, Any] = {"store": store}
     if runtime is not None:
         given["runtime"] = runtime
     if planning is not None:
         given["planning"] = planning
-    if _terminal(sys.stdin):  # else no one could answer: a call that needs approval pauses the run
+    if ask and _terminal(sys.stdin):  # else no one could answer: a call that needs approval pauses the run
         given["approve"] = TerminalApprover(sys.stdin, stderr())
     try:
         return cls(**given)

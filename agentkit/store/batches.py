@@ -130,7 +130,8 @@ class BatchStore(StoreFile):
             [batch_id],
         ).fetchall()
         wanted = set(items) if items is not None else None
-        for kind, rows in (("agent", runs), ("workflow", flows)):
+        kinds: tuple[tuple[Literal["agent", "workflow"], list[Any]], ...] = (("agent", runs), ("workflow", flows))
+        for kind, rows in kinds:
             for item, run_id, status, output, error, created, updated, tokens in rows:
                 if wanted is not None and item not in wanted:
                     continue
@@ -139,7 +140,7 @@ class BatchStore(StoreFile):
                     continue  # ids are ULIDs: the larger is the newer run
                 found[item] = BatchItemRecord(
                     item=item,
-                    kind=kind,  # type: ignore[arg-type]
+                    kind=kind,
                     run_id=run_id,
                     status=status,
                     output=json.loads(output) if output is not None else None,
