@@ -12,17 +12,19 @@ Each item is a run of its own, stored as a child of the batch (`parent_kind`
 'batch', `parent_part` the item's id). That link is the batch's memory: run
 again with the same batch id, a batch skips the items whose run is done,
 resumes (through the store) those whose run was interrupted or paused, and
-starts the rest, so a batch killed at any moment loses nothing it committed
-and computes nothing twice but the model turn that was in flight. A failure is
-a result with its error, never the end of the batch; `max_failures` stops
-starting new items once that many failed.
+starts the rest, so a batch killed at any moment loses nothing it committed:
+a finished item, or a finished tool call of an interrupted agent run, is never
+run again (the model turn that was being decoded is; a workflow item starts
+over). A failure is a result with its error, never the end of the batch;
+`max_failures` stops starting new items once that many failed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -42,6 +44,7 @@ __all__ = [
     "AgentJob",
     "Batch",
     "BatchOutcome",
+    "Busy",
     "Item",
     "ItemResult",
     "ItemStatus",
@@ -146,14 +149,12 @@ class Job(Protocol):
     def store(self) -> Store | None:
         """Where the items' runs are recorded (None: nowhere; nothing resumes)."""
 
-    async def run(
-        self, item: Item, *, slot: int, parent: RunParent, previous: BatchItemRecord | None
-    ) -> ItemResult: ...
+    async def run(self, item: Item, *, parent: RunParent, previous: BatchItemRecord | None) -> ItemResult: ...
 
 
 @dataclass
 class AgentJob:
-    """An agent per item: `agents[slot % len(agents)]` (one agent per runtime, for several servers)."""
+    """An agent run per item, by whichever of `agents` (one per runtime, for several servers) is least busy."""
 
     agents: Sequence[Agent[Any]]
     rerun_started: bool = False
@@ -161,19 +162,24 @@ class AgentJob:
     (default: such an item fails, saying so; see `Agent.resume`)."""
     kind: Literal["agent", "workflow"] = field(default="agent", init=False)
 
-    def __post_init__(self) -> None:
-        if not self.agents:
-            raise ValueError("AgentJob needs at least one agent")
-        stores = {id(a.store) for a in self.agents}
-        if len(stores) > 1:
-            raise ValueError("a batch's agents must share one store")
-
     @property
     def store(self) -> Store | None:
         return self.agents[0].store
 
-    async def run(self, item: Item, *, slot: int, parent: RunParent, previous: BatchItemRecord | None) -> ItemResult:
-        agent = self.agents[slot % len(self.agents)]
+    def __post_init__(self) -> None:
+        if not self.agents:
+            raise ValueError("AgentJob needs at least one agent")
+        if len({id(a.store) for a in self.agents}) > 1:
+            raise ValueError("a batch's agents must share one store")
+        self._busy = Busy(len(self.agents))
+
+    async def run(self, item: Item, *, parent: RunParent, previous: BatchItemRecord | None) -> ItemResult:
+        with self._busy.least() as which:
+            return await self._run(self.agents[which], item, parent, previous)
+
+    async def _run(
+        self, agent: Agent[Any], item: Item, parent: RunParent, previous: BatchItemRecord | None
+    ) -> ItemResult:
         started = time.perf_counter()
         resumed = previous is not None and previous.kind == "agent" and previous.status in RESUMABLE
         try:
@@ -197,20 +203,26 @@ class AgentJob:
 
 @dataclass
 class WorkflowJob:
-    """A workflow run per item, on `runtimes[slot % len(runtimes)]` (None: the file's own)."""
+    """A workflow run per item, on whichever of `runtimes` is least busy (None: the file's own)."""
 
     workflow: Workflow
     store: Store | None = None
     runtimes: Sequence[Runtime | str | None] = (None,)
     kind: Literal["agent", "workflow"] = field(default="workflow", init=False)
 
-    async def run(self, item: Item, *, slot: int, parent: RunParent, previous: BatchItemRecord | None) -> ItemResult:
+    def __post_init__(self) -> None:
+        if not self.runtimes:
+            raise ValueError("WorkflowJob needs at least one runtime (None: the file's own)")
+        self._busy = Busy(len(self.runtimes))
+
+    async def run(self, item: Item, *, parent: RunParent, previous: BatchItemRecord | None) -> ItemResult:
         # A workflow cannot go on from the middle: an interrupted item starts over
         # (its finished agent steps stay in the store under the earlier workflow run).
         started = time.perf_counter()
-        runtime = self.runtimes[slot % len(self.runtimes)] if self.runtimes else None
         try:
-            result = await self.workflow.arun(item.value, runtime=runtime, store=self.store, parent=parent)
+            with self._busy.least() as which:
+                runtime = self.runtimes[which]
+                result = await self.workflow.arun(item.value, runtime=runtime, store=self.store, parent=parent)
         except Exception as exc:
             return _failure(self.store, item, parent, exc, time.perf_counter() - started)
         tokens = 0
@@ -226,6 +238,26 @@ class WorkflowJob:
             tokens=tokens,
             seconds=time.perf_counter() - started,
         )
+
+
+class Busy:
+    """Which of `n` runtimes has the fewest items in flight (ties: the one used least lately)."""
+
+    def __init__(self, n: int) -> None:
+        self.in_flight = [0] * n
+        self.turn = 0
+
+    @contextlib.contextmanager
+    def least(self) -> Iterator[int]:
+        n = len(self.in_flight)
+        order = [(self.turn + k) % n for k in range(n)]
+        which = min(order, key=lambda i: self.in_flight[i])
+        self.turn = (which + 1) % n
+        self.in_flight[which] += 1
+        try:
+            yield which
+        finally:
+            self.in_flight[which] -= 1
 
 
 def _failure(
@@ -338,9 +370,9 @@ class Batch:
 
     async def run(
         self,
-        on_result: Callable[[ItemResult], None] | None = None,
+        on_result: Callable[[ItemResult], object] | None = None,
         *,
-        plan: tuple[list[ItemResult], list[tuple[Item, BatchItemRecord | None]]] | None = None,
+        plan: tuple[Sequence[ItemResult], Sequence[tuple[Item, BatchItemRecord | None]]] | None = None,
     ) -> BatchOutcome:
         """Run what is left; `on_result` hears of each item as it finishes (earlier ones are not repeated).
 
@@ -353,7 +385,7 @@ class Batch:
         failures = 0
         stopped: str | None = None
 
-        async def worker(slot: int) -> None:
+        async def worker() -> None:
             nonlocal failures, stopped
             while stopped is None:
                 try:
@@ -361,9 +393,9 @@ class Batch:
                 except StopIteration:
                     return
                 parent = RunParent(kind="batch", id=self.batch_id, part=item.id)
-                result = await self.job.run(item, slot=slot, parent=parent, previous=previous)
+                result = await self.job.run(item, parent=parent, previous=previous)
                 results[item.id] = result
-                if not result.ok:
+                if result.status in ("failed", "budget_exhausted"):  # not a wait for someone's approval
                     failures += 1
                     if self.max_failures is not None and failures >= self.max_failures and stopped is None:
                         stopped = f"{failures} items failed (--max-failures {self.max_failures})"
@@ -371,10 +403,11 @@ class Batch:
                     on_result(result)
 
         async with asyncio.TaskGroup() as group:
-            for slot in range(min(self.concurrency, max(1, len(todo)))):
-                group.create_task(worker(slot))
+            for _ in range(min(self.concurrency, max(1, len(todo)))):
+                group.create_task(worker())
         ordered = tuple(results[i.id] for i in self.items if i.id in results)
-        return BatchOutcome(results=ordered, stopped=stopped, left=len(self.items) - len(ordered))
+        left = len(self.items) - len(ordered)
+        return BatchOutcome(results=ordered, stopped=stopped if left else None, left=left)
 
 
 def check_ids(items: Sequence[Item]) -> None:

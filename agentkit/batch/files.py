@@ -176,11 +176,18 @@ class OutputFile:
             else:
                 with os.fdopen(fd, "w", encoding="utf-8") as file:
                     file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            os.chmod(temp, 0o666 & ~_umask())  # mkstemp's file is the owner's alone; an output is not
             os.replace(temp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -6,7 +6,7 @@
 Each worker (a Ray actor) builds the agent, or loads the workflow, once, with
 its own runtime: the model is reached through a server URI (`vllm-server:`,
 `openai:` for any OpenAI-compatible endpoint such as a Ray Serve LLM app),
-several URIs shared round-robin. It runs up to `concurrency` items at once on
+several URIs shared by how busy each is. It runs up to `concurrency` items at once on
 its event loop, and records their runs in an SQLite file of its own
 (`SHARDS/BATCH-HOST-PID.db`: SQLite is never shared over a network file
 system). The driver writes the output file as rows come back, and merges the
@@ -88,7 +88,6 @@ class _Worker:
         path = Path(spec.shards) / f"{spec.batch_id}-{socket.gethostname()}-{os.getpid()}.db"
         self.store = Store(path)
         self.job = build_job(spec, self.store)
-        self.calls = 0
         self.slots: asyncio.Semaphore | None = None
 
     async def __call__(self, batch: dict[str, Any]) -> AsyncIterator[dict[str, list[Any]]]:
@@ -101,9 +100,8 @@ class _Worker:
         async def one(ident: Any, index: Any, value: str) -> str:
             item = Item(id=str(ident), value=json.loads(value), index=int(index))
             async with slots:
-                slot, self.calls = self.calls, self.calls + 1
                 parent = RunParent(kind="batch", id=self.spec.batch_id, part=item.id)
-                result = await self.job.run(item, slot=slot, parent=parent, previous=None)
+                result = await self.job.run(item, parent=parent, previous=None)
             return json.dumps(result.row(), ensure_ascii=False)
 
         rows = await asyncio.gather(*map(one, batch["id"], batch["index"], batch["value"]))
@@ -151,7 +149,7 @@ def run_on_ray(
             saved = dict(os.environ)
             os.environ.update(env)
             try:
-                ray.init(**kwargs)
+                ray.init(address="local", **kwargs)  # a new cluster, even where RAY_ADDRESS names one
             finally:
                 os.environ.clear()
                 os.environ.update(saved)

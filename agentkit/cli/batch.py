@@ -8,10 +8,15 @@ agentkit batch flows/triage.yaml --input tickets.parquet --output triaged.parque
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import fcntl
 import os
 import shlex
+import signal
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,11 +27,13 @@ from rich.text import Text
 
 from agentkit.batch import AgentJob, Batch, BatchOutcome, Item, ItemResult, Job, WorkflowJob
 from agentkit.batch.files import OutputFile, read_items
+from agentkit.batch.ray import RayOptions, WorkerSpec, run_on_ray, shard_files
 from agentkit.cli import printing
 from agentkit.cli.options import AllowModule, CommandError, Db, RerunStarted, Trace, open_store, tracing
 from agentkit.cli.run import agent_class, build, is_workflow
 from agentkit.errors import BatchInputError, WorkflowSpecError
 from agentkit.store import BatchRecord, Store
+from agentkit.store.merge import merge
 
 __all__ = ["INTERRUPTED", "SOME_FAILED", "batch"]
 
@@ -76,8 +83,11 @@ def batch(
         ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Items running at once (with --ray: per worker).")
-    ] = 8,
+        int | None,
+        typer.Option(
+            min=1, metavar="N", help="Items running at once (with --ray: per worker); default 8.", show_default=False
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -98,9 +108,17 @@ def batch(
         ),
     ] = None,
     id_key: Annotated[
-        str, typer.Option(metavar="NAME", help="The column with each item's id (else: a digest of the row).")
-    ] = "id",
-    prompt_key: Annotated[str, typer.Option(metavar="NAME", help="The column with an agent's prompt.")] = "prompt",
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="The column with each item's id (default: id; else a digest of the row).",
+            show_default=False,
+        ),
+    ] = None,
+    prompt_key: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="The column with an agent's prompt (default: prompt).", show_default=False),
+    ] = None,
     rerun_started: RerunStarted = False,
     allow_module: AllowModule = None,
     ray: Annotated[
@@ -116,7 +134,12 @@ def batch(
             show_default=False,
         ),
     ] = None,
-    ray_workers: Annotated[int, typer.Option(min=1, metavar="N", help="With --ray: workers (actors) in the pool.")] = 2,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, metavar="N", help="With --ray: workers (actors) in the pool; default 2.", show_default=False
+        ),
+    ] = None,
     shards: Annotated[
         Path | None,
         typer.Option(
@@ -130,65 +153,97 @@ def batch(
 ) -> None:
     """Run an agent on every prompt of a file, or a workflow on every row of inputs, several at once.
 
-    Each item is a stored run, a child of the batch. A batch killed at any point goes on with --resume:
-    finished items are not run again, interrupted runs resume from the store. A failed item is a row with
-    its error. Exit code 0: every item done; 1: some failed or --max-failures stopped the batch;
-    130: interrupted (Ctrl-C).
+    Each item is a stored run, a child of the batch. A batch killed at any point goes on with --resume
+    (the options it started with are kept): finished items are not run again, interrupted runs resume
+    from the store. A failed item is a row with its error. Exit code 0: every item done; 1: some failed,
+    wait for approval, or --max-failures stopped the batch; 130: interrupted (Ctrl-C or SIGTERM).
     """
     if resume and overwrite:
         raise CommandError("--resume continues the batch that wrote --output, --overwrite starts a new one: pick one")
     if retry_failed and not resume:
         raise CommandError("--retry-failed goes with --resume (a new batch runs every item anyway)")
-    if not ray and (shards is not None or ray_workers != 2 or ray_address is not None):
+    if not ray and not resume and (shards is not None or ray_workers is not None or ray_address is not None):
         raise CommandError("--ray-address, --ray-workers and --shards are for --ray")
-    address = (ray_address or "local") if ray else None
     kind: Literal["agent", "workflow"] = "workflow" if is_workflow(target) else "agent"
     if kind == "agent" and allow_module:
         raise CommandError("--allow-module is for workflows (a .yaml file), not agents")
-    runtimes: tuple[str | None, ...] = tuple(runtime) if runtime else (None,)
-    flow = _load_workflow(target, allow_module or []) if kind == "workflow" else None
-    cls = agent_class(target) if kind == "agent" else None
-    items = read_items(input, kind=kind, id_key=id_key, prompt_key=prompt_key)
-    if flow is not None:
-        _check_inputs(flow, items, input)
     target_name = str(Path(target).resolve()) if kind == "workflow" else target
-    with closing(open_store(db, create=True)) as store, tracing(trace):
-        record = _the_batch(store, target_name, input, output, len(items), resume=resume, overwrite=overwrite)
-        options = {"runtimes": list(runtimes), "concurrency": concurrency, "ray": address}
+    with closing(open_store(db, create=True)) as store, tracing(trace), _only_one(output):
+        record = _the_batch(store, target_name, output, resume=resume, overwrite=overwrite)
+        kept = dict(record.options) if record is not None else {}  # a resumed batch's own options
+        settings = _Settings(
+            runtimes=tuple(runtime or kept.get("runtimes") or [None]),
+            concurrency=concurrency or kept.get("concurrency") or 8,
+            id_key=id_key or kept.get("id_key") or "id",
+            prompt_key=prompt_key or kept.get("prompt_key") or "prompt",
+            allow_modules=tuple(allow_module or kept.get("allow_modules") or ()),
+            ray=(ray_address or kept.get("ray") or "local") if ray or kept.get("ray") else None,
+            ray_workers=ray_workers or kept.get("ray_workers") or 2,
+            shards=str(shards.resolve()) if shards is not None else kept.get("shards"),
+        )
+        runtimes = settings.runtimes
+        flow = _load_workflow(target, list(settings.allow_modules)) if kind == "workflow" else None
+        cls = agent_class(target) if kind == "agent" else None
+        items = read_items(input, kind=kind, id_key=settings.id_key, prompt_key=settings.prompt_key)
+        if flow is not None:
+            _check_inputs(flow, items, input)
         if record is None:
             record = store.begin_batch(
-                target=target_name, items=len(items), input=input, output=output, options=options
+                target=target_name, items=len(items), input=input, output=output, options=dataclasses.asdict(settings)
             )
         else:
+            _check_same_items(store, record, items, input)
             store.batch_status(record.id, "running", items=len(items))
-        out = OutputFile(output)
-        job: Job | None
-        if address is not None:
-            job = None
-        elif cls is not None:
+        agents = [build(cls, target, store, r, ask=False) for r in runtimes] if cls is not None else []
+        job: Job = (
             # Many items at once: no terminal questions; a call that needs approval pauses its item.
-            job = AgentJob([build(cls, target, store, r, ask=False) for r in runtimes], rerun_started=rerun_started)
-        else:
-            assert flow is not None
-            job = WorkflowJob(flow, store=store, runtimes=runtimes)
+            AgentJob(agents, rerun_started=rerun_started)
+            if flow is None
+            else WorkflowJob(flow, store=store, runtimes=runtimes)
+        )
+        out = OutputFile(output)
         progress = _Progress(len(items), output)
-        again = _again(target, input, output, runtimes, db, address)
+        again = _again(target, input, output, db)
+        runner = Batch(
+            job,
+            items,
+            batch_id=record.id,
+            concurrency=settings.concurrency,
+            max_failures=max_failures,
+            retry_failed=retry_failed,
+        )
         try:
-            if job is not None:
-                outcome = _run_local(job, items, record, out, progress, concurrency, max_failures, retry_failed)
-            else:
-                assert address is not None
-                outcome = _run_ray(
-                    target_name, kind, items, record, store, out, progress, runtimes, allow_module or [],
-                    address, ray_workers, concurrency, shards, max_failures, retry_failed,
-                )  # fmt: skip
+            with _sigterm_interrupts():
+                if settings.ray is None:
+                    outcome = _run_local(runner, out, progress)
+                else:
+                    spec = WorkerSpec(
+                        target=target_name,
+                        kind=kind,
+                        batch_id=record.id,
+                        shards=settings.shards or str(store.path.resolve()) + ".shards",
+                        runtimes=runtimes,
+                        allow_modules=settings.allow_modules,
+                    )
+                    ray_options = RayOptions(
+                        address=settings.ray,
+                        workers=settings.ray_workers,
+                        concurrency=settings.concurrency,
+                        env=_agentkit_env(),
+                    )
+                    outcome = _run_ray(runner, spec, ray_options, store, out, progress)
         except KeyboardInterrupt:
             progress.stop()
             out.close([i.id for i in items])
             store.batch_status(record.id, "stopped")
+            in_flight = (
+                "runs in flight were recorded as cancelled"
+                if settings.ray is None
+                else "the workers' runs in flight stay in their shards"
+            )
             printing.say(
                 f"interrupted: {progress.done} items finished this time, {len(out.rows)} of {len(items)} in all; "
-                f"runs in flight were recorded as cancelled and resume with: {again}"
+                f"{in_flight} and go on with: {again}"
             )
             raise typer.Exit(INTERRUPTED) from None
         except BaseException:
@@ -204,19 +259,22 @@ def batch(
         raise typer.Exit(SOME_FAILED)
 
 
-def _run_local(
-    job: Job,
-    items: list[Item],
-    record: BatchRecord,
-    out: OutputFile,
-    progress: _Progress,
-    concurrency: int,
-    max_failures: int | None,
-    retry_failed: bool,
-) -> BatchOutcome:
-    runner = Batch(
-        job, items, batch_id=record.id, concurrency=concurrency, max_failures=max_failures, retry_failed=retry_failed
-    )
+@dataclass(frozen=True)
+class _Settings:
+    """What a batch runs with: given on the command line, else the resumed batch's, else the defaults."""
+
+    runtimes: tuple[str | None, ...]
+    concurrency: int
+    id_key: str
+    prompt_key: str
+    allow_modules: tuple[str, ...]
+    ray: str | None
+    """The Ray address, or None: a local batch."""
+    ray_workers: int
+    shards: str | None
+
+
+def _run_local(runner: Batch, out: OutputFile, progress: _Progress) -> BatchOutcome:
     plan = runner.plan()
     out.open(plan[0])
     progress.start(plan[0])
@@ -229,32 +287,19 @@ def _run_local(
 
 
 def _run_ray(
-    target: str,
-    kind: Literal["agent", "workflow"],
-    items: list[Item],
-    record: BatchRecord,
-    store: Store,
-    out: OutputFile,
-    progress: _Progress,
-    runtimes: tuple[str | None, ...],
-    allowed: list[str],
-    address: str,
-    workers: int,
-    concurrency: int,
-    shards: Path | None,
-    max_failures: int | None,
-    retry_failed: bool,
+    runner: Batch, spec: WorkerSpec, options: RayOptions, store: Store, out: OutputFile, progress: _Progress
 ) -> BatchOutcome:
-    from agentkit.batch.ray import RayOptions, WorkerSpec, run_on_ray, shard_files
-    from agentkit.store.merge import merge
-
-    where = (shards or store.path.with_name(store.path.name + ".shards")).resolve()
-    merge(store, shard_files(where, record.id))  # what earlier attempts' workers recorded
-    # The store's own view of the items (workers record elsewhere): a job that runs nothing.
-    planner = Batch(_NoJob(store), items, batch_id=record.id, retry_failed=retry_failed)
-    finished, todo = planner.plan()
+    """The batch on Ray; the items whose run stopped midway go on here, from the store (see docs/batch.md)."""
+    where = Path(spec.shards)
+    merge(store, shard_files(where, spec.batch_id))  # what earlier attempts' workers recorded
+    finished, todo = runner.plan()
     out.open(finished)
     progress.start(finished)
+    # A worker's SQLite file is new and has none of the stopped runs: the driver goes on with
+    # them itself (agents only: a workflow item starts over anyway), the workers take the rest.
+    agents = runner.job.kind == "agent"
+    here = [(item, run) for item, run in todo if run is not None and agents]
+    there = [item for item, run in todo if not (run is not None and agents)]
     results = {r.id: r for r in finished}
     failures = 0
     stopped: str | None = None
@@ -264,47 +309,26 @@ def _run_ray(
         results[result.id] = result
         out.add(result)
         progress.add(result)
-        if not result.ok:
+        if result.status in ("failed", "budget_exhausted"):
             failures += 1
-            if max_failures is not None and failures >= max_failures:
-                stopped = f"{failures} items failed (--max-failures {max_failures})"
+            if runner.max_failures is not None and failures >= runner.max_failures:
+                stopped = f"{failures} items failed (--max-failures {runner.max_failures})"
                 return False
         return True
 
-    spec = WorkerSpec(
-        target=target, kind=kind, batch_id=record.id, shards=str(where), runtimes=runtimes, allow_modules=tuple(allowed)
-    )
+    if here:
+        asyncio.run(runner.run(arrived, plan=([], here)))
     try:
-        if todo:
-            run_on_ray(
-                spec,
-                [item for item, _ in todo],
-                RayOptions(address=address, workers=workers, concurrency=concurrency, env=_agentkit_env()),
-                arrived,
-            )
+        if there and stopped is None:
+            run_on_ray(spec, there, options, arrived)
     except ImportError as exc:
         raise CommandError(str(exc)) from None
     finally:
-        report = merge(store, shard_files(where, record.id))
+        report = merge(store, shard_files(where, spec.batch_id))
         progress.note(f"merged {report.total.runs_added} new runs from {len(report.sources)} worker stores in {where}")
-    ordered = tuple(results[i.id] for i in items if i.id in results)
-    return BatchOutcome(results=ordered, stopped=stopped, left=len(items) - len(ordered))
-
-
-class _NoJob:
-    """The store's view for planning; never asked to run an item."""
-
-    kind: Literal["agent", "workflow"] = "agent"
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    @property
-    def store(self) -> Store | None:
-        return self._store
-
-    async def run(self, item: Item, **_: Any) -> ItemResult:
-        raise AssertionError("planning only")
+    ordered = tuple(results[i.id] for i in runner.items if i.id in results)
+    left = len(runner.items) - len(ordered)
+    return BatchOutcome(results=ordered, stopped=stopped if left else None, left=left)
 
 
 def _agentkit_env() -> dict[str, str]:
@@ -333,10 +357,8 @@ def _check_inputs(flow: Any, items: list[Item], path: Path) -> None:
         raise BatchInputError("\n".join(problems[:5]) + more)
 
 
-def _the_batch(
-    store: Store, target: str, input: Path, output: Path, items: int, *, resume: bool, overwrite: bool
-) -> BatchRecord | None:
-    """The batch to go on with (--resume), or None for a new one; refuses to overwrite by accident."""
+def _the_batch(store: Store, target: str, output: Path, *, resume: bool, overwrite: bool) -> BatchRecord | None:
+    """The batch to go on with (--resume), or None for a new one; refuses to start over one by accident."""
     earlier = store.batches(output=output, limit=1)
     if resume:
         if not earlier:
@@ -350,20 +372,70 @@ def _the_batch(
                 "give another --output for a new batch"
             )
         return earlier[0]
-    if output.exists() and output.stat().st_size > 0 and not overwrite:
+    if overwrite:
+        return None
+    if earlier and earlier[0].status != "done":
+        raise CommandError(
+            f"batch {earlier[0].id}, writing {output}, did not finish ({earlier[0].status}): "
+            "--resume goes on with it, --overwrite starts anew"
+        )
+    if output.exists() and output.stat().st_size > 0:
         raise CommandError(f"{output} exists: --resume goes on with the batch that wrote it, --overwrite starts anew")
     return None
 
 
-def _again(
-    target: str, input: Path, output: Path, runtimes: tuple[str | None, ...], db: Path | None, ray: str | None
-) -> str:
-    """The command line that resumes this batch."""
+def _check_same_items(store: Store, record: BatchRecord, items: list[Item], path: Path) -> None:
+    """Refuse to resume with items none of which the batch knows (ids made another way)."""
+    stored = store.batch_items(record.id)
+    if stored and not any(item.id in stored for item in items):
+        raise CommandError(
+            f"none of the {len(items)} items of {path} is one of batch {record.id}'s {len(stored)} items: "
+            "were their ids made another way (--id-key)?"
+        )
+
+
+@contextmanager
+def _only_one(output: Path) -> Iterator[None]:
+    """Hold a lock beside the output while the batch runs: a second batch on it is refused."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock = output.with_name(f".{output.name}.lock")
+    with lock.open("a+", encoding="utf-8") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "?"
+            raise CommandError(
+                f"another agentkit batch (pid {holder}) is writing {output}; wait for it or stop it"
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(str(os.getpid()))
+        file.flush()
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (kill, a CI timeout, systemd) stops the batch as Ctrl-C does; Ctrl-C works even in a
+    process started with SIGINT ignored (a shell's background job)."""
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
+
+
+def _again(target: str, input: Path, output: Path, db: Path | None) -> str:
+    """The command line that goes on with this batch (its options are stored with it)."""
     args = ["agentkit", "batch", target, "--input", str(input), "--output", str(output)]
-    args += [a for r in runtimes if r for a in ("--runtime", r)]
     args += ["--db", str(db)] if db is not None else []
-    args += ["--ray"] if ray is not None else []
-    args += ["--ray-address", ray] if ray not in (None, "local") else []
     return shlex.join([*args, "--resume"])
 
 

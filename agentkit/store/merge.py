@@ -37,6 +37,16 @@ __all__ = ["MergeCounts", "MergeReport", "MergedSource", "merge"]
 _SOURCE = "source"
 """The schema name a source is attached under."""
 
+_PARENTS = {
+    "steps": ("runs", "run_id"),
+    "messages": ("runs", "run_id"),
+    "tool_calls": ("runs", "run_id"),
+    "tool_results": ("runs", "run_id"),
+    "approvals": ("runs", "run_id"),
+    "workflow_steps": ("workflow_runs", "workflow_run"),
+}
+"""Each child table's parent (a table with an `updated` time) and the column that names it."""
+
 _COUNTED = ("runs", "workflow_runs", "batches")
 """The tables whose added and updated rows `MergeCounts` counts (its fields `<table>_added`, `<table>_updated`)."""
 
@@ -243,6 +253,15 @@ def _upsert(conn: sqlite3.Connection, table: _Table) -> tuple[int, int]:
         newer = f"excluded.updated > {name}.updated"
     else:
         newer = " OR ".join(f"{name}.{_quote(c)} IS NOT excluded.{_quote(c)}" for c in others) or "false"
+        parent = _PARENTS.get(table.name)
+        if parent is not None and others:
+            # A run's rows (a call's start, a decision, a workflow step's end) come with the run's
+            # state: an older copy of the run brings none of them back.
+            runs, link = map(_quote, parent)
+            newer = (
+                f"({newer}) AND NOT EXISTS (SELECT 1 FROM main.{runs} AS t JOIN {_SOURCE}.{runs} AS s "
+                f"ON s.id = t.id WHERE t.id = excluded.{link} AND t.updated > s.updated)"
+            )
     assignments = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in others)
     update = f"DO UPDATE SET {assignments} WHERE {newer}" if others else "DO NOTHING"
     # Not INSERT OR REPLACE: that deletes the old row first, which its children's

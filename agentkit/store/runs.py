@@ -355,7 +355,10 @@ class RunRecorder:
     def tool_started(self, call: ToolCall) -> None:
         """A non-idempotent tool is about to run: if the run dies now, it may have had effects."""
         self._write(
-            [("UPDATE tool_calls SET started = ? WHERE run_id = ? AND id = ?", (now(), self.run_id, call.id))],
+            [
+                ("UPDATE tool_calls SET started = ? WHERE run_id = ? AND id = ?", (now(), self.run_id, call.id)),
+                self._newer(),
+            ],
             f"the start of call {call.name} ({call.id}) in step {self._call(call.id)[1]}",
         )
 
@@ -370,6 +373,7 @@ class RunRecorder:
                     (self.run_id, result.call_id, result.name, dumps(result.content), result.is_error, now(), started),
                 ),
                 _message_row(self.run_id, position, result, None),
+                self._newer(),
             ],
             f"the result of call {result.name} ({result.call_id}) in step {step}",
         )
@@ -389,7 +393,8 @@ class RunRecorder:
                     "approved = excluded.approved, reason = excluded.reason, decided_by = excluded.decided_by, "
                     "created = excluded.created",
                     (self.run_id, call_id, approved, reason, by, now()),
-                )
+                ),
+                self._newer(),
             ],
             "a wait for approval" if approved is None else f"the decision on call {call_id}",
         )
@@ -411,6 +416,10 @@ class RunRecorder:
 
     def _touch(self) -> Statement:
         return ("UPDATE runs SET updated = ?, status = 'running' WHERE id = ?", (now(), self.run_id))
+
+    def _newer(self) -> Statement:
+        # Every write moves `updated`: merging stores (`agentkit.store.merge`) keeps the newer state of a run.
+        return ("UPDATE runs SET updated = ? WHERE id = ?", (now(), self.run_id))
 
 
 def _message_text(message: Message) -> str:

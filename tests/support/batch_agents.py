@@ -1,6 +1,7 @@
 """Agents for batch tests and benchmarks: a model that a function plays, with a latency, and a tool that counts.
 
-`Tally` asks for one tool call per item, then answers `done: PROMPT`. Each
+`Tally` asks for one tool call per item, then answers `done: PROMPT`
+(`Careful` the same, with a tool that needs approval). Each
 call of its tool appends the item to the file `$AGENTKIT_TEST_TALLY` (when
 set), so a test can count how many times every item's tool ran, across
 processes and kills. The model sleeps `$AGENTKIT_TEST_LATENCY` seconds a turn
@@ -18,7 +19,7 @@ from agentkit.messages import AssistantMessage, ToolCall, UserMessage
 from agentkit.runtime import ModelRequest, ModelResponse, Usage
 from agentkit.runtimes.function import FunctionRuntime
 
-__all__ = ["IN_FLIGHT", "Tally", "counts", "tally_runtime"]
+__all__ = ["IN_FLIGHT", "Careful", "Tally", "counts", "tally_runtime"]
 
 
 def _prompt(request: ModelRequest) -> str:
@@ -43,7 +44,8 @@ async def _model(request: ModelRequest, index: int) -> ModelResponse:
     if answered:
         message = AssistantMessage(text=f"done: {prompt}")
     else:
-        message = AssistantMessage(tool_calls=(ToolCall(name="count", arguments={"item": prompt}),))
+        tool = request.tools[0].name  # count, or send (Careful's)
+        message = AssistantMessage(tool_calls=(ToolCall(name=tool, arguments={"item": prompt}),))
     return ModelResponse(message=message, usage=Usage(prompt_tokens=20, completion_tokens=5, requests=1))
 
 
@@ -72,5 +74,20 @@ def counts(path: Path) -> dict[str, int]:
 class Tally(Agent[str]):
     instructions = "Count the item, then say so."
     tools = [count]
+    max_steps = 4
+    runtime = tally_runtime()
+
+
+@tool(requires_approval=True)
+def send(item: str) -> str:
+    """Send one item (someone must approve each call)."""
+    return count(item)
+
+
+class Careful(Agent[str]):
+    """`Tally` whose tool waits for someone's approval: its items pause until decided."""
+
+    instructions = "Send the item, then say so."
+    tools = [send]
     max_steps = 4
     runtime = tally_runtime()

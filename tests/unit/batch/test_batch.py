@@ -18,7 +18,7 @@ from agentkit.batch import AgentJob, Batch, Item, ItemResult
 from agentkit.batch.files import OutputFile, item_id, read_items
 from agentkit.errors import BatchInputError
 from agentkit.store import Store
-from tests.support.batch_agents import Tally, counts
+from tests.support.batch_agents import Tally, counts, tally_runtime
 
 
 @pytest.fixture
@@ -219,3 +219,16 @@ def test_json_lines_out_are_appended_as_they_finish_then_put_in_order(tmp_path: 
     assert [r["id"] for r in lines] == ["a", "b", "c"]
     assert set(lines[0]) == {"id", "status", "output", "run_id", "tokens", "seconds", "error"}
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_items_go_to_the_least_busy_runtime_even_one_at_a_time(tmp_path: Path, tally: Path) -> None:
+    store = Store(tmp_path / "runs.db")
+    first, second = tally_runtime(), tally_runtime()
+    agents = [Tally(store=store, runtime=first), Tally(store=store, runtime=second)]
+    items = [Item(id=str(i), value=f"item {i}", index=i) for i in range(6)]
+    batch_id = store.begin_batch(target="t", items=6).id
+    outcome = asyncio.run(Batch(AgentJob(agents), items, batch_id=batch_id, concurrency=1).run())
+    assert all(r.ok for r in outcome.results)
+    assert (len(first.requests), len(second.requests)) == (6, 6)  # three items of two turns each
+    with pytest.raises(ValueError, match="share one store"):
+        AgentJob([Tally(store=store), Tally(store=Store(tmp_path / "other.db"))])

@@ -194,7 +194,8 @@ def test_a_batch_killed_with_sigkill_resumes_and_runs_no_tool_twice(tmp_path: Pa
     assert runs == (200, 200)  # an interrupted run went on under its own id
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_go_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_cleanly_and_says_how_to_go_on(tmp_path: Path, stop: signal.Signals) -> None:
     source, out, db = prompts(tmp_path / "in.jsonl", 100), tmp_path / "out.jsonl", tmp_path / "runs.db"
     env = {**os.environ, "AGENTKIT_TEST_LATENCY": "0.05", "AGENTKIT_CACHE": str(tmp_path)}
     command = [sys.executable, "-m", "agentkit.cli", "batch", AGENT, "--input", str(source), "--output", str(out),
@@ -203,7 +204,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_go_on(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 10):
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
     assert "interrupted: " in stderr
@@ -219,6 +220,67 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_go_on(tmp_path: Path) -> None:
     resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode in (0, 1), resumed.stderr  # 1: a tool was cut off mid-call (not run again)
     assert len(rows(out)) == 100
+
+
+def test_a_resumed_batch_keeps_its_options(cli: Cli, tmp_path: Path, db: Path, tally: Path) -> None:
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"doc": f"d{i}", "text": f"item {i}"}) + "\n" for i in range(4)))
+    args = ("batch", AGENT, "--input", str(source), "--output", str(out))
+    assert cli(*args, "--id-key", "doc", "--prompt-key", "text", "--concurrency", "2").exit_code == 0
+    source.write_text(source.read_text() + json.dumps({"doc": "d4", "text": "item 4"}) + "\n")
+    again = cli(*args, "--resume")  # no --id-key, --prompt-key: the batch's own
+    assert again.exit_code == 0, again.output
+    assert [r["id"] for r in rows(out)] == ["d0", "d1", "d2", "d3", "d4"]
+    assert counts(tally) == {f"item {i}": 1 for i in range(5)}
+    assert Store(db).batches(limit=1)[0].options["concurrency"] == 2
+    # Ids made another way match none of the batch's items: refused, nothing runs.
+    refused = cli(*args, "--resume", "--id-key", "text")
+    assert refused.exit_code == 1
+    assert "none of the 5 items" in refused.output
+    assert counts(tally) == {f"item {i}": 1 for i in range(5)}
+
+
+def test_an_unfinished_batch_is_not_started_over_by_accident(cli: Cli, tmp_path: Path, db: Path) -> None:
+    source, out = prompts(tmp_path / "in.jsonl", 2), tmp_path / "out.parquet"
+    Store(db).begin_batch(target=AGENT, items=2, input=source, output=out)  # as a killed batch leaves it
+    result = cli("batch", AGENT, "--input", str(source), "--output", str(out))
+    assert result.exit_code == 1
+    assert "did not finish (running): --resume goes on with it" in result.output
+
+
+def test_a_second_batch_on_the_same_output_is_refused_while_one_runs(cli: Cli, tmp_path: Path) -> None:
+    import fcntl
+
+    source, out = prompts(tmp_path / "in.jsonl", 2), tmp_path / "out.jsonl"
+    with (tmp_path / ".out.jsonl.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a running batch holds
+        held.write("4242")
+        held.flush()
+        result = cli("batch", AGENT, "--input", str(source), "--output", str(out))
+    assert result.exit_code == 1
+    assert f"another agentkit batch (pid 4242) is writing {out}" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("ray", [False, True], ids=["local", "ray"])
+def test_items_waiting_for_approval_go_on_once_decided(
+    cli: Cli, tmp_path: Path, db: Path, tally: Path, ray: bool
+) -> None:
+    source, out = prompts(tmp_path / "in.jsonl", 3), tmp_path / "out.jsonl"
+    args = ("batch", "tests.support.batch_agents:Careful", "--input", str(source), "--output", str(out))
+    first = cli(*args, "--max-failures", "1")
+    assert first.exit_code == 1  # not done: waiting
+    assert [r["status"] for r in rows(out)] == ["awaiting_approval"] * 3  # not failures: no --max-failures stop
+    waiting = str(rows(out)[1]["run_id"])
+    assert cli("runs", "approve", waiting).exit_code == 0
+    # With --ray the decided run goes on in this process, from the store (a worker's new
+    # SQLite file has none of it); nothing is left for the workers, so no cluster starts.
+    again = cli(*args, "--resume", *(["--ray"] if ray else []))
+    written = rows(out)
+    assert [r["status"] for r in written] == ["awaiting_approval", "done", "awaiting_approval"], again.output
+    assert written[1]["run_id"] == waiting
+    assert written[1]["output"] == "done: item 1"
+    assert counts(tally) == {"item 1": 1}
 
 
 WORKFLOW = """

@@ -249,7 +249,22 @@ def test_an_older_copy_does_not_undo_a_newer_run(tmp_path: Path) -> None:
     merge(out, [shard.path])
     report = merge(out, [old])
     assert report.total.runs_updated == 0
+    assert report.total.rows == 0  # not the approval's old "waiting", not a call's old start
     assert out.run(run_id) == shard.run(run_id)
+    assert out.load(run_id) == shard.load(run_id)
+    assert out.approvals(run_id) == shard.approvals(run_id)
+
+
+def test_a_decision_made_after_a_merge_survives_the_shard_merged_again(tmp_path: Path) -> None:
+    shard = Store(tmp_path / "shard.db")
+    run_id = paused_run(shard)
+    out = Store(tmp_path / "out.db")
+    merge(out, [shard.path])
+    (waiting,) = [c for c, a in out.approvals(run_id).items() if a.status == "waiting"]
+    out.decide(run_id, waiting, True, by="ada")  # decided in the merged store, not in the shard
+    merge(out, [shard.path])
+    assert out.approvals(run_id)[waiting].status == "approved"
+    assert out.approvals(run_id)[waiting].decided_by == "ada"
 
 
 def test_a_run_continued_in_two_copies_is_refused_whole(tmp_path: Path) -> None:
