@@ -115,19 +115,22 @@ class BatchStore(StoreFile):
     def batch_items(self, batch_id: str, items: Sequence[str] | None = None) -> dict[str, BatchItemRecord]:
         """The newest run of each item of the batch that has one, by item id (`items`: only those)."""
         found: dict[str, BatchItemRecord] = {}
+        where, params = "parent_kind = 'batch' AND parent_id = ?", [batch_id]
+        if items is not None and len(items) <= 500:  # one item's lookup uses the index, not the whole batch
+            where += f" AND parent_part IN ({', '.join('?' * len(items))})"
+            params += list(items)
         runs = self.db.execute(
             "SELECT parent_part, id, status, output, error, created, updated, "
             "(SELECT COALESCE(SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), 0) "
-            " FROM steps WHERE run_id = runs.id) "
-            "FROM runs WHERE parent_kind = 'batch' AND parent_id = ? ORDER BY id",
-            [batch_id],
+            f" FROM steps WHERE run_id = runs.id) FROM runs WHERE {where} ORDER BY id",
+            params,
         ).fetchall()
         flows = self.db.execute(
             "SELECT parent_part, id, status, output, error, created, updated, "
             "(SELECT COALESCE(SUM(COALESCE(s.prompt_tokens, 0) + COALESCE(s.completion_tokens, 0)), 0) "
             " FROM runs r JOIN steps s ON s.run_id = r.id WHERE r.parent_id = workflow_runs.id) "
-            "FROM workflow_runs WHERE parent_kind = 'batch' AND parent_id = ? ORDER BY id",
-            [batch_id],
+            f"FROM workflow_runs WHERE {where} ORDER BY id",
+            params,
         ).fetchall()
         wanted = set(items) if items is not None else None
         kinds: tuple[tuple[Literal["agent", "workflow"], list[Any]], ...] = (("agent", runs), ("workflow", flows))

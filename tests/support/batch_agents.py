@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from agentkit import Agent, tool
@@ -19,7 +21,7 @@ from agentkit.messages import AssistantMessage, ToolCall, UserMessage
 from agentkit.runtime import ModelRequest, ModelResponse, Usage
 from agentkit.runtimes.function import FunctionRuntime
 
-__all__ = ["IN_FLIGHT", "Careful", "Tally", "counts", "tally_runtime"]
+__all__ = ["IN_FLIGHT", "Careful", "Tally", "agentkit", "counts", "tally_runtime"]
 
 
 def _prompt(request: ModelRequest) -> str:
@@ -91,3 +93,12 @@ class Careful(Agent[str]):
     tools = [send]
     max_steps = 4
     runtime = tally_runtime()
+
+
+def agentkit(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m agentkit.cli ARGS` in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "agentkit.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,37 +1,26 @@
-"""`agentkit batch` beyond one event loop: on a real local Ray cluster, and against a real `agentkit serve`.
+"""`agentkit batch --ray` on a real local Ray cluster, next to the same batch run locally.
 
-The Ray test starts a cluster on this machine (the driver, two worker
-processes) through the command itself, runs 200 items on the function-played
-model of `tests.support.batch_agents` with a per-turn latency, and checks the
-result row by row against a local run of the same items; the workers' SQLite
-files, merged with `agentkit runs merge`, hold the same conversations as the
-local run's single store. The served test runs examples/batch against the
-session's vLLM server.
+The test starts a cluster on this machine (the driver, two worker processes)
+through the command itself, runs 200 items on the function-played model of
+`tests.support.batch_agents` with a per-turn latency, and checks the result
+row by row against a local run of the same items; the workers' SQLite files,
+merged with `agentkit runs merge`, hold the same conversations as the local
+run's single store. (The batch against a real `agentkit serve` is in
+test_serve_batch.py, beside the other tests of the session's server.)
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from agentkit.batch.ray import shard_files
 from agentkit.store import Store
-from tests.conftest import FIGURES, ServeCommand
+from tests.support.batch_agents import agentkit
 
 AGENT = "tests.support.batch_agents:Tally"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def agentkit(
-    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentkit.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def conversation(store: Store, run_id: str) -> list[Any]:
@@ -97,37 +86,3 @@ def test_a_batch_on_a_local_ray_cluster_matches_a_local_run_row_by_row(tmp_path:
     # The driver merged them into its own store as the batch ended: the same 200 runs.
     driver = Store(tmp_path / "ray.db")
     assert {r.run_id for r in driver.batch_items(batch_id).values()} == set(ray_ids.values())
-
-
-def test_the_example_batch_against_a_real_agentkit_serve(served: ServeCommand, tmp_path: Path) -> None:
-    """examples/batch as its docstring runs it, the model behind `agentkit serve vllm:default`."""
-    served.ensure_running()
-    example = ROOT / "examples" / "batch"
-    out, db = tmp_path / "reports.jsonl", tmp_path / "runs.db"
-    env = {**os.environ, "AGENTKIT_CACHE": str(tmp_path / "cache")}
-    result = agentkit(
-        "batch", "cities:CityWeather", "--input", "questions.jsonl", "--output", str(out), "--db", str(db),
-        "--runtime", f"vllm-server:{served.url}", "--concurrency", "4", env=env, cwd=example, timeout=600,
-    )  # fmt: skip
-    assert result.returncode in (0, 1), result.stderr  # 1: some item failed (its row says why)
-    ids = [json.loads(line)["id"] for line in (example / "questions.jsonl").read_text().splitlines()]
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in rows] == ids
-    assert all(r["run_id"] for r in rows)
-    done = [r for r in rows if r["status"] == "done"]
-    assert done, rows
-    for row in done:  # a typed answer, as JSON: the Report's fields
-        assert set(row["output"]) == {"city", "celsius", "sky"}
-    store = Store(db)
-    for row in rows:
-        stored = store.load(row["run_id"])
-        assert stored.record.parent is not None
-        assert (stored.record.parent.kind, stored.record.parent.part) == ("batch", row["id"])
-        assert stored.steps
-        assert all("vllm" in (s.runtime or "") for s in stored.steps)
-        used = sum(s.response.usage.prompt_tokens + s.response.usage.completion_tokens for s in stored.steps)
-        assert row["tokens"] == used
-    called = sum(any(s.response.message.tool_calls for s in store.load(r["run_id"]).steps) for r in rows)
-    FIGURES["example batch on agentkit serve (8 items, 4 at once)"] = (
-        f"{len(done)}/8 done, {called}/8 called get_weather; {result.stderr.strip().splitlines()[-1][:120]}"
-    )
