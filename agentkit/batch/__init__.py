@@ -96,6 +96,11 @@ class ItemResult:
     def ok(self) -> bool:
         return self.status == "done"
 
+    @property
+    def failed(self) -> bool:
+        """Failed or ran out of budget: what `max_failures` counts (a wait for approval is not)."""
+        return self.status in ("failed", "budget_exhausted")
+
     def row(self) -> dict[str, Any]:
         """The item's line in the output file."""
         return {
@@ -395,7 +400,7 @@ class Batch:
                 parent = RunParent(kind="batch", id=self.batch_id, part=item.id)
                 result = await self.job.run(item, parent=parent, previous=previous)
                 results[item.id] = result
-                if result.status in ("failed", "budget_exhausted"):  # not a wait for someone's approval
+                if result.failed:
                     failures += 1
                     if self.max_failures is not None and failures >= self.max_failures and stopped is None:
                         stopped = f"{failures} items failed (--max-failures {self.max_failures})"

@@ -14,7 +14,7 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from agentkit.cli import printing
 from agentkit.cli.options import AllowModule, CommandError, Db, RerunStarted, Trace, open_store, tracing
 from agentkit.cli.run import agent_class, build, is_workflow
 from agentkit.errors import BatchInputError, WorkflowSpecError
-from agentkit.store import BatchRecord, Store
+from agentkit.store import BatchRecord, BatchStatus, Store
 from agentkit.store.merge import merge
 
 __all__ = ["INTERRUPTED", "SOME_FAILED", "batch"]
@@ -43,111 +43,124 @@ INTERRUPTED = 130
 """Exit code: Ctrl-C (or SIGTERM) stopped the batch; --resume goes on."""
 
 
+_Target = Annotated[
+    str,
+    typer.Argument(
+        metavar="TARGET",
+        help="An agent class (MODULE:CLASS) or a workflow file (.yaml).",
+        show_default=False,
+    ),
+]
+_Input = Annotated[
+    Path,
+    typer.Option(
+        "--input",
+        metavar="FILE",
+        help="The items: JSON Lines (.jsonl) or Parquet (.parquet). An agent's row has a prompt "
+        "(see --prompt-key) or is a JSON string; a workflow's row is its inputs.",
+        show_default=False,
+    ),
+]
+_Output = Annotated[
+    Path,
+    typer.Option(
+        "--output",
+        metavar="FILE",
+        help="One row per item (id, status, output, run_id, tokens, seconds, error), "
+        "JSON Lines or Parquet by its extension.",
+        show_default=False,
+    ),
+]
+_Runtime = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--runtime",
+        metavar="URI",
+        help="A runtime URI (default: the agent's or the workflow's); repeat it to share the items "
+        "among several servers.",
+        show_default=False,
+    ),
+]
+_Concurrency = Annotated[
+    int | None,
+    typer.Option(
+        min=1, metavar="N", help="Items running at once (with --ray: per worker); default 8.", show_default=False
+    ),
+]
+_Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Go on with the batch that wrote --output: skip finished items, resume interrupted runs.",
+    ),
+]
+_Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Start a new batch even though --output exists (it is replaced).")
+]
+_RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="With --resume, run the failed items again too.")]
+_MaxFailures = Annotated[
+    int | None,
+    typer.Option(
+        min=1, metavar="N", help="Start no new item once N items failed (default: never stop).", show_default=False
+    ),
+]
+_IdKey = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NAME",
+        help="The column with each item's id (default: id; else a digest of the row).",
+        show_default=False,
+    ),
+]
+_PromptKey = Annotated[
+    str | None,
+    typer.Option(metavar="NAME", help="The column with an agent's prompt (default: prompt).", show_default=False),
+]
+_Ray = Annotated[
+    bool,
+    typer.Option("--ray", help="Run on a Ray cluster (Ray Data, an actor pool of workers); needs the ray extra."),
+]
+_RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        metavar="ADDRESS",
+        help="With --ray: `local` (default) starts a cluster on this machine; `auto` joins the one running "
+        "here (ray start); or ray://HOST:10001.",
+        show_default=False,
+    ),
+]
+_RayWorkers = Annotated[
+    int | None,
+    typer.Option(min=1, metavar="N", help="With --ray: workers (actors) in the pool; default 2.", show_default=False),
+]
+_Shards = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="DIR",
+        help="With --ray: where each worker writes its SQLite file (default: DB.shards next to --db).",
+        show_default=False,
+    ),
+]
+
+
 def batch(
-    target: Annotated[
-        str,
-        typer.Argument(
-            metavar="TARGET",
-            help="An agent class (MODULE:CLASS) or a workflow file (.yaml).",
-            show_default=False,
-        ),
-    ],
-    input: Annotated[
-        Path,
-        typer.Option(
-            "--input",
-            metavar="FILE",
-            help="The items: JSON Lines (.jsonl) or Parquet (.parquet). An agent's row has a prompt "
-            "(see --prompt-key) or is a JSON string; a workflow's row is its inputs.",
-            show_default=False,
-        ),
-    ],
-    output: Annotated[
-        Path,
-        typer.Option(
-            "--output",
-            metavar="FILE",
-            help="One row per item (id, status, output, run_id, tokens, seconds, error), "
-            "JSON Lines or Parquet by its extension.",
-            show_default=False,
-        ),
-    ],
-    runtime: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--runtime",
-            metavar="URI",
-            help="A runtime URI (default: the agent's or the workflow's); repeat it to share the items "
-            "among several servers.",
-            show_default=False,
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(
-            min=1, metavar="N", help="Items running at once (with --ray: per worker); default 8.", show_default=False
-        ),
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Go on with the batch that wrote --output: skip finished items, resume interrupted runs.",
-        ),
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Start a new batch even though --output exists (it is replaced).")
-    ] = False,
-    retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="With --resume, run the failed items again too.")
-    ] = False,
-    max_failures: Annotated[
-        int | None,
-        typer.Option(
-            min=1, metavar="N", help="Start no new item once N items failed (default: never stop).", show_default=False
-        ),
-    ] = None,
-    id_key: Annotated[
-        str | None,
-        typer.Option(
-            metavar="NAME",
-            help="The column with each item's id (default: id; else a digest of the row).",
-            show_default=False,
-        ),
-    ] = None,
-    prompt_key: Annotated[
-        str | None,
-        typer.Option(metavar="NAME", help="The column with an agent's prompt (default: prompt).", show_default=False),
-    ] = None,
+    target: _Target,
+    input: _Input,
+    output: _Output,
+    runtime: _Runtime = None,
+    concurrency: _Concurrency = None,
+    resume: _Resume = False,
+    overwrite: _Overwrite = False,
+    retry_failed: _RetryFailed = False,
+    max_failures: _MaxFailures = None,
+    id_key: _IdKey = None,
+    prompt_key: _PromptKey = None,
     rerun_started: RerunStarted = False,
     allow_module: AllowModule = None,
-    ray: Annotated[
-        bool,
-        typer.Option("--ray", help="Run on a Ray cluster (Ray Data, an actor pool of workers); needs the ray extra."),
-    ] = False,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            metavar="ADDRESS",
-            help="With --ray: `local` (default) starts a cluster on this machine; `auto` joins the one running "
-            "here (ray start); or ray://HOST:10001.",
-            show_default=False,
-        ),
-    ] = None,
-    ray_workers: Annotated[
-        int | None,
-        typer.Option(
-            min=1, metavar="N", help="With --ray: workers (actors) in the pool; default 2.", show_default=False
-        ),
-    ] = None,
-    shards: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="DIR",
-            help="With --ray: where each worker writes its SQLite file (default: DB.shards next to --db).",
-            show_default=False,
-        ),
-    ] = None,
+    ray: _Ray = False,
+    ray_address: _RayAddress = None,
+    ray_workers: _RayWorkers = None,
+    shards: _Shards = None,
     db: Db = None,
     trace: Trace = False,
 ) -> None:
@@ -158,52 +171,41 @@ def batch(
     from the store. A failed item is a row with its error. Exit code 0: every item done; 1: some failed,
     wait for approval, or --max-failures stopped the batch; 130: interrupted (Ctrl-C or SIGTERM).
     """
-    if resume and overwrite:
-        raise CommandError("--resume continues the batch that wrote --output, --overwrite starts a new one: pick one")
-    if retry_failed and not resume:
-        raise CommandError("--retry-failed goes with --resume (a new batch runs every item anyway)")
-    if not ray and not resume and (shards is not None or ray_workers is not None or ray_address is not None):
-        raise CommandError("--ray-address, --ray-workers and --shards are for --ray")
     kind: Literal["agent", "workflow"] = "workflow" if is_workflow(target) else "agent"
-    if kind == "agent" and allow_module:
-        raise CommandError("--allow-module is for workflows (a .yaml file), not agents")
+    ray_details = ray_address is not None or ray_workers is not None or shards is not None
+    _check_options(
+        kind,
+        resume=resume,
+        overwrite=overwrite,
+        retry_failed=retry_failed,
+        ray=ray,
+        ray_details=ray_details,
+        allow_module=bool(allow_module),
+    )
     target_name = str(Path(target).resolve()) if kind == "workflow" else target
     with closing(open_store(db, create=True)) as store, tracing(trace), _only_one(output):
         record = _the_batch(store, target_name, output, resume=resume, overwrite=overwrite)
-        kept = dict(record.options) if record is not None else {}  # a resumed batch's own options
-        settings = _Settings(
-            runtimes=tuple(runtime or kept.get("runtimes") or [None]),
-            concurrency=concurrency or kept.get("concurrency") or 8,
-            id_key=id_key or kept.get("id_key") or "id",
-            prompt_key=prompt_key or kept.get("prompt_key") or "prompt",
-            allow_modules=tuple(allow_module or kept.get("allow_modules") or ()),
-            ray=(ray_address or kept.get("ray") or "local") if ray or kept.get("ray") else None,
-            ray_workers=ray_workers or kept.get("ray_workers") or 2,
-            shards=str(shards.resolve()) if shards is not None else kept.get("shards"),
+        settings = _Settings.resolve(
+            record.options if record is not None else {},
+            runtimes=runtime,
+            concurrency=concurrency,
+            id_key=id_key,
+            prompt_key=prompt_key,
+            allow_modules=allow_module,
+            ray=ray,
+            ray_address=ray_address,
+            ray_workers=ray_workers,
+            shards=shards,
         )
-        runtimes = settings.runtimes
-        flow = _load_workflow(target, list(settings.allow_modules)) if kind == "workflow" else None
-        cls = agent_class(target) if kind == "agent" else None
-        items = read_items(input, kind=kind, id_key=settings.id_key, prompt_key=settings.prompt_key)
-        if flow is not None:
-            _check_inputs(flow, items, input)
+        job, items = _load(kind, target, input, store, settings, rerun_started=rerun_started)
         if record is None:
+            options = dataclasses.asdict(settings)
             record = store.begin_batch(
-                target=target_name, items=len(items), input=input, output=output, options=dataclasses.asdict(settings)
+                target=target_name, items=len(items), input=input, output=output, options=options
             )
         else:
             _check_same_items(store, record, items, input)
             store.batch_status(record.id, "running", items=len(items))
-        agents = [build(cls, target, store, r, ask=False) for r in runtimes] if cls is not None else []
-        job: Job = (
-            # Many items at once: no terminal questions; a call that needs approval pauses its item.
-            AgentJob(agents, rerun_started=rerun_started)
-            if flow is None
-            else WorkflowJob(flow, store=store, runtimes=runtimes)
-        )
-        out = OutputFile(output)
-        progress = _Progress(len(items), output)
-        again = _again(target, input, output, db)
         runner = Batch(
             job,
             items,
@@ -212,51 +214,88 @@ def batch(
             max_failures=max_failures,
             retry_failed=retry_failed,
         )
-        try:
-            with _sigterm_interrupts():
-                if settings.ray is None:
-                    outcome = _run_local(runner, out, progress)
-                else:
-                    spec = WorkerSpec(
-                        target=target_name,
-                        kind=kind,
-                        batch_id=record.id,
-                        shards=settings.shards or str(store.path.resolve()) + ".shards",
-                        runtimes=runtimes,
-                        allow_modules=settings.allow_modules,
-                    )
-                    ray_options = RayOptions(
-                        address=settings.ray,
-                        workers=settings.ray_workers,
-                        concurrency=settings.concurrency,
-                        env=_agentkit_env(),
-                    )
-                    outcome = _run_ray(runner, spec, ray_options, store, out, progress)
-        except KeyboardInterrupt:
-            progress.stop()
-            out.close([i.id for i in items])
-            store.batch_status(record.id, "stopped")
-            in_flight = (
-                "runs in flight were recorded as cancelled"
-                if settings.ray is None
-                else "the workers' runs in flight stay in their shards"
-            )
-            printing.say(
-                f"interrupted: {progress.done} items finished this time, {len(out.rows)} of {len(items)} in all; "
-                f"{in_flight} and go on with: {again}"
-            )
-            raise typer.Exit(INTERRUPTED) from None
-        except BaseException:
-            progress.stop()
-            out.close([i.id for i in items])  # what finished stays, in order
-            store.batch_status(record.id, "stopped")
-            raise
-        progress.stop()
-        out.close([i.id for i in items])
-        store.batch_status(record.id, "done" if outcome.left == 0 else "stopped")
+        again = _again(target, input, output, db)
+        outcome, progress = _drive(runner, settings, target_name, store, output, again)
     _summary(outcome, output, progress, again)
     if outcome.failed or outcome.left:
         raise typer.Exit(SOME_FAILED)
+
+
+def _check_options(
+    kind: Literal["agent", "workflow"],
+    *,
+    resume: bool,
+    overwrite: bool,
+    retry_failed: bool,
+    ray: bool,
+    ray_details: bool,
+    allow_module: bool,
+) -> None:
+    """Refuse options that do not go together, before anything is opened."""
+    if resume and overwrite:
+        raise CommandError("--resume continues the batch that wrote --output, --overwrite starts a new one: pick one")
+    if retry_failed and not resume:
+        raise CommandError("--retry-failed goes with --resume (a new batch runs every item anyway)")
+    if ray_details and not ray and not resume:  # a resumed batch keeps its own --ray
+        raise CommandError("--ray-address, --ray-workers and --shards are for --ray")
+    if kind == "agent" and allow_module:
+        raise CommandError("--allow-module is for workflows (a .yaml file), not agents")
+
+
+def _load(
+    kind: Literal["agent", "workflow"],
+    target: str,
+    input: Path,
+    store: Store,
+    settings: _Settings,
+    *,
+    rerun_started: bool,
+) -> tuple[Job, list[Item]]:
+    """The job that runs an item (the agent built per runtime, or the workflow loaded) and the checked items."""
+    flow = _load_workflow(target, list(settings.allow_modules)) if kind == "workflow" else None
+    cls = agent_class(target) if flow is None else None
+    items = read_items(input, kind=kind, id_key=settings.id_key, prompt_key=settings.prompt_key)
+    if flow is not None:
+        _check_inputs(flow, items, input)
+        return WorkflowJob(flow, store=store, runtimes=settings.runtimes), items
+    assert cls is not None
+    # Many items at once: no terminal questions; a call that needs approval pauses its item.
+    agents = [build(cls, target, store, r, ask=False) for r in settings.runtimes]
+    return AgentJob(agents, rerun_started=rerun_started), items
+
+
+def _drive(
+    runner: Batch, settings: _Settings, target: str, store: Store, output: Path, again: str
+) -> tuple[BatchOutcome, _Progress]:
+    """Run the batch here or on Ray; however it ends, the output is rewritten in order and the batch's
+    status recorded (`stopped` unless every item has a result)."""
+    out, progress = OutputFile(output), _Progress(len(runner.items), output)
+    status: BatchStatus = "stopped"
+    try:
+        with _sigterm_interrupts():
+            if settings.ray is None:
+                outcome = _run_local(runner, out, progress)
+            else:
+                spec, options = settings.on_ray(target, runner, store)
+                outcome = _run_ray(runner, spec, options, store, out, progress)
+        status = "done" if outcome.left == 0 else "stopped"
+    except KeyboardInterrupt:
+        progress.stop()
+        in_flight = (
+            "runs in flight were recorded as cancelled"
+            if settings.ray is None
+            else "the workers' runs in flight stay in their shards"
+        )
+        printing.say(
+            f"interrupted: {progress.done} items finished this time, {len(out.rows)} of {len(runner.items)} in all; "
+            f"{in_flight} and go on with: {again}"
+        )
+        raise typer.Exit(INTERRUPTED) from None
+    finally:
+        progress.stop()
+        out.close([i.id for i in runner.items])  # what finished stays, in order
+        store.batch_status(runner.batch_id, status)
+    return outcome, progress
 
 
 @dataclass(frozen=True)
@@ -272,6 +311,50 @@ class _Settings:
     """The Ray address, or None: a local batch."""
     ray_workers: int
     shards: str | None
+
+    @classmethod
+    def resolve(
+        cls,
+        kept: Mapping[str, Any],
+        *,
+        runtimes: list[str] | None,
+        concurrency: int | None,
+        id_key: str | None,
+        prompt_key: str | None,
+        allow_modules: list[str] | None,
+        ray: bool,
+        ray_address: str | None,
+        ray_workers: int | None,
+        shards: Path | None,
+    ) -> _Settings:
+        """What was given, else what the resumed batch `kept`, else the defaults."""
+        on_ray = ray or kept.get("ray") is not None
+        return cls(
+            runtimes=tuple(runtimes or kept.get("runtimes") or [None]),
+            concurrency=concurrency or kept.get("concurrency") or 8,
+            id_key=id_key or kept.get("id_key") or "id",
+            prompt_key=prompt_key or kept.get("prompt_key") or "prompt",
+            allow_modules=tuple(allow_modules or kept.get("allow_modules") or ()),
+            ray=(ray_address or kept.get("ray") or "local") if on_ray else None,
+            ray_workers=ray_workers or kept.get("ray_workers") or 2,
+            shards=str(shards.resolve()) if shards is not None else kept.get("shards"),
+        )
+
+    def on_ray(self, target: str, runner: Batch, store: Store) -> tuple[WorkerSpec, RayOptions]:
+        """What each Ray worker builds, and the cluster's settings."""
+        assert self.ray is not None
+        spec = WorkerSpec(
+            target=target,
+            kind=runner.job.kind,
+            batch_id=runner.batch_id,
+            shards=self.shards or str(store.path.resolve()) + ".shards",
+            runtimes=self.runtimes,
+            allow_modules=self.allow_modules,
+        )
+        options = RayOptions(
+            address=self.ray, workers=self.ray_workers, concurrency=self.concurrency, env=_agentkit_env()
+        )
+        return spec, options
 
 
 def _run_local(runner: Batch, out: OutputFile, progress: _Progress) -> BatchOutcome:
@@ -309,7 +392,7 @@ def _run_ray(
         results[result.id] = result
         out.add(result)
         progress.add(result)
-        if result.status in ("failed", "budget_exhausted"):
+        if result.failed:
             failures += 1
             if runner.max_failures is not None and failures >= runner.max_failures:
                 stopped = f"{failures} items failed (--max-failures {runner.max_failures})"

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from agentkit.cli import printing
 from agentkit.cli.options import CommandError, Db, open_store
-from agentkit.eval import ARMS, CATEGORIES, LIVE_CATEGORIES, EvalResults, Outcome, evaluate, load, write
+from agentkit.eval import ARMS, CATEGORIES, LIVE_CATEGORIES, Entry, EvalResults, Outcome, evaluate, load, write
 from agentkit.eval.regression import ReplaySuite, replay_runs, select_runs
 from agentkit.eval.report import table
 from agentkit.replay import ReplayReport
@@ -97,22 +97,44 @@ def bfcl(
     ] = None,
 ) -> None:
     """Run BFCL's single-turn categories on a runtime, with and without the grammar; write JSON, Markdown, a chart."""
+    chosen_arms = _listed(arms, ARMS, "arm")
+    entries = _entries(categories, ids, live=live, limit=limit, data=data)
+    try:  # found out now, not after an hour of decoding
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot write the results into {out}: {exc.strerror or exc}") from None
+    results = _evaluate_with_a_bar(
+        resolve(runtime), entries, chosen_arms, concurrency=concurrency, max_tokens=max_tokens, limit=limit
+    )
+    if data is not None:
+        results = dataclasses.replace(results, bfcl_version=f"the data at {data}")
+    paths = write(results, out)
+    printing.console().print(table(results))
+    for kind, path in paths.items():
+        printing.say(f"{kind}: {path}")
+
+
+def _entries(
+    categories: str | None, ids: str | None, *, live: bool, limit: int | None, data: Path | None
+) -> list[Entry]:
+    """The entries `--categories`, `--live`, `--ids` and `--limit` name."""
     known = CATEGORIES + LIVE_CATEGORIES + ("simple",)
     everything = ids is not None and categories is None  # ids alone: look for them in every category
     chosen = _listed(categories, known, "category") if categories else list(CATEGORIES)
     if live or everything:
         chosen += [c for c in LIVE_CATEGORIES if c not in chosen]
     chosen = list(dict.fromkeys("simple_python" if c == "simple" else c for c in chosen))
-    chosen_arms = _listed(arms, ARMS, "arm")
     entries = load(chosen, limit=limit, data=data)
     if ids:
         wanted = set(_listed(ids, tuple(e.id for e in entries), "entry"))
         entries = [e for e in entries if e.id in wanted]
-    try:  # found out now, not after an hour of decoding
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"cannot write the results into {out}: {exc.strerror or exc}") from None
-    model = resolve(runtime)
+    return entries
+
+
+def _evaluate_with_a_bar(
+    model: Runtime, entries: list[Entry], arms: list[str], *, concurrency: int, max_tokens: int, limit: int | None
+) -> EvalResults:
+    """`evaluate` with the runtime started and closed, and a progress bar (a line a category off a terminal)."""
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -123,10 +145,10 @@ def bfcl(
         console=printing.console(),
         transient=False,
     ) as bar:
-        task = bar.add_task("starting the model", total=len(entries) * len(chosen_arms), tally="")
+        task = bar.add_task("starting the model", total=len(entries) * len(arms), tally="")
         tally = {"valid": 0, "calls": 0, "right": 0, "errors": 0}
         sizes = Counter(e.category for e in entries)
-        left = {(arm, category): n for arm in chosen_arms for category, n in sizes.items()}
+        left = {(arm, category): n for arm in arms for category, n in sizes.items()}
 
         def advance(outcome: Outcome) -> None:
             left[(outcome.arm, outcome.category)] -= 1
@@ -149,7 +171,7 @@ def bfcl(
                 return await evaluate(
                     model,
                     entries,
-                    arms=chosen_arms,
+                    arms=arms,
                     concurrency=concurrency,
                     max_tokens=max_tokens,
                     limit=limit,
@@ -158,13 +180,7 @@ def bfcl(
             finally:
                 await close_runtime(model)
 
-        results = asyncio.run(main())
-    if data is not None:
-        results = dataclasses.replace(results, bfcl_version=f"the data at {data}")
-    paths = write(results, out)
-    printing.console().print(table(results))
-    for kind, path in paths.items():
-        printing.say(f"{kind}: {path}")
+        return asyncio.run(main())
 
 
 @group.command("replay")
