@@ -1,6 +1,6 @@
 """`agentkit eval` on the embedded model in the real vLLM engine: BFCL's slice, and stored runs replayed.
 
-CI runs 10 entries of each non-live category under the grammar and 2 without
+CI runs 6 entries of each non-live category under the grammar and 2 without
 it; `make eval-bfcl` runs them all (docs/evaluation.md). Every call made under
 the grammar must be valid, and agentkit's scorer must give BFCL's own
 checker's verdict on every one of the model's real turns, both arms.
@@ -24,7 +24,7 @@ from tests.support.tools import add
 
 from ..conftest import FIGURES
 
-SLICE, FREE_SLICE = 10, 2  # per category; `make eval-bfcl` runs every entry
+SLICE, FREE_SLICE = 6, 2  # per category; `make eval-bfcl` runs every entry
 
 
 @pytest.fixture(scope="module")

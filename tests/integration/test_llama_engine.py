@@ -62,7 +62,14 @@ def required(prompt: str) -> ModelRequest:
 
 NATIVE = Gemma4Dialect(examples=len(TOOLS), max_string=60)
 """As on vLLM (tests/integration/test_gemma4_engine.py): a worked example per tool, capped strings."""
-CHOSEN = [i for i in range(len(PROMPTS)) if i % 10 < SLICE // 5]
+
+
+def chosen(per_tool: int) -> list[int]:
+    """`per_tool` prompts of each tool's ten."""
+    return [i for i in range(len(PROMPTS)) if i % 10 < per_tool]
+
+
+CHOSEN = chosen(SLICE // 5)
 
 
 def test_every_call_decoded_under_the_grammar_is_valid(llama: LlamaEngine) -> None:
@@ -73,11 +80,11 @@ def test_every_call_decoded_under_the_grammar_is_valid(llama: LlamaEngine) -> No
         native.close()
 
 
-def check_required_calls(label: str, runtime: Runtime) -> None:
-    """The chosen prompts, all at once under `tool_choice="required"`: a call each, every one valid."""
+def check_required_calls(label: str, runtime: Runtime, picked: list[int] = CHOSEN) -> None:
+    """The `picked` prompts, all at once under `tool_choice="required"`: a call each, every one valid."""
 
     async def ask_all() -> list[ModelResponse]:
-        return list(await asyncio.gather(*(runtime.generate(required(PROMPTS[i])) for i in CHOSEN)))
+        return list(await asyncio.gather(*(runtime.generate(required(PROMPTS[i])) for i in picked)))
 
     started = time.monotonic()
     responses = asyncio.run(ask_all())
@@ -89,12 +96,12 @@ def check_required_calls(label: str, runtime: Runtime) -> None:
     ]
     matched = sum(
         bool(r.message.tool_calls) and r.message.tool_calls[0].name == EXPECTED[i]
-        for r, i in zip(responses, CHOSEN, strict=True)
+        for r, i in zip(responses, picked, strict=True)
     )
     tokens = sum(r.usage.completion_tokens for r in responses)
     FIGURES[f"{label}, required calls"] = (
-        f"{len(calls) - len(problems)}/{len(calls)} valid over {len(CHOSEN)} prompts; "
-        f"{matched}/{len(CHOSEN)} chose the tool the prompt asks for; {tokens} tokens in {seconds:.1f} s"
+        f"{len(calls) - len(problems)}/{len(calls)} valid over {len(picked)} prompts; "
+        f"{matched}/{len(picked)} chose the tool the prompt asks for; {tokens} tokens in {seconds:.1f} s"
     )
     assert all(r.message.tool_calls for r in responses), [r.raw_text for r in responses if not r.message.tool_calls]
     assert problems == []
