@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.agentkit-installed
 # there needs a fresh install, so the stamp depends on the list of modules.
 SOURCES := pyproject.toml $(shell find agentkit tools runtimes -name '*.py' 2>/dev/null | sort | md5sum | cut -c1-12 | sed 's|^|$(VENV)/.modules-|')
 
-.PHONY: install model phoenix bfcl-data demo test test-unit lint format bench eval-bfcl docs clean build/typeview .venv-peers
+.PHONY: install model phoenix bfcl-data demo test test-unit fuzz lint format bench eval-bfcl docs clean build/typeview .venv-peers
 
 install: $(STAMP) model
 
@@ -69,6 +69,12 @@ test: install phoenix bfcl-data
 test-unit: install bfcl-data
 	$(PY) -m pytest -m "not engine"
 
+# Every fuzz target (tests/unit/fuzz/) at 10^5 fresh examples each (CI runs a fixed
+# slice of 100); the slowest targets first in the report, with their times.
+FUZZ_EXAMPLES ?= 100000
+fuzz: install
+	AGENTKIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/unit/fuzz -p no:cacheprovider --timeout 0 --durations 0 -q
+
 # A static view of the installed package for mypy and mkdocstrings, which cannot
 # follow the editable install's import hook: agentkit/ with tools/ and runtimes/
 # linked in where the package has them.
@@ -111,7 +117,8 @@ $(PEERS)/.installed-%:
 # a fresh one, the first streamed word next to the whole turn,
 # the prefix cache's share of a 10-step run's prompts, and plan mode next to the
 # step loop (turns and wall time, on a modelled engine and on the real one),
-# and `agentkit batch` next to a hand-written gather, one server's capacity and Ray.
+# and `agentkit batch` next to a hand-written gather, one server's capacity and Ray,
+# then the 10-minute soak: 4 processes x 16 agents on one store, traced.
 bench: install .venv-peers
 	$(PY) benchmarks/peers.py
 	$(PY) benchmarks/store_throughput.py
@@ -126,6 +133,7 @@ bench: install .venv-peers
 	$(PY) benchmarks/mcp_prompt.py
 	$(PY) benchmarks/llama_vs_vllm.py
 	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/soak.py
 
 # The generated parts of the docs (CLI reference, store schema, presets and
 # servers tables, workflow schema) are rewritten from the code, then the site built.
