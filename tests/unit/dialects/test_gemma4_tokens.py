@@ -76,8 +76,8 @@ def test_the_stand_in_tokenizer_holds_each_marker_as_its_one_token() -> None:
 
 
 # Each example compiles a dozen grammars against the 262k-token vocabulary (about 6 s on 2 cores):
-# 12 examples keep this test near a minute of CI's time; the string-level grammar tests run hundreds.
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 6 examples keep this test near half a minute of CI's time; the string-level grammar tests run hundreds.
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(toolboxes(), _STRINGS.filter(lambda s: "<" not in s and "|" not in s))
 def test_rendered_calls_tokenised_are_accepted_and_a_spelled_marker_is_not(
     box: tuple[list[ToolSpec], list[ToolCall]], text: str
