@@ -63,8 +63,7 @@ def _rss_kib() -> int:
 def _agent_class() -> Any:
     from agentkit import Agent, tool
     from agentkit.messages import AssistantMessage, ToolCall, UserMessage
-    from agentkit.runtime import ModelRequest, ModelResponse, Usage
-    from agentkit.runtimes.function import FunctionRuntime
+    from agentkit.runtime import ModelRequest, ModelResponse, RuntimeInfo, Usage
 
     @tool
     def lookup(city: str) -> dict[str, Any]:
@@ -78,28 +77,34 @@ def _agent_class() -> Any:
         await asyncio.sleep(0.01)
         return [len(city) + day for day in range(days)]
 
-    async def model(request: ModelRequest, index: int) -> ModelResponse:
-        await asyncio.sleep(random.uniform(*TURN_SECONDS))
-        prompt = next(m.text for m in request.messages if isinstance(m, UserMessage))
-        answered = sum(m.role == "tool" for m in request.messages)
-        if answered == 0:
-            calls: tuple[ToolCall, ...] = (
-                ToolCall(name="lookup", arguments={"city": prompt}),
-                ToolCall(name="history", arguments={"city": prompt, "days": 3}),
-            )
-            message = AssistantMessage(text="", tool_calls=calls)
-        elif answered == 2:
-            message = AssistantMessage(tool_calls=(ToolCall(name="lookup", arguments={"city": prompt + "-bis"}),))
-        else:
-            message = AssistantMessage(text=f"{prompt}: mild")
-        return ModelResponse(message=message, usage=Usage(prompt_tokens=300, completion_tokens=25, requests=1))
+    class LatencyModel:
+        """A model that takes a loaded server's time per turn and keeps nothing
+        (`FunctionRuntime` keeps every request, which would grow each process)."""
+
+        info = RuntimeInfo(name="soak", model="soak")
+
+        async def generate(self, request: ModelRequest) -> ModelResponse:
+            await asyncio.sleep(random.uniform(*TURN_SECONDS))
+            prompt = next(m.text for m in request.messages if isinstance(m, UserMessage))
+            answered = sum(m.role == "tool" for m in request.messages)
+            if answered == 0:
+                calls: tuple[ToolCall, ...] = (
+                    ToolCall(name="lookup", arguments={"city": prompt}),
+                    ToolCall(name="history", arguments={"city": prompt, "days": 3}),
+                )
+                message = AssistantMessage(text="", tool_calls=calls)
+            elif answered == 2:
+                message = AssistantMessage(tool_calls=(ToolCall(name="lookup", arguments={"city": prompt + "-bis"}),))
+            else:
+                message = AssistantMessage(text=f"{prompt}: mild")
+            return ModelResponse(message=message, usage=Usage(prompt_tokens=300, completion_tokens=25, requests=1))
 
     class Forecaster(Agent[str]):
         instructions = "Look the city up, then answer."
         tools = [lookup, history]
         max_steps = 5
 
-    return Forecaster, FunctionRuntime(model, name="soak")
+    return Forecaster, LatencyModel()
 
 
 async def _agents(db: str, seconds: float, agents: int) -> dict[str, Any]:
