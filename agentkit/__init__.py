@@ -19,6 +19,7 @@ from agentkit.errors import (
     RunFailed,
     RuntimeUnavailable,
     ScriptError,
+    SecretError,
     ServerError,
     StoreError,
     ToolArgumentsError,
@@ -44,6 +45,7 @@ from agentkit.runtime import (
     ToolCallReady,
     Usage,
 )
+from agentkit.secrets import redact, secret
 from agentkit.tool import Tool, ToolOptions, ToolSpec, tool
 from agentkit.toolset import Toolset
 
@@ -77,6 +79,7 @@ __all__ = [
     "RuntimeUnavailable",
     "Sampling",
     "ScriptError",
+    "SecretError",
     "ServerError",
     "Step",
     "StoreError",
@@ -102,5 +105,7 @@ __all__ = [
     "UserMessage",
     "WorkflowFailed",
     "WorkflowSpecError",
+    "redact",
+    "secret",
     "tool",
 ]

@@ -23,6 +23,7 @@ The tree (builtin bases in parentheses); catch `AgentkitError` for all of them:
         ├── StoreError (RuntimeError)              the run store cannot do what was asked
         ├── ScriptError (AssertionError)           a ScriptedRuntime's script does not fit
         ├── TracingError (ValueError)              tracing cannot be set up as asked
+        ├── SecretError (ValueError)               a value cannot be declared a secret
         ├── WorkflowSpecError (ValueError)         a workflow file is wrong (its `Problem`s)
         ├── WorkflowFailed (RuntimeError)          a workflow step failed
         └── BatchInputError (ValueError)           a batch's input file cannot be used
@@ -57,6 +58,7 @@ __all__ = [
     "RunFailed",
     "RuntimeUnavailable",
     "ScriptError",
+    "SecretError",
     "ServerError",
     "StoreError",
     "ToolArgumentsError",
@@ -349,6 +351,10 @@ class ScriptError(AgentkitError, AssertionError):
 
 class TracingError(AgentkitError, ValueError):
     """Tracing cannot be set up as asked (an unknown exporter or OTLP protocol)."""
+
+
+class SecretError(AgentkitError, ValueError):
+    """A value cannot be declared a secret (`agentkit.secret`): not a string, or too short to mask."""
 
 
 class WorkflowSpecError(AgentkitError, ValueError):

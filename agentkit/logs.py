@@ -17,6 +17,11 @@ stderr; an uncaught exception is printed there with the log's path.
 `verbose_logs(level)` is the other choice (`agentkit -v`, `AGENTKIT_LOG=debug`):
 every library's log at `level` and above on stderr. Both return a `Logs`
 whose `close()` undoes what they set up; a script just lets the process end.
+
+The log records both handle have declared secrets masked (`agentkit.secrets`),
+in their messages and tracebacks; so has an uncaught exception's traceback.
+What is written straight to descriptor 2 (an engine's own output, C code)
+is not a log record, and goes to the file as it was written.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
+
+from agentkit.secrets import RedactingFilter, redact_text
 
 __all__ = ["ENV", "Logs", "default_path", "env_level", "quiet_logs", "verbose_logs"]
 
@@ -107,11 +114,12 @@ def env_level() -> int | None:
     return level
 
 
-def quiet_logs(path: Path | None = None, *, announce: bool = True) -> Logs:
+def quiet_logs(path: Path | None = None, *, announce: bool = True, level: int = logging.INFO) -> Logs:
     """Send library and engine logs to `path` (default: `default_path()`), keep the terminal for the program.
 
     Call it before the engine starts (vLLM reads its logging settings when it is
     imported). With `announce`, the log's path is printed once (`logs: PATH`).
+    Python's log records of `level` and above go to the file (default INFO).
     """
     path = (path or default_path()).expanduser().absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +131,7 @@ def quiet_logs(path: Path | None = None, *, announce: bool = True) -> Logs:
     # to stderr, which is the file; at INFO, which agentkit's engine otherwise lowers to WARNING.
     _setenv(logs, "VLLM_LOGGING_STREAM", "ext://sys.stderr")
     _setenv(logs, "VLLM_LOGGING_LEVEL", os.environ.get("VLLM_LOGGING_LEVEL") or "INFO")
-    _log_to(logs, logging.StreamHandler(file), logging.INFO)
+    _log_to(logs, logging.StreamHandler(file), level)
     logging.captureWarnings(True)  # the `warnings` module's messages go to the py.warnings logger, so to the file
     logs._undo.append(lambda: logging.captureWarnings(False))
     # Descriptor 2 becomes the file, for this process and every one it starts from now on.
@@ -171,6 +179,7 @@ def _log_to(logs: Logs, handler: logging.Handler, level: int) -> None:
     """Records of `level` and above from every logger that propagates to the root go to `handler`."""
     handler.setFormatter(logging.Formatter(_FORMAT))
     handler.setLevel(level)
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     previous = root.level
     root.addHandler(handler)
@@ -195,7 +204,7 @@ def _writes_to_fd2(stream: TextIO) -> bool:
 
 def _excepthook(logs: Logs) -> Callable[[type[BaseException], BaseException, TracebackType | None], None]:
     def show(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        traceback.print_exception(kind, exc, tb, file=logs.stderr)
+        print(redact_text("".join(traceback.format_exception(kind, exc, tb))), end="", file=logs.stderr)
         logs.announce()
 
     return show

@@ -24,6 +24,11 @@ A class, whose fields are the arguments:
         '''What to look for.'''
 
         def run(self) -> list[str]: ...
+
+An argument typed `pydantic.SecretStr` (any argument its JSON Schema marks
+`writeOnly`, or `format: password`) reaches the tool whole, and is declared a
+secret when validated: the store, traces and logs show `[secret]` instead
+(`agentkit.secrets`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from pydantic.alias_generators import to_snake
 from agentkit.errors import ToolArgumentsError, ToolDefinitionError
 from agentkit.grammar import Chars, Rep, regex, seq
 from agentkit.schema import strip_titles
+from agentkit.secrets import declare_arguments, marks_secrets
 
 __all__ = ["BoundTool", "Tool", "ToolOptions", "ToolSpec", "as_tool", "to_json_value", "tool"]
 
@@ -372,9 +378,12 @@ class FunctionTool(Generic[P, R]):
         func: Callable[..., Any] = self.func
         model = self.args_model
         field_names = tuple((key, f.alias or key) for key, f in model.model_fields.items())
-        name = self.spec.name
+        name, parameters = self.spec.name, self.spec.parameters
+        secrets = marks_secrets(parameters)
 
         def validate(arguments: Mapping[str, Any]) -> Callable[[], Any]:
+            if secrets:  # `SecretStr` arguments: the tool receives them, nothing records them
+                declare_arguments(parameters, arguments)
             try:
                 parsed = model.model_validate(arguments)
             except pydantic.ValidationError as exc:
@@ -585,7 +594,11 @@ class Tool(pydantic.BaseModel):
             examples=tuple(dict(e) for e in examples),
         )
 
+        secrets = marks_secrets(spec.parameters)
+
         def validate(arguments: Mapping[str, Any]) -> Callable[[], Any]:
+            if secrets:  # arguments the schema marks `writeOnly` or `format: password`
+                declare_arguments(spec.parameters, arguments)
             problems = _schema_problems(validator, arguments)
             if problems:
                 raise ToolArgumentsError(name, problems)
@@ -602,8 +615,11 @@ class Tool(pydantic.BaseModel):
             raise ToolDefinitionError(f"tool class {cls.__qualname__!r}: implement run()")
         spec = cls.spec
         name = spec.name
+        secrets = marks_secrets(spec.parameters)
 
         def validate(arguments: Mapping[str, Any]) -> Callable[[], Any]:
+            if secrets:  # `SecretStr` fields: the tool receives them, nothing records them
+                declare_arguments(spec.parameters, arguments)
             try:
                 instance = cls.model_validate(arguments)
             except pydantic.ValidationError as exc:

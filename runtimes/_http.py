@@ -12,6 +12,9 @@ end once the server has begun to answer. What is retried, and how:
 
 Each retry is logged on `agentkit.http` and returned to the caller, which
 keeps it in the step's metadata, so a trajectory shows what a step cost.
+Credentials in the headers (`Authorization`, `X-API-Key`...) are declared
+secrets (`agentkit.secrets`), so a server that echoes one back in an error
+is masked in what is logged and stored.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_exponential, wait_random
 
 from agentkit.errors import ContextLengthExceeded, ServerError
+from agentkit.secrets import declare_headers
 
 __all__ = [
     "ClientPool",
@@ -349,6 +353,7 @@ async def _request(
     policy: RetryPolicy,
     client: httpx.AsyncClient | None,
 ) -> tuple[Any, list[dict[str, Any]]]:
+    declare_headers(headers)
     attempts = _Attempts(method, url, policy)
 
     async def once(http: httpx.AsyncClient) -> Any:
@@ -481,6 +486,7 @@ async def post_events(
         ContextLengthExceeded: the server says the prompt is too long.
     """
     policy = policy or RetryPolicy()
+    declare_headers(headers or {})
     attempts = _Attempts("POST", url, policy)
 
     async def once(http: httpx.AsyncClient) -> EventStream:

@@ -24,6 +24,16 @@ if TYPE_CHECKING:
 FIGURES: dict[str, Any] = {}
 
 
+@pytest.fixture(autouse=True)
+def _no_secrets_carried_over() -> Iterator[None]:
+    """Secrets are declared process-wide (`agentkit.secrets`): each test starts and ends with none."""
+    from agentkit.secrets import forget_all
+
+    forget_all()
+    yield
+    forget_all()
+
+
 @pytest.fixture(scope="session")
 def engine() -> Iterator[VLLMEngine]:
     """The embedded model on the real vLLM engine (about a minute to start on a CPU)."""

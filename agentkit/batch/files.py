@@ -12,7 +12,7 @@ JSON text column), `run_id`, `tokens`, `seconds` and `error`. JSON Lines gets
 each row appended as it finishes (a killed batch leaves every finished row, at
 worst a torn last line); at the end the file is rewritten in input order.
 Parquet cannot be appended to: it is written at the end (the store has the
-results meanwhile).
+results meanwhile). Declared secrets are masked in every row (`agentkit.secrets`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import IO, Any, Literal
 
 from agentkit.batch import Item, ItemResult, check_ids
 from agentkit.errors import BatchInputError
+from agentkit.secrets import redact
 
 __all__ = ["OutputFile", "file_format", "item_id", "read_items", "read_rows"]
 
@@ -145,7 +146,7 @@ class OutputFile:
     def open(self, earlier: Iterable[ItemResult]) -> None:
         """Start the file afresh with what earlier attempts finished, then append to it."""
         for result in earlier:
-            self.rows[result.id] = result.row()
+            self.rows[result.id] = redact(result.row())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.opened = True
         if self.format == "jsonl":
@@ -154,7 +155,7 @@ class OutputFile:
 
     def add(self, result: ItemResult) -> None:
         """One finished item: appended at once (JSON Lines), so a killed batch keeps it."""
-        row = self.rows[result.id] = result.row()
+        row = self.rows[result.id] = redact(result.row())
         if self._file is not None:
             self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
             self._file.flush()

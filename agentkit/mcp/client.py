@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from agentkit.errors import ToolDefinitionError, ToolsetError
 from agentkit.mcp.schemas import SchemaProblem, flatten
+from agentkit.secrets import declare_credential, declare_headers, sensitive_name
 from agentkit.tool import BoundTool, Tool
 from agentkit.toolset import Offered, Toolset, valid_name
 
@@ -186,7 +187,9 @@ def stdio(
         command: The program (looked up on `PATH`).
         args: Its arguments.
         env: Variables added to a minimal environment (the SDK passes on only
-            `PATH`, `HOME` and the like, not the whole of yours).
+            `PATH`, `HOME` and the like, not the whole of yours). The values of
+            those named as credentials (`TOKEN`, `API_KEY`...: `agentkit.secrets.sensitive_name`)
+            are declared secrets.
         cwd: Its working directory.
         name: The server's name (default: the script's, module's or program's name).
         options: `ServerOptions`: `include`, `exclude`, `requires_approval`,
@@ -195,6 +198,9 @@ def stdio(
     require_sdk()
     from mcp import StdioServerParameters
 
+    for key, value in (env or {}).items():
+        if sensitive_name(key):
+            declare_credential(value)
     return MCPToolset(
         name=valid_name(name or _program(command, args)),
         target=StdioServerParameters(command=command, args=list(args), env=dict(env or {}), cwd=cwd),
@@ -227,7 +233,9 @@ def http(
 
     Args:
         url: The server's endpoint (its `/mcp` path included).
-        headers: Sent with every request (an API key, say).
+        headers: Sent with every request (an API key, say). The values of those
+            named as credentials (`Authorization`, `X-API-Key`, a cookie...) are
+            declared secrets: nothing agentkit records shows them.
         name: The server's name (default: the URL's host).
         options: `ServerOptions`, as for `stdio`.
     """
@@ -235,6 +243,7 @@ def http(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
+    declare_headers(headers or {})
     return MCPToolset(name=valid_name(name or parts.hostname), target=url, headers=dict(headers or {}), **options)
 
 

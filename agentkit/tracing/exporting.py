@@ -2,7 +2,9 @@
 
 For scripts and the CLI. An application that sets up OpenTelemetry itself
 does not call it: agentkit's spans go to the application's provider. The SDK
-and exporters are imported here only, when `configure()` is called.
+and exporters are imported here only, when `configure()` is called. The
+values of the OTLP exporters' headers (`OTEL_EXPORTER_OTLP_HEADERS`, ...),
+credentials as a rule, are declared secrets (`agentkit.secrets`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from agentkit.errors import TracingError
+from agentkit.secrets import declare_credential
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
@@ -30,6 +33,8 @@ EXPORTERS = ("otlp", "console", "none")
 ALIASES = {"otlp_proto_http": "http/protobuf", "otlp_proto_grpc": "grpc"}
 """`OTEL_TRACES_EXPORTER` values of OpenTelemetry's Python distro: OTLP with a protocol."""
 ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+HEADERS = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_METRICS_HEADERS")
+"""The variables whose `name=value,...` headers the OTLP exporters send (an observability vendor's key)."""
 
 _providers: list[Any] = []
 """What `configure()` set up, for `shutdown()`."""
@@ -120,6 +125,18 @@ _EXPORTERS = {
 }
 
 
+def _declare_exporter_headers() -> None:
+    """Declare the values of the OTLP exporters' headers secrets: they are there to authenticate."""
+    from urllib.parse import unquote
+
+    for variable in HEADERS:
+        for pair in os.environ.get(variable, "").split(","):
+            _, equals, value = pair.partition("=")
+            if equals:
+                declare_credential(value.strip())
+                declare_credential(unquote(value.strip()))
+
+
 def _exporter(signal: str, kind: str, protocol: str) -> Any:
     """The exporter of `signal` (`traces`, `metrics`) for `kind` (`console`, `otlp`) over `protocol`."""
     import importlib
@@ -178,6 +195,7 @@ def configure(
     if traces_to == "none":
         log.info("OTEL_TRACES_EXPORTER=none: tracing is not set up")
         return None
+    _declare_exporter_headers()
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         log.info("an OpenTelemetry tracer provider is already set; agentkit's spans go to it")
         return None

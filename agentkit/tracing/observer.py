@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from agentkit.observers import RunEnd, RunObserver
+from agentkit.secrets import redact_text
 from agentkit.tracing.spans import (
     CONVERSATION,
     STEP,
@@ -23,6 +24,7 @@ from agentkit.tracing.spans import (
     describe_error,
     fail,
     get_tracer,
+    record_exception,
     record_metrics,
     request_attributes,
 )
@@ -110,7 +112,7 @@ class Tracing(RunObserver):
         text = describe_error(error)
         fail(self.chat, text)
         if isinstance(error, Exception):
-            self.chat.record_exception(error)
+            record_exception(self.chat, error)
         usage = getattr(error, "usage", None)
         record_metrics(_of(self.agent.runtime.info), usage, time.monotonic() - self.asked, text)
         self.chat.end()
@@ -126,7 +128,7 @@ class Tracing(RunObserver):
         attributes: dict[str, Any] = {TOOL_CALL_ID: call.id, TOOL_NAME: call.name}
         attributes[APPROVAL] = "waiting" if approved is None else "approved" if approved else "denied"
         if reason:
-            attributes[APPROVAL_REASON] = reason
+            attributes[APPROVAL_REASON] = redact_text(reason)
         if by:
             attributes[APPROVAL_BY] = by
         span.add_event("agentkit.approval", attributes)

@@ -4,6 +4,10 @@ Until a tracer or meter provider is set, every OpenTelemetry span and
 instrument is a no-op; agentkit then makes none at all (`tracing_on`,
 `metrics_on`), and does not even import OpenTelemetry: an untraced step costs
 a check, not a quarter of the loop's time.
+
+Declared secrets (`agentkit.secrets`) are masked in what these spans carry:
+the opt-in content (every JSON attribute goes through `dumps`), error
+statuses (`fail`) and exception events (`record_exception`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import re
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
+from agentkit.secrets import declared, redact_text
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram
@@ -46,6 +52,7 @@ __all__ = [
     "metrics_on",
     "plan_attributes",
     "plan_span",
+    "record_exception",
     "span_context",
     "tool_span",
     "tracing_on",
@@ -211,7 +218,8 @@ def capture_content() -> bool:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    """A value as a JSON attribute, declared secrets masked."""
+    return redact_text(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def message_parts(message: Message) -> dict[str, Any]:
@@ -269,10 +277,23 @@ def describe_error(exc: BaseException) -> str:
 
 
 def fail(span: Span, text: str) -> None:
+    """Mark `span` failed: its `error.type` and an error status saying `text` (secrets masked)."""
     from opentelemetry.trace import Status, StatusCode
 
     span.set_attribute(ERROR_TYPE, error_type(text))
-    span.set_status(Status(StatusCode.ERROR, text[:1000]))
+    span.set_status(Status(StatusCode.ERROR, redact_text(text)[:1000]))
+
+
+def record_exception(span: Span, exc: BaseException) -> None:
+    """`span.record_exception(exc)`, with declared secrets masked in its message and stack trace."""
+    if not declared():
+        span.record_exception(exc)
+        return
+    masked = {
+        "exception.message": redact_text(str(exc)),
+        "exception.stacktrace": redact_text("".join(traceback.format_exception(exc))),
+    }
+    span.record_exception(exc, attributes=masked)
 
 
 def runtime_attributes(provider: str, model: str, server: str | None) -> dict[str, Any]:
@@ -449,7 +470,7 @@ class AgentSpan:
         if error is not None:
             fail(self.span, describe_error(error))
             if isinstance(error, Exception):
-                self.span.record_exception(error)
+                record_exception(self.span, error)
         self.span.end()
 
 
@@ -509,7 +530,7 @@ def _chat_span(agent: AgentSpan, parent: Span, request: ModelRequest, step: int)
             text = describe_error(exc)
             fail(span, text)
             if isinstance(exc, Exception):
-                span.record_exception(exc)
+                record_exception(span, exc)
             record_metrics(_of(agent.runtime.info), getattr(exc, "usage", None), time.monotonic() - started, text)
             raise
         usage = chat.response.usage if chat.response is not None else None
@@ -603,10 +624,16 @@ def workflow_span(name: str, *, run_id: str | None = None) -> Iterator[Span]:
     if run_id is not None:
         attributes[CONVERSATION] = run_id
     with get_tracer().start_as_current_span(
-        f"invoke_workflow {name}", kind=SpanKind.INTERNAL, attributes=attributes, set_status_on_exception=False
+        f"invoke_workflow {name}",
+        kind=SpanKind.INTERNAL,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
         try:
             yield span
         except BaseException as exc:
             fail(span, describe_error(exc))
+            if isinstance(exc, Exception):  # as OpenTelemetry records them: not a GeneratorExit
+                record_exception(span, exc)
             raise

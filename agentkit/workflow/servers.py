@@ -15,7 +15,10 @@ toolset of its own (`Shared`), a tool step calls one of them. Every session
 is closed when the run ends, however it ends (`Sessions`). `${VAR}` in a
 server's command, env, cwd, url and headers reads the environment when the
 run starts, so secrets stay out of the file and out of the store;
-`${VAR:-default}` gives a default, `$$` is a `$`.
+`${VAR:-default}` gives a default, `$$` is a `$`. A value so read is
+declared a secret (`agentkit.secrets`) when it goes into a header, or when
+the variable's name, or the `env` key it sets, is a credential's
+(`NOTES_TOKEN`, `API_KEY`...: `sensitive_name`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from agentkit.errors import ToolsetError
+from agentkit.secrets import declare_credential, sensitive_name
 from agentkit.tool import BoundTool
 from agentkit.toolset import Offered, Toolset
 from agentkit.workflow.source import DocPath, Problem, Source
@@ -157,6 +161,14 @@ def sdk_missing() -> bool:
     return importlib.util.find_spec("mcp") is None
 
 
+def _holds_secret(path: DocPath, variable: str) -> bool:
+    """Whether the value of `${variable}` at `path` (under a server) is a secret: in a header,
+    in an `env` entry named as a credential, or read from a variable named as one."""
+    if path[0] == "headers" or sensitive_name(variable):
+        return True
+    return path[0] == "env" and sensitive_name(str(path[1]))
+
+
 def _directory(cwd: str, directory: Path | None) -> Path:
     return directory / cwd if directory is not None else Path(cwd).resolve()
 
@@ -189,6 +201,8 @@ def _toolset(source: Source, name: str, spec: ServerSpec, environ: Mapping[str, 
                 return "$"
             found = environ.get(match["name"])
             if found:
+                if _holds_secret(path, match["name"]):
+                    declare_credential(found)
                 return found
             if match["default"] is not None:
                 return match["default"]
