@@ -36,7 +36,7 @@ from agentkit.events import RunEvent, RunParent, RunResult
 from agentkit.executor import Approver, Executor
 from agentkit.loop import LoopConfig, final_result, run_loop
 from agentkit.messages import Message
-from agentkit.observers import RunObserver
+from agentkit.observers import OnStoreError, RunObserver
 from agentkit.runtime import Runtime, Sampling
 from agentkit.sync import run_sync
 from agentkit.tool import BoundTool, FunctionTool, as_tool
@@ -107,6 +107,11 @@ class Agent(Generic[OutputT]):
         name: The agent's name in messages and `repr` (default: the class name).
         store: Record every run here as it happens (a `Store` or a database
             path), so runs can be listed and resumed; default: not recorded.
+        on_store_error: What a run does when the store refuses a write (a
+            full disk, a read-only or deleted file, a lock held past the busy
+            timeout): `"fail"` (default) stops it with the `StoreError`
+            before anything unrecorded runs; `"continue"` logs a warning and
+            goes on without recording.
         observers: Told every phase of each run (`agentkit.observers.RunObserver`).
         planning: Plan mode (`agentkit.planning`): the model writes all the
             calls a task needs in one turn, later ones using earlier ones'
@@ -124,6 +129,7 @@ class Agent(Generic[OutputT]):
     runtime: Runtime | str | None = None
     sampling: Sampling = Sampling()
     store: Store | None = None
+    on_store_error: OnStoreError = "fail"
     budget: Budget | None = None
     context: ContextPolicy = "elide"
     planning: bool = False
@@ -142,6 +148,7 @@ class Agent(Generic[OutputT]):
         approve: Approver | None = None,
         name: str | None = None,
         store: Store | str | Path | None = None,
+        on_store_error: OnStoreError | None = None,
         budget: Budget | None = None,
         context: ContextPolicy | None = None,
         observers: Sequence[RunObserver] = (),
@@ -188,6 +195,10 @@ class Agent(Generic[OutputT]):
             store = Store(store)
         if store is not None:
             self.store = store
+        if on_store_error is not None:
+            self.on_store_error = on_store_error
+        if self.on_store_error not in ("fail", "continue"):
+            raise ValueError(f"on_store_error must be 'fail' or 'continue', got {self.on_store_error!r}")
         self.toolsets = [t for t in self.tools if isinstance(t, Toolset)]
         self.bound_tools = self._collect_tools([t for t in self.tools if not isinstance(t, Toolset)])
         self._resolved: Runtime | None = None
@@ -238,6 +249,7 @@ class Agent(Generic[OutputT]):
             sampling=self.sampling,
             executor=self.executor,
             store=self.store,
+            on_store_error=self.on_store_error,
             agent_path=f"{type(self).__module__}:{type(self).__qualname__}",
             parent=parent,
             context=self.context,

@@ -10,11 +10,14 @@ progress bar, a metrics sink) implements the methods it needs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import pydantic_core
+
+from agentkit.errors import StoreError
 
 if TYPE_CHECKING:
     from agentkit.loop import Run
@@ -23,7 +26,14 @@ if TYPE_CHECKING:
     from agentkit.store import RunRecorder, RunStatus, Store
     from agentkit.tool import BoundTool
 
-__all__ = ["Observers", "Recording", "RunEnd", "RunObserver"]
+__all__ = ["Observers", "OnStoreError", "Recording", "RunEnd", "RunObserver"]
+
+log = logging.getLogger("agentkit.store")
+
+OnStoreError: TypeAlias = Literal["fail", "continue"]
+"""What a run does when its store refuses a write (`Agent(on_store_error=...)`):
+`fail` (the default) stops it with the `StoreError` before anything else runs;
+`continue` logs a warning and goes on without recording."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,21 +99,44 @@ class RunObserver:
 
 
 class Recording(RunObserver):
-    """Writes the run to a `Store` as it happens (see `agentkit.store`)."""
+    """Writes the run to a `Store` as it happens (see `agentkit.store`).
 
-    def __init__(self, store: Store) -> None:
+    A write the store refuses raises its `StoreError`, which stops the run:
+    no tool runs unrecorded. With `on_error="continue"` the run goes on
+    instead, unrecorded from that write on, and a warning says so.
+    """
+
+    def __init__(self, store: Store, *, on_error: OnStoreError = "fail") -> None:
         self.store = store
+        self.on_error = on_error
         self.recorder: RunRecorder | None = None
+        self.lost: StoreError | None = None
+        """The write that failed, once recording stopped (`on_error="continue"` only)."""
 
     def _writer(self) -> RunRecorder:
         assert self.recorder is not None, "the run was not started"
         return self.recorder
 
+    def _record(self, run: Run, write: Callable[[], None]) -> None:
+        """`write`, unless recording stopped; a refusal stops the run, or recording (`continue`)."""
+        if self.lost is not None:
+            return
+        try:
+            write()
+        except StoreError as exc:
+            if self.on_error != "continue":
+                raise
+            self.lost = exc
+            log.warning("run %s goes on unrecorded (on_store_error='continue'): %s", run.run_id, exc)
+
     def started(self, run: Run, *, resumed: bool) -> None:
-        config = run.config
         if resumed:
             self.recorder = self.store.recorder(run.run_id)
             return
+        self._record(run, lambda: self._begin(run))
+
+    def _begin(self, run: Run) -> None:
+        config = run.config
         self.recorder = self.store.begin_run(
             agent=config.agent_path,
             name=config.name,
@@ -117,42 +150,48 @@ class Recording(RunObserver):
         )
 
     def answered(self, run: Run, index: int, response: ModelResponse, position: int | None) -> None:
-        self._writer().decision(
-            index=index,
-            position=position,
-            response=response,
-            runtime=run.config.runtime.info,
-            sampling=run.config.sampling,
-            idempotent=run.idempotent,
+        self._record(
+            run,
+            lambda: self._writer().decision(
+                index=index,
+                position=position,
+                response=response,
+                runtime=run.config.runtime.info,
+                sampling=run.config.sampling,
+                idempotent=run.idempotent,
+            ),
         )
 
     def tool_started(self, run: Run, call: ToolCall, tool: BoundTool) -> None:
         # Only a call that must not run twice needs its start on record.
         if not tool.options.idempotent or tool.options.requires_approval:
-            self._writer().tool_started(call)
+            self._record(run, lambda: self._writer().tool_started(call))
 
     def tool_finished(self, run: Run, result: ToolResult, started: float | None) -> None:
-        self._writer().tool_result(result, started=started)
+        self._record(run, lambda: self._writer().tool_result(result, started=started))
 
     def message_added(self, run: Run, position: int, message: Message, step: int) -> None:
-        self._writer().message(position, message, step=step)
+        self._record(run, lambda: self._writer().message(position, message, step=step))
 
     def decided(
         self, run: Run, call: ToolCall, approved: bool | None, reason: str | None, by: str | None, *, stored: bool
     ) -> None:
         if not stored:
-            self._writer().decided(call.id, approved, reason=reason, by=by)
+            self._record(run, lambda: self._writer().decided(call.id, approved, reason=reason, by=by))
 
     def ended(self, run: Run, end: RunEnd) -> None:
         from agentkit.tracing.spans import describe_error
 
         error = end.error
         text = None if error is None or isinstance(error, GeneratorExit) else describe_error(error)
-        self._writer().finished(
-            end.status,
-            output=pydantic_core.to_jsonable_python(end.output) if end.status == "done" else None,
-            error=text,
-            exhausted=end.exhausted,
+        self._record(
+            run,
+            lambda: self._writer().finished(
+                end.status,
+                output=pydantic_core.to_jsonable_python(end.output) if end.status == "done" else None,
+                error=text,
+                exhausted=end.exhausted,
+            ),
         )
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from agentkit.errors import StoreError
 from agentkit.store.batches import BatchItemRecord, BatchRecord, BatchStatus, BatchStore
-from agentkit.store.connection import default_path, new_id
+from agentkit.store.connection import DURABILITIES, Durability, default_path, new_id
 from agentkit.store.migrations import MIGRATIONS
 from agentkit.store.records import (
     STATUSES,
@@ -47,6 +47,7 @@ from agentkit.store.runs import RunRecorder, RunStore
 from agentkit.store.workflows import WorkflowRecorder, WorkflowStore
 
 __all__ = [
+    "DURABILITIES",
     "MIGRATIONS",
     "STATUSES",
     "WORKFLOW_STATUSES",
@@ -55,6 +56,7 @@ __all__ = [
     "BatchItemRecord",
     "BatchRecord",
     "BatchStatus",
+    "Durability",
     "RunRecord",
     "RunRecorder",
     "RunStatus",
@@ -82,8 +84,25 @@ class Store(RunStore, WorkflowStore, BatchStore):
     Args:
         path: The database file (created if missing); default `default_path()`.
         busy_timeout: Seconds a writer waits for another's lock before failing.
+        durability: How much a commit survives. `"normal"` (SQLite's WAL with
+            synchronous=NORMAL): a killed process loses nothing committed, a
+            power cut or an operating system crash may lose the last commits
+            (never corrupting the file). `"full"` (synchronous=FULL): the log
+            is synced to the disk at every commit, so a power cut loses
+            nothing committed either, at a cost per write measured by
+            `benchmarks/store_throughput.py`. Default: `$AGENTKIT_DB_DURABILITY`,
+            else `"normal"`.
+
+    A file that cannot be written (a read-only file or folder) is opened to be
+    read: listing and loading runs work, and the first write raises a
+    `StoreError` naming the file. A write also refuses to go on once the file
+    was deleted or replaced after it was opened: on Linux the open connection
+    would keep writing into the deleted file, losing every later commit.
 
     Raises:
-        StoreError: the file is not an SQLite database, or was written by a
-            newer agentkit; the file is left untouched.
+        StoreError: the file is not an SQLite database, was written by a
+            newer agentkit, is read-only and needs upgrading, or `durability`
+            is not one of `DURABILITIES`; the file is left untouched. Every
+            method raises `StoreError` when SQLite refuses (a full disk, a lock
+            held past `busy_timeout`, a row it cannot read), naming the file.
     """

@@ -1,14 +1,22 @@
 """What the store gives back: stored runs, steps, decisions and workflow runs, and their statuses.
 
 These are plain frozen values, read from the database; writing goes through
-the recorders (`agentkit.store.runs`, `agentkit.store.workflows`).
+the recorders (`agentkit.store.runs`, `agentkit.store.workflows`). Each value
+is read from its column by a checking reader (`text`, `timestamp`, `json_value`,
+`validated`...): a value that is not what its column holds (a row changed by
+hand, or damaged) raises `Unreadable`, which the store reports as a
+`StoreError` naming the run, the file, the table and the column.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
+
+import pydantic
+import pydantic_core
 
 from agentkit.budget import Budget
 from agentkit.events import RunParent
@@ -25,6 +33,7 @@ __all__ = [
     "RunStatus",
     "StoredRun",
     "StoredStep",
+    "Unreadable",
     "WorkflowRecord",
     "WorkflowStatus",
     "WorkflowStepRecord",
@@ -174,8 +183,6 @@ class StoredRun:
     def records(self) -> Iterator[dict[str, Any]]:
         """The run as JSON-ready records (what `agentkit runs export` writes, a line each):
         the run, then each message with its position, then each step."""
-        import pydantic_core
-
         jsonable = pydantic_core.to_jsonable_python
         yield {"type": "run", **jsonable(self.record)}
         for position, message in zip(self.positions, self.messages, strict=True):
@@ -236,3 +243,119 @@ class WorkflowRecord:
     updated: float
     steps: tuple[WorkflowStepRecord, ...] = ()
     """Its steps in the order they started (only from `Store.workflow_run`)."""
+
+
+# --- reading a column's value -----------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class Unreadable(Exception):
+    """A stored value its reader cannot use: which column of which table, and why.
+
+    Raised while a row is read back; the store turns it into a `StoreError`
+    that also names the run and the file.
+    """
+
+    def __init__(self, table: str, column: str, problem: str) -> None:
+        super().__init__(f"column {column} of table {table} cannot be read: {problem}")
+        self.table, self.column, self.problem = table, column, problem
+
+
+def _found(value: Any) -> str:
+    """What a cell holds, for an error: its SQLite type and the start of its value."""
+    kind = {str: "text", bytes: "a blob", int: "an integer", float: "a real number", type(None): "NULL"}
+    shown = repr(value)
+    return f"{kind.get(type(value), type(value).__name__)} {shown[:40]}{'...' if len(shown) > 40 else ''}"
+
+
+def text(value: Any, table: str, column: str) -> str:
+    """A TEXT column's value."""
+    if not isinstance(value, str):
+        raise Unreadable(table, column, f"text expected, found {_found(value)}")
+    return value
+
+
+def text_or_none(value: Any, table: str, column: str) -> str | None:
+    """A TEXT column's value, or NULL."""
+    return None if value is None else text(value, table, column)
+
+
+def whole(value: Any, table: str, column: str) -> int:
+    """An INTEGER column's value."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Unreadable(table, column, f"an integer expected, found {_found(value)}")
+    return value
+
+
+def whole_or_none(value: Any, table: str, column: str) -> int | None:
+    """An INTEGER column's value, or NULL."""
+    return None if value is None else whole(value, table, column)
+
+
+def number(value: Any, table: str, column: str, what: str = "a number") -> float:
+    """A finite number (an INTEGER or a REAL)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise Unreadable(table, column, f"{what} expected, found {_found(value)}")
+    return float(value)
+
+
+_LAST_TIME = 32503680000.0
+"""The year 3000, in unix seconds: a later time is no time the store wrote (and no date prints it)."""
+
+
+def timestamp(value: Any, table: str, column: str) -> float:
+    """A time, in unix seconds: a number from 1970 to the year 3000."""
+    what = "a time (unix seconds from 1970 to the year 3000)"
+    time = number(value, table, column, what)
+    if not 0 <= time <= _LAST_TIME:
+        raise Unreadable(table, column, f"{what} expected, found {_found(value)}")
+    return time
+
+
+def timestamp_or_none(value: Any, table: str, column: str) -> float | None:
+    """A time, or NULL."""
+    return None if value is None else timestamp(value, table, column)
+
+
+def one_of(value: Any, table: str, column: str, allowed: tuple[T, ...]) -> T:
+    """A column holding one of a few words (a status)."""
+    for choice in allowed:
+        if value == choice:
+            return choice
+    raise Unreadable(table, column, f"one of {', '.join(map(str, allowed))} expected, found {_found(value)}")
+
+
+def json_value(value: Any, table: str, column: str) -> Any:
+    """A column holding any JSON value, as text.
+
+    Read by pydantic's parser, as messages are: nested at most about 200
+    levels deep, which is also as deep as a run's export can write.
+    """
+    if not isinstance(value, str | bytes):
+        raise Unreadable(table, column, f"JSON text expected, found {_found(value)}")
+    try:
+        return pydantic_core.from_json(value)
+    except ValueError as exc:  # not JSON, not UTF-8, nested too deep, too large a number
+        raise Unreadable(table, column, f"not valid JSON ({_short(exc)})") from exc
+
+
+def json_or_none(value: Any, table: str, column: str) -> Any:
+    """A column holding JSON text, or NULL (None)."""
+    return None if value is None else json_value(value, table, column)
+
+
+def validated(value: Any, table: str, column: str, adapter: pydantic.TypeAdapter[T]) -> T:
+    """A column holding JSON text of a given shape (`adapter`: a message, a tool's spec, a budget...)."""
+    if not isinstance(value, str | bytes):
+        raise Unreadable(table, column, f"JSON text expected, found {_found(value)}")
+    try:
+        return adapter.validate_json(value)
+    except (ValueError, TypeError, RecursionError) as exc:  # pydantic.ValidationError is a ValueError
+        raise Unreadable(table, column, f"{type(exc).__name__}: {_short(exc)}") from exc
+
+
+def _short(exc: BaseException) -> str:
+    """An error's text on one line, cut to a readable length."""
+    words = " ".join(str(exc).split())
+    return words if len(words) <= 300 else words[:300] + "..."

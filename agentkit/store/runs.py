@@ -15,27 +15,52 @@ recorded.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, get_args
 
 import pydantic
+import sqlite_utils
 
 from agentkit.budget import Budget
 from agentkit.errors import StoreError
 from agentkit.events import RunParent
 from agentkit.messages import AssistantMessage, Message, ToolCall, ToolResult
 from agentkit.planning import dependencies
-from agentkit.runtime import ModelResponse, RuntimeInfo, Sampling, Usage
+from agentkit.runtime import FinishReason, ModelResponse, RuntimeInfo, Sampling, Usage
 from agentkit.store.connection import Statement, StoreFile, dumps, new_id, now
-from agentkit.store.records import Approval, RunRecord, RunStatus, StoredRun, StoredStep
+from agentkit.store.records import (
+    STATUSES,
+    Approval,
+    RunRecord,
+    RunStatus,
+    StoredRun,
+    StoredStep,
+    Unreadable,
+    json_or_none,
+    json_value,
+    one_of,
+    text,
+    text_or_none,
+    timestamp,
+    timestamp_or_none,
+    validated,
+    whole,
+    whole_or_none,
+)
 from agentkit.tool import ToolSpec
 
 __all__ = ["RunRecorder", "RunStore"]
 
 _MESSAGE: pydantic.TypeAdapter[Message] = pydantic.TypeAdapter(Annotated[Message, pydantic.Field(discriminator="role")])
 _SAMPLING = pydantic.TypeAdapter(Sampling)
+_TOOLS = pydantic.TypeAdapter(tuple[ToolSpec, ...])
+_BUDGET = pydantic.TypeAdapter(Budget)
+_OBJECT = pydantic.TypeAdapter(Mapping[str, Any])
+_TIMINGS = pydantic.TypeAdapter(Mapping[str, float])
+_CALL_IDS = pydantic.TypeAdapter(tuple[str, ...])
+_FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)
 
 _RUN_COLUMNS = (
     "id, agent, name, status, created, updated, max_steps, tools, output_schema, output, error, "
@@ -112,105 +137,54 @@ class RunStore(StoreFile):
         clauses = [(c, v) for c, v in (("status = ?", status), ("parent_id = ?", parent)) if v is not None]
         where = ("WHERE " + " AND ".join(c for c, _ in clauses)) if clauses else ""
         params = [v for _, v in clauses]
-        rows = self.db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ?",
-            [*params, limit],
-        ).fetchall()
-        return [_record(row) for row in rows]
+        with self._reading("the list of runs"):
+            rows = self.db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+        return [self._run_record(row) for row in rows]
 
     def run(self, run_id: str) -> RunRecord:
-        """One run. Raises `StoreError` if there is none."""
-        row = self.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id]).fetchone()
+        """One run. Raises `StoreError` if there is none, or if its row cannot be read."""
+        with self._reading(f"run {run_id}"):
+            row = self.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id]).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id!r} in {self.path}")
-        return _record(row)
+        return self._run_record(row)
+
+    def _run_record(self, row: Sequence[Any]) -> RunRecord:
+        with self._reading(f"run {row[0]}"):
+            return _record(row)
 
     def load(self, run_id: str) -> StoredRun:
-        """A run's conversation and steps, as stored."""
+        """A run's conversation and steps, as stored.
+
+        Raises:
+            StoreError: there is no such run, or one of its rows cannot be
+                read (the error names the table and the column).
+        """
         record = self.run(run_id)
-        db = self.db
-        rows = [
-            (position, step_id, _MESSAGE.validate_json(body))
-            for position, step_id, body in db.execute(
-                "SELECT position, step_id, body FROM messages WHERE run_id = ? ORDER BY position", [run_id]
-            )
-        ]
-        # A model's turn is the assistant message its step wrote.
-        assistant = {step_id: (position, message) for position, step_id, message in rows if step_id is not None}
-        results = {
-            call_id: ToolResult(call_id=call_id, name=name, content=json.loads(content), is_error=bool(is_error))
-            for call_id, name, content, is_error in db.execute(
-                "SELECT call_id, name, content, is_error FROM tool_results WHERE run_id = ?", [run_id]
-            )
-        }
-        started = {
-            call_id
-            for (call_id,) in db.execute("SELECT id FROM tool_calls WHERE run_id = ? AND started IS NOT NULL", [run_id])
-        }
-        needs = {
-            call_id: tuple(json.loads(ids))
-            for call_id, ids in db.execute(
-                "SELECT id, depends_on FROM tool_calls WHERE run_id = ? AND depends_on IS NOT NULL", [run_id]
-            )
-        }
-        times = {
-            call_id: (began if began is not None else ended, ended)
-            for call_id, began, ended in db.execute(
-                "SELECT call_id, started, created FROM tool_results WHERE run_id = ?", [run_id]
-            )
-        }
-        step_rows = db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", [run_id])
-        names = [d[0] for d in step_rows.description]
-        steps = []
-        for values in step_rows.fetchall():
-            row = dict(zip(names, values, strict=True))
-            position, message = assistant.get(row["id"], (None, AssistantMessage()))
-            assert isinstance(message, AssistantMessage)
-            done = tuple(results[c.id] for c in message.tool_calls if c.id in results)
-            pending = tuple(c for c in message.tool_calls if c.id not in results)
-            steps.append(
-                StoredStep(
-                    index=row["idx"],
-                    position=position,
-                    response=_response(row, message),
-                    sampling=_SAMPLING.validate_json(row["sampling"]) if row["sampling"] else Sampling(),
-                    results=done,
-                    pending=pending,
-                    started=tuple(c for c in pending if c.id in started),
-                    runtime=row["runtime"],
-                    model=row["model"],
-                    provider=row["provider"],
-                    server=row["server"],
-                    dialect=row["dialect"],
-                    seed=row["seed"],
-                    created=row["created"],
-                    tool_times={r.call_id: times[r.call_id] for r in done},
-                    depends_on={c.id: needs[c.id] for c in message.tool_calls if c.id in needs},
-                )
-            )
+        with self._reading(f"run {run_id}"):
+            conversation = _conversation(self.db, run_id)
+            calls = _Calls.read(self.db, run_id)
+            steps = _steps(self.db, run_id, conversation, calls)
         return StoredRun(
             record=record,
-            messages=tuple(message for _, _, message in rows),
-            positions=tuple(position for position, _, _ in rows),
-            steps=tuple(steps),
+            messages=tuple(message for _, _, message in conversation),
+            positions=tuple(position for position, _, _ in conversation),
+            steps=steps,
             usage=sum((s.response.usage for s in steps), Usage()),
             approvals=self.approvals(run_id),
         )
 
     def approvals(self, run_id: str) -> dict[str, Approval]:
         """The run's decisions on calls of `requires_approval` tools (and the calls still waiting), by call id."""
-        return {
-            call_id: Approval(
-                call_id=call_id,
-                approved=None if approved is None else bool(approved),
-                reason=reason,
-                decided_by=decided_by,
-                created=created,
-            )
-            for call_id, approved, reason, decided_by, created in self.db.execute(
+        with self._reading(f"the approvals of run {run_id}"):
+            rows = self.db.execute(
                 "SELECT call_id, approved, reason, decided_by, created FROM approvals WHERE run_id = ?", [run_id]
-            )
-        }
+            ).fetchall()
+            approvals = [_approval(row) for row in rows]
+        return {a.call_id: a for a in approvals}
 
     def decide(
         self, run_id: str, call_id: str, approved: bool, *, reason: str | None = None, by: str | None = None
@@ -243,6 +217,8 @@ class RunStore(StoreFile):
             ).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot search for {text!r}: {exc} (SQLite full-text query syntax)") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(self._refusal(exc, f"could not search {self.path} for {text!r}")) from exc
         return [(run_id, position, snippet) for run_id, position, snippet in rows]
 
 
@@ -451,41 +427,177 @@ def _message_row(run_id: str, position: int, message: Message, step_id: str | No
 
 def _response(row: Mapping[str, Any], message: AssistantMessage) -> ModelResponse:
     """A stored step's model turn, as the runtime returned it."""
+
+    def tokens(column: str) -> int:
+        return whole_or_none(row[column], "steps", column) or 0
+
+    finish = row["finish_reason"]
+    timings, metadata = row["timings"], row["metadata"]
     return ModelResponse(
         message=message,
         usage=Usage(
-            prompt_tokens=row["prompt_tokens"] or 0,
-            completion_tokens=row["completion_tokens"] or 0,
-            cached_tokens=row["cached_tokens"] or 0,
+            prompt_tokens=tokens("prompt_tokens"),
+            completion_tokens=tokens("completion_tokens"),
+            cached_tokens=tokens("cached_tokens"),
             requests=1,
         ),
-        finish_reason=row["finish_reason"] or "stop",
-        raw_text=row["raw_text"] or "",
-        timings=json.loads(row["timings"] or "{}"),
-        grammar_digest=row["grammar_hash"],
-        metadata=json.loads(row["metadata"] or "{}"),
+        finish_reason=one_of(finish, "steps", "finish_reason", _FINISH_REASONS) if finish else "stop",
+        raw_text=text_or_none(row["raw_text"], "steps", "raw_text") or "",
+        timings=validated(timings, "steps", "timings", _TIMINGS) if timings else {},
+        grammar_digest=text_or_none(row["grammar_hash"], "steps", "grammar_hash"),
+        metadata=validated(metadata, "steps", "metadata", _OBJECT) if metadata else {},
     )
 
 
 def _record(row: Sequence[Any]) -> RunRecord:
+    """A `runs` row (`_RUN_COLUMNS`) as a `RunRecord`; `Unreadable` names a column that cannot be read."""
     run_id, agent, name, status, created, updated, max_steps, tools, output_schema, output, error, steps, *rest = row
     parent_kind, parent_id, parent_part, budget, exhausted = rest
+    agent = text(agent, "runs", "agent")
     return RunRecord(
-        id=run_id,
+        id=text(run_id, "runs", "id"),
         agent=agent,
-        name=name or _class_name(agent),
-        status=status,
-        created=created,
-        updated=updated,
-        max_steps=max_steps,
+        name=text_or_none(name, "runs", "name") or _class_name(agent),
+        status=one_of(status, "runs", "status", STATUSES),
+        created=timestamp(created, "runs", "created"),
+        updated=timestamp(updated, "runs", "updated"),
+        max_steps=whole(max_steps, "runs", "max_steps"),
         steps=steps,
-        tools=tuple(ToolSpec(**{**spec, "examples": tuple(spec.get("examples", ()))}) for spec in json.loads(tools)),
-        output_schema=json.loads(output_schema) if output_schema else None,
-        output=json.loads(output) if output is not None else None,
-        error=error,
-        parent=RunParent(kind=parent_kind, id=parent_id, part=parent_part) if parent_kind else None,
-        budget=Budget(**json.loads(budget)) if budget else None,
-        exhausted=exhausted,
+        tools=validated(tools, "runs", "tools", _TOOLS),
+        output_schema=validated(output_schema, "runs", "output_schema", _OBJECT) if output_schema else None,
+        output=json_or_none(output, "runs", "output"),
+        error=text_or_none(error, "runs", "error"),
+        parent=_parent(parent_kind, parent_id, parent_part),
+        budget=validated(budget, "runs", "budget", _BUDGET) if budget else None,
+        exhausted=text_or_none(exhausted, "runs", "exhausted"),
+    )
+
+
+def _parent(kind: Any, parent_id: Any, part: Any) -> RunParent | None:
+    """A run's link to what it is part of (None: a run of its own)."""
+    if not kind:
+        return None
+    return RunParent(
+        kind=text(kind, "runs", "parent_kind"),
+        id=text(parent_id, "runs", "parent_id"),
+        part=text_or_none(part, "runs", "parent_part"),
+    )
+
+
+def _approval(row: Sequence[Any]) -> Approval:
+    call_id, approved, reason, decided_by, created = row
+    approved = whole_or_none(approved, "approvals", "approved")
+    return Approval(
+        call_id=text(call_id, "approvals", "call_id"),
+        approved=None if approved is None else bool(approved),
+        reason=text_or_none(reason, "approvals", "reason"),
+        decided_by=text_or_none(decided_by, "approvals", "decided_by"),
+        created=timestamp(created, "approvals", "created"),
+    )
+
+
+Conversation = list[tuple[int, str | None, Message]]
+"""A run's messages in order: (position, the id of the step that wrote it or None, the message)."""
+
+
+def _conversation(db: sqlite_utils.Database, run_id: str) -> Conversation:
+    rows = db.execute(
+        "SELECT position, step_id, body FROM messages WHERE run_id = ? ORDER BY position", [run_id]
+    ).fetchall()
+    return [
+        (
+            whole(position, "messages", "position"),
+            text_or_none(step_id, "messages", "step_id"),
+            validated(body, "messages", "body", _MESSAGE),
+        )
+        for position, step_id, body in rows
+    ]
+
+
+@dataclass
+class _Calls:
+    """What a run's `tool_calls` and `tool_results` rows say about its calls, by call id."""
+
+    results: dict[str, ToolResult] = field(default_factory=dict)
+    times: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """When each finished call's tool started and ended."""
+    started: set[str] = field(default_factory=set)
+    """Calls of non-idempotent tools that started."""
+    needs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """A plan's calls: the ids of the calls whose results each one uses."""
+
+    @classmethod
+    def read(cls, db: sqlite_utils.Database, run_id: str) -> _Calls:
+        calls = cls()
+        for call_id, name, content, is_error, began, ended in db.execute(
+            "SELECT call_id, name, content, is_error, started, created FROM tool_results WHERE run_id = ?", [run_id]
+        ).fetchall():
+            call_id = text(call_id, "tool_results", "call_id")
+            calls.results[call_id] = ToolResult(
+                call_id=call_id,
+                name=text(name, "tool_results", "name"),
+                content=json_value(content, "tool_results", "content"),
+                is_error=bool(whole(is_error, "tool_results", "is_error")),
+            )
+            ended = timestamp(ended, "tool_results", "created")
+            began = timestamp_or_none(began, "tool_results", "started")
+            calls.times[call_id] = (began if began is not None else ended, ended)
+        for call_id, started, needs in db.execute(
+            "SELECT id, started, depends_on FROM tool_calls WHERE run_id = ?", [run_id]
+        ).fetchall():
+            call_id = text(call_id, "tool_calls", "id")
+            if started is not None:
+                calls.started.add(call_id)
+            if needs is not None:
+                calls.needs[call_id] = validated(needs, "tool_calls", "depends_on", _CALL_IDS)
+        return calls
+
+
+def _steps(db: sqlite_utils.Database, run_id: str, conversation: Conversation, calls: _Calls) -> tuple[StoredStep, ...]:
+    """A run's stored steps, each with its model turn (found in `conversation`) and its calls' outcomes."""
+    # A model's turn is the assistant message its step wrote.
+    turns = {step_id: (position, message) for position, step_id, message in conversation if step_id is not None}
+    rows = db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", [run_id])
+    names = [d[0] for d in rows.description]
+    return tuple(_step(dict(zip(names, values, strict=True)), turns, calls) for values in rows.fetchall())
+
+
+def _step(row: Mapping[str, Any], turns: Mapping[str, tuple[int, Message]], calls: _Calls) -> StoredStep:
+    position, message = turns.get(row["id"], (None, AssistantMessage()))
+    if not isinstance(message, AssistantMessage):
+        raise Unreadable("messages", "step_id", f"the message at position {position} is a {message.role} message")
+    response = _response(row, message)
+    done = _marked(tuple(calls.results[c.id] for c in message.tool_calls if c.id in calls.results), response)
+    pending = tuple(c for c in message.tool_calls if c.id not in calls.results)
+    return StoredStep(
+        index=whole(row["idx"], "steps", "idx"),
+        position=position,
+        response=response,
+        sampling=validated(row["sampling"], "steps", "sampling", _SAMPLING) if row["sampling"] else Sampling(),
+        results=done,
+        pending=pending,
+        started=tuple(c for c in pending if c.id in calls.started),
+        runtime=text_or_none(row["runtime"], "steps", "runtime"),
+        model=text_or_none(row["model"], "steps", "model"),
+        provider=text_or_none(row["provider"], "steps", "provider"),
+        server=text_or_none(row["server"], "steps", "server"),
+        dialect=text_or_none(row["dialect"], "steps", "dialect"),
+        seed=whole_or_none(row["seed"], "steps", "seed"),
+        created=timestamp(row["created"], "steps", "created"),
+        tool_times={r.call_id: calls.times[r.call_id] for r in done},
+        depends_on={c.id: calls.needs[c.id] for c in message.tool_calls if c.id in calls.needs},
+    )
+
+
+def _marked(results: tuple[ToolResult, ...], response: ModelResponse) -> tuple[ToolResult, ...]:
+    """`results` with each repeat of an earlier call of the turn marked `duplicate_of` it,
+    as the step's metadata (`duplicates`, written by the loop) records."""
+    repeats = response.metadata.get("duplicates")
+    if not isinstance(repeats, Mapping) or not repeats:
+        return results
+    return tuple(
+        replace(r, duplicate_of=str(repeats[r.call_id])) if r.call_id in repeats and r.duplicate_of is None else r
+        for r in results
     )
 
 

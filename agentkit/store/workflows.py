@@ -9,18 +9,34 @@ store.workflow_run(recorder.run_id)     # a WorkflowRecord with its steps
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
+
+import pydantic
 
 from agentkit.errors import StoreError
 from agentkit.events import RunParent
 from agentkit.store.connection import Statement, StoreFile, dumps, new_id, now
-from agentkit.store.records import WorkflowRecord, WorkflowStatus, WorkflowStepRecord, WorkflowStepStatus
+from agentkit.store.records import (
+    WORKFLOW_STATUSES,
+    WorkflowRecord,
+    WorkflowStatus,
+    WorkflowStepRecord,
+    WorkflowStepStatus,
+    json_or_none,
+    one_of,
+    text,
+    text_or_none,
+    timestamp,
+    timestamp_or_none,
+    validated,
+)
 
 __all__ = ["WorkflowRecorder", "WorkflowStore"]
 
 _WORKFLOW_COLUMNS = "id, name, file, status, inputs, output, error, created, updated"
+_INPUTS = pydantic.TypeAdapter(Mapping[str, Any])
+_STEP_STATUSES: tuple[WorkflowStepStatus, ...] = get_args(WorkflowStepStatus)
 
 
 class WorkflowStore(StoreFile):
@@ -50,23 +66,29 @@ class WorkflowStore(StoreFile):
     def workflow_runs(self, *, limit: int = 50, status: str | None = None) -> list[WorkflowRecord]:
         """The newest workflow runs first (with `status`, only those with it), without their steps."""
         where, params = ("WHERE status = ?", [status]) if status is not None else ("", [])
-        rows = self.db.execute(
-            f"SELECT {_WORKFLOW_COLUMNS} FROM workflow_runs {where} ORDER BY id DESC LIMIT ?", [*params, limit]
-        )
-        return [_workflow_record(row) for row in rows.fetchall()]
+        with self._reading("the list of workflow runs"):
+            rows = self.db.execute(
+                f"SELECT {_WORKFLOW_COLUMNS} FROM workflow_runs {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+            ).fetchall()
+        records = []
+        for row in rows:
+            with self._reading(f"workflow run {row[0]}"):
+                records.append(_workflow_record(row))
+        return records
 
     def workflow_run(self, run_id: str) -> WorkflowRecord:
-        """One workflow run with its steps. Raises `StoreError` if there is none."""
-        row = self.db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflow_runs WHERE id = ?", [run_id]).fetchone()
-        if row is None:
-            raise StoreError(f"no workflow run {run_id!r} in {self.path}")
-        steps = self.db.execute(
-            "SELECT s.step, s.kind, s.status, s.output, s.error, s.started, s.finished, "
-            "(SELECT r.id FROM runs r WHERE r.parent_id = s.workflow_run AND r.parent_part = s.step) "
-            "FROM workflow_steps s WHERE s.workflow_run = ? ORDER BY s.started, s.step",
-            [run_id],
-        ).fetchall()
-        return _workflow_record(row, steps)
+        """One workflow run with its steps. Raises `StoreError` if there is none, or if a row cannot be read."""
+        with self._reading(f"workflow run {run_id}"):
+            row = self.db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflow_runs WHERE id = ?", [run_id]).fetchone()
+            if row is None:
+                raise StoreError(f"no workflow run {run_id!r} in {self.path}")
+            steps = self.db.execute(
+                "SELECT s.step, s.kind, s.status, s.output, s.error, s.started, s.finished, "
+                "(SELECT r.id FROM runs r WHERE r.parent_id = s.workflow_run AND r.parent_part = s.step) "
+                "FROM workflow_steps s WHERE s.workflow_run = ? ORDER BY s.started, s.step",
+                [run_id],
+            ).fetchall()
+            return _workflow_record(row, steps)
 
 
 class WorkflowRecorder:
@@ -123,28 +145,31 @@ def _json(value: Any) -> str | None:
 
 
 def _workflow_record(row: Sequence[Any], steps: Sequence[Sequence[Any]] = ()) -> WorkflowRecord:
+    """A `workflow_runs` row and its steps' rows; `Unreadable` names a column that cannot be read."""
     run_id, name, file, status, inputs, output, error, created, updated = row
     return WorkflowRecord(
-        id=run_id,
-        name=name,
-        file=file,
-        status=status,
-        inputs=json.loads(inputs),
-        output=json.loads(output) if output is not None else None,
-        error=error,
-        created=created,
-        updated=updated,
-        steps=tuple(
-            WorkflowStepRecord(
-                step=step,
-                kind=kind,
-                status=step_status,
-                output=json.loads(step_output) if step_output is not None else None,
-                error=step_error,
-                started=started,
-                finished=finished,
-                run_id=agent_run,
-            )
-            for step, kind, step_status, step_output, step_error, started, finished, agent_run in steps
-        ),
+        id=text(run_id, "workflow_runs", "id"),
+        name=text(name, "workflow_runs", "name"),
+        file=text_or_none(file, "workflow_runs", "file"),
+        status=one_of(status, "workflow_runs", "status", WORKFLOW_STATUSES),
+        inputs=validated(inputs, "workflow_runs", "inputs", _INPUTS),
+        output=json_or_none(output, "workflow_runs", "output"),
+        error=text_or_none(error, "workflow_runs", "error"),
+        created=timestamp(created, "workflow_runs", "created"),
+        updated=timestamp(updated, "workflow_runs", "updated"),
+        steps=tuple(_step_record(step) for step in steps),
+    )
+
+
+def _step_record(row: Sequence[Any]) -> WorkflowStepRecord:
+    step, kind, status, output, error, started, finished, agent_run = row
+    return WorkflowStepRecord(
+        step=text(step, "workflow_steps", "step"),
+        kind=text(kind, "workflow_steps", "kind"),
+        status=one_of(status, "workflow_steps", "status", _STEP_STATUSES),
+        output=json_or_none(output, "workflow_steps", "output"),
+        error=text_or_none(error, "workflow_steps", "error"),
+        started=timestamp(started, "workflow_steps", "started"),
+        finished=timestamp_or_none(finished, "workflow_steps", "finished"),
+        run_id=text_or_none(agent_run, "runs", "id"),
     )
