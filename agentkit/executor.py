@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["Approver", "Executor"]
+__all__ = ["Approver", "Executor", "repeated_calls", "shared_result"]
 
 log = logging.getLogger("agentkit.executor")
 
@@ -276,6 +277,48 @@ def _refusal(tool: BoundTool, decision: bool | str | None) -> str | None:
     if decision is True:
         return None
     return decision if isinstance(decision, str) and decision else f"the call to {tool.name!r} was not approved"
+
+
+def repeated_calls(calls: Sequence[ToolCall]) -> dict[str, str]:
+    """The calls of one turn that repeat an earlier call of it (same tool, same
+    arguments), by id, each with the id of the first such call.
+
+    Unconstrained models repeat a call within a turn, sometimes hundreds of
+    times; the loop runs the first and gives the repeats its result
+    (`shared_result`). Arguments compare as JSON: `1` and `1.0` differ.
+    """
+    first: dict[tuple[str, str], str] = {}
+    repeats: dict[str, str] = {}
+    for call in calls:
+        try:
+            key = (call.name, json.dumps(call.arguments, sort_keys=True, ensure_ascii=False))
+        except (TypeError, ValueError, RecursionError):  # not JSON (a test's runtime): never a repeat
+            continue
+        if key in first:
+            repeats[call.id] = first[key]
+        else:
+            first[key] = call.id
+    return repeats
+
+
+def shared_result(call: ToolCall, first: ToolResult, *, idempotent: bool) -> ToolResult:
+    """The result of `call`, which repeats the call `first` answers in the same turn, marked `duplicate_of` it.
+
+    An idempotent tool's result is shared: running it again would give the same.
+    A tool that is not idempotent is not run again on a repeat either: the call
+    is refused, and the model is told to call again in a later turn if it meant
+    a second run (a model that repeats itself would otherwise repeat the effect).
+    """
+    if idempotent:
+        return ToolResult(
+            call_id=call.id, name=call.name, content=first.content, is_error=first.is_error, duplicate_of=first.call_id
+        )
+    refusal = (
+        f"not run: this call repeats call {first.call_id} of the same turn (same tool, same arguments), and "
+        f"{call.name!r} is not idempotent, so running it again could repeat its effects; "
+        "call it again in a later turn if you mean it to run twice"
+    )
+    return ToolResult(call_id=call.id, name=call.name, content=refusal, is_error=True, duplicate_of=first.call_id)
 
 
 def _error(call: ToolCall, exc: Exception, context: str | None = None) -> ToolResult:

@@ -39,7 +39,7 @@ from agentkit.errors import (
     StoreError,
     ToolArgumentsError,
 )
-from agentkit.executor import Approver, Executor
+from agentkit.executor import Approver, Executor, repeated_calls, shared_result
 from agentkit.messages import (
     AssistantMessage,
     Message,
@@ -49,7 +49,7 @@ from agentkit.messages import (
     UserMessage,
     with_unique_call_ids,
 )
-from agentkit.observers import Observers, Recording, RunEnd, RunObserver
+from agentkit.observers import Observers, OnStoreError, Recording, RunEnd, RunObserver
 from agentkit.planning import references
 from agentkit.runtime import (
     ModelDelta,
@@ -61,6 +61,7 @@ from agentkit.runtime import (
     start_runtime,
     stream_turn,
 )
+from agentkit.secrets import declare_calls
 from agentkit.tool import BoundTool
 from agentkit.tracing.spans import metrics_on, tracing_on
 
@@ -102,6 +103,8 @@ class LoopConfig:
     executor: Executor
     store: Store | None = None
     """Where the run is recorded as it happens (None: not recorded)."""
+    on_store_error: OnStoreError = "fail"
+    """A write the store refuses stops the run (`fail`), or the run goes on unrecorded (`continue`)."""
     agent_path: str = ""
     """The agent's import path (`module:Class`), stored with the run."""
     parent: RunParent | None = None
@@ -164,7 +167,9 @@ class Run:
         self._timed_out = False
         self._finished: dict[str, ToolResult] = {}
         """The results of the calls running now, as they finish (or are refused)."""
-        observers: list[RunObserver] = [Recording(config.store)] if config.store is not None else []
+        observers: list[RunObserver] = []
+        if config.store is not None:
+            observers.append(Recording(config.store, on_error=config.on_store_error))
         if tracing_on() or metrics_on():  # else every span would be a no-op: none is made
             from agentkit.tracing.observer import Tracing
 
@@ -208,14 +213,17 @@ class Run:
                 f"run {self.run_id} stopped while non-idempotent tool calls were running: {names}; they may "
                 "have had effects. Resume with rerun_started=True (--rerun-started) to run them again"
             )
-        self.steps = [Step(index=s.index, response=s.response, tool_results=s.results) for s in stored.steps]
+        self.steps = [
+            Step(index=s.index, response=s.response, tool_results=_marked(s.results, _repeats(s.response)))
+            for s in stored.steps
+        ]
         self.messages = list(stored.messages)
         self.usage = stored.usage
         self.approvals = dict(stored.approvals)
         self._taken = {c.id for m in self.messages if isinstance(m, AssistantMessage) for c in m.tool_calls}
         self.meter.steps = len(self.steps)
         self.meter.tokens = self.usage.total_tokens
-        self.meter.tool_calls = sum(len(s.tool_results) for s in self.steps)
+        self.meter.tool_calls = sum(1 for s in self.steps for r in s.tool_results if r.duplicate_of is None)
         self.observers.started(self, resumed=True)
 
     async def go_on(self, stored: StoredRun) -> AsyncIterator[RunEvent]:
@@ -332,8 +340,12 @@ class Run:
         if request.plan and response.message.tool_calls:
             # Marks the step's calls as one plan: run (and resumed) as a graph, stored with their dependencies.
             response = replace(response, metadata={**response.metadata, "plan": True})
+        elif repeats := repeated_calls(response.message.tool_calls):
+            # Marks the calls that repeat an earlier one of the turn: they do not run, they share its result.
+            response = replace(response, metadata={**response.metadata, "duplicates": repeats})
         self._count(response.usage)
-        # Write-ahead: the decision is stored before any tool runs.
+        # Write-ahead: the decision is stored before any tool runs (its secret arguments declared first).
+        declare_calls(response.message.tool_calls, self.specs)
         self.observers.answered(self, index, response, len(self.messages))
         self.messages.append(response.message)
         self._turn = response
@@ -381,8 +393,9 @@ class Run:
         `done`: results the step already had (a resumed step).
         """
         plan = bool(self._response(index).metadata.get("plan"))
-        decisions, waiting = await self.decide(calls, plan=plan)
-        runnable = [c for c in calls if c not in waiting]
+        repeats = _repeats(self._response(index))
+        decisions, waiting = await self.decide([c for c in calls if c.id not in repeats], plan=plan)
+        runnable = [c for c in calls if c not in waiting and c.id not in repeats]
         allowed = runnable
         if (most := self.meter.budget.max_tool_calls) is not None:
             allowed = runnable[: max(0, most - self.meter.tool_calls)]
@@ -398,6 +411,7 @@ class Run:
         else:
             fresh = await self._run_tools(index, allowed, decisions)
         fresh += refused
+        fresh += self._share(calls, repeats, (*done, *fresh))
         by_id = {r.call_id: r for r in (*done, *fresh)}
         results = tuple(by_id[c.id] for c in message.tool_calls if c.id in by_id)
         ids = {c.id for c in message.tool_calls}
@@ -415,6 +429,22 @@ class Run:
             raise self._exhausted("seconds")
         if waiting:
             self.pause(waiting)
+
+    def _share(
+        self, calls: Sequence[ToolCall], repeats: Mapping[str, str], results: Sequence[ToolResult]
+    ) -> tuple[ToolResult, ...]:
+        """Results for the `calls` that repeat an earlier call of their turn (`repeats`), once it has
+        its result: that result, shared, or a refusal for a tool that is not idempotent (`shared_result`)."""
+        by_id = {r.call_id: r for r in results}
+        shared = []
+        for call in calls:
+            first = by_id.get(repeats.get(call.id, ""))
+            if first is None or call.id in by_id:  # not a repeat, or its first call waits for approval
+                continue
+            result = shared_result(call, first, idempotent=self.idempotent.get(call.name, True))
+            self.observers.tool_finished(self, result, None)
+            shared.append(result)
+        return tuple(shared)
 
     def _response(self, index: int) -> ModelResponse:
         earlier = next((s.response for s in self.steps if s.index == index), None)
@@ -734,6 +764,20 @@ async def run_loop(
     except BaseException as exc:
         run.fail(exc)
         raise
+
+
+def _repeats(response: ModelResponse) -> dict[str, str]:
+    """The calls of a turn that repeat an earlier one of it, as `ask` marked them (`repeated_calls`)."""
+    marked = response.metadata.get("duplicates")
+    return {str(k): str(v) for k, v in marked.items()} if isinstance(marked, Mapping) else {}
+
+
+def _marked(results: Sequence[ToolResult], repeats: Mapping[str, str]) -> tuple[ToolResult, ...]:
+    """`results` with each repeated call's marked `duplicate_of` (the store keeps the mark in its step)."""
+    return tuple(
+        replace(r, duplicate_of=repeats[r.call_id]) if r.call_id in repeats and r.duplicate_of is None else r
+        for r in results
+    )
 
 
 async def _whole(runtime: Runtime, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:

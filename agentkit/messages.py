@@ -98,6 +98,10 @@ class ToolResult:
     content: Any
     """The tool's return value serialised to JSON-compatible data."""
     is_error: bool = False
+    duplicate_of: str | None = None
+    """The id of the call this one repeated in the same turn (same tool, same
+    arguments): this call did not run, and its result is that call's, or a
+    refusal for a tool that is not idempotent (`agentkit.executor.repeated_calls`)."""
     role: Literal["tool"] = "tool"
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -54,6 +55,7 @@ from agentkit.runtime import (
     Usage,
 )
 from agentkit.runtimes._http import ClientPool, RetryPolicy, check_url, first_choice, get_json, post_events, post_json
+from agentkit.secrets import declare_credential
 from agentkit.tool import ToolSpec
 
 __all__ = ["SERVERS", "STREAMING", "Capabilities", "OpenAICompatible", "ServerKind", "from_uri", "parse_server_uri"]
@@ -309,6 +311,48 @@ def check_calls(message: Mapping[str, Any], request: ModelRequest) -> tuple[list
     return calls, problems
 
 
+def calls_in_content(reply: Mapping[str, Any], request: ModelRequest) -> tuple[dict[str, Any], int]:
+    """`reply` with the Gemma 4 calls left in its `content` moved to `tool_calls`, and how many.
+
+    A chat server whose own parser could not read a Gemma 4 call (an opener
+    without `call`, arguments in parentheses, a delimiter cut short) leaves the
+    call's text in `content` and sends no `tool_calls`; some also strip the
+    `<|tool_call>` marker, leaving a line `call:NAME{…}`. When tools may be called,
+    such content is read with the gemma4 dialect's tolerant parser; its text
+    stays the content. Other replies come back as they are, with 0.
+
+    Raises:
+        ModelOutputError: the content holds a call that cannot be read (the raw reply kept).
+    """
+    from agentkit.dialects.gemma4 import CALL_OPEN, parse_turn
+
+    content = reply.get("content")
+    if reply.get("tool_calls") or not isinstance(content, str) or not request.allowed_tools:
+        return dict(reply), 0
+    names = "|".join(re.escape(spec.name) for spec in request.allowed_tools)
+    if CALL_OPEN not in content:
+        # The markers stripped: a line that begins with a call to an offered tool.
+        bare = re.search(rf"(?:^|\n)[ \t]*(call:(?:{names})[ \t]*[{{(])", content)
+        if bare is None:
+            return dict(reply), 0
+        content = content[: bare.start(1)] + CALL_OPEN + content[bare.start(1) :]
+    try:
+        message = parse_turn(content, strict=False)
+    except ModelOutputError as exc:
+        reason = f"the reply's content holds a Gemma 4 tool call that cannot be read: {exc.reason}"
+        raise ModelOutputError(reason, json.dumps(reply, ensure_ascii=False), problems=[reason]) from None
+    if not message.tool_calls:
+        return dict(reply), 0
+    read = {**reply, "content": message.text or None}
+    read["tool_calls"] = [
+        {"id": new_call_id(), "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+        for c in message.tool_calls
+    ]
+    if message.thinking and not (reply.get("reasoning_content") or reply.get("reasoning")):
+        read["reasoning_content"] = message.thinking
+    return read, len(message.tool_calls)
+
+
 def usage_of(body: Any) -> Usage:
     """The token counts an OpenAI-style answer reports (zero where it reports none)."""
     usage = body.get("usage") if isinstance(body, Mapping) else None
@@ -329,11 +373,16 @@ def usage_of(body: Any) -> Usage:
 
 def bearer(api_key: str | None, url: str) -> dict[str, str]:
     """The Authorization header for `url`: `api_key`, else `AGENTKIT_API_KEY`, else, for
-    OpenAI's own API only (a key is not sent to just any host), `OPENAI_API_KEY`."""
+    OpenAI's own API only (a key is not sent to just any host), `OPENAI_API_KEY`.
+
+    The key is declared a secret (`agentkit.secrets`): nothing agentkit records shows it."""
     key = api_key or os.environ.get("AGENTKIT_API_KEY")
     if key is None and urlsplit(url).hostname == "api.openai.com":
         key = os.environ.get("OPENAI_API_KEY")
-    return {"Authorization": f"Bearer {key}"} if key else {}
+    if not key:
+        return {}
+    declare_credential(key)
+    return {"Authorization": f"Bearer {key}"}
 
 
 class _StreamedReply:
@@ -610,18 +659,25 @@ class OpenAICompatible(Lifecycle):
         usage = usage_of(body)
         choice = first_choice(body, url)
         message = choice.get("message")
-        reply: dict[str, Any] = dict(message) if isinstance(message, Mapping) else {}
-        text = str(reply.get("content") or "")
-        calls, problems = check_calls(reply, request)
+        sent: Mapping[str, Any] = message if isinstance(message, Mapping) else {}
+        raw = json.dumps(sent, ensure_ascii=False)
         # Servers report a reply cut off inside a call as complete calls
         # (vLLM: finish_reason "tool_calls"); the token count tells.
         cut = choice.get("finish_reason") == "length" or usage.completion_tokens >= request.sampling.max_tokens
+        try:
+            reply, from_content = calls_in_content(sent, request)
+        except ModelOutputError as exc:
+            if cut:
+                raise OutputTruncated(request.sampling.max_tokens, raw) from None
+            raise ModelOutputError(exc.reason, raw, usage=usage, problems=exc.problems) from None
+        text = str(reply.get("content") or "")
+        calls, problems = check_calls(reply, request)
         if cut and (problems or self.truncation_is_final(request)):
-            raise OutputTruncated(request.sampling.max_tokens, json.dumps(reply, ensure_ascii=False))
+            raise OutputTruncated(request.sampling.max_tokens, raw)
         if problems:
             raise ModelOutputError(
                 "the reply's tool calls do not fit the request: " + "; ".join(problems),
-                json.dumps(reply, ensure_ascii=False),
+                raw,
                 usage=usage,
                 problems=problems,
             )
@@ -631,13 +687,15 @@ class OpenAICompatible(Lifecycle):
             "tool_calls" if calls else ("length" if choice.get("finish_reason") == "length" else "stop")
         )
         metadata: dict[str, Any] = {"retries": list(retries)} if retries else {}
+        if from_content:  # the server's parser missed them: read from the content (`calls_in_content`)
+            metadata["calls_from_content"] = from_content
         yield ModelResponse(
             message=AssistantMessage(
                 text=text, tool_calls=tuple(calls), thinking=reply.get("reasoning_content") or reply.get("reasoning")
             ),
             usage=usage,
             finish_reason=finish,
-            raw_text=json.dumps(reply, ensure_ascii=False),
+            raw_text=raw,
             timings={"total": time.monotonic() - started},
             metadata=metadata,
         )

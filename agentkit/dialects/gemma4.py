@@ -25,6 +25,7 @@ Choices the reference template leaves open:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -270,6 +271,15 @@ def _pass_through(items: Mapping[str, Any], defs: Mapping[str, Any], expanding: 
 
 # --- reading values ---------------------------------------------------------------------
 
+MAX_DEPTH = 100
+"""Values nest at most this deep in a call the parsers read (deeper: `ModelOutputError`,
+never Python's `RecursionError`); no tool's arguments need more."""
+_TOLERANT_LITERALS: dict[str, Any] = {**_LITERALS, "True": True, "False": False}
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STRING_END = re.compile(r'<\|"\|>|<\|"\|?(?=[ \t\r\n]*[,}\])])')
+"""Where a string ends when the plain reading failed: its `<|"|>`, or that
+delimiter cut short (`<|"|`, `<|"`) right before what may follow a value."""
+
 
 class _Incomplete(Exception):
     """The text ended where more was needed (a stream may still bring it)."""
@@ -280,10 +290,24 @@ class _Malformed(Exception):
 
 
 class _Reader:
-    """A cursor over call text: values in Gemma 4's argument syntax."""
+    """A cursor over call text: values in Gemma 4's argument syntax.
 
-    def __init__(self, text: str, *, strict: bool) -> None:
+    Tolerant (`strict=False`), it also reads what unconstrained models write
+    instead, where the meaning is not in doubt: `:NAME` or a bare `NAME` for
+    `call:NAME`, arguments in parentheses (`key:value` or `key=value`), no
+    arguments at all before the call's end, JSON's double-quoted strings, bare
+    words as strings, Python's `True`/`False`. `repair` (tolerant only, tried
+    once the plain reading failed) also ends a string at its delimiter cut
+    short (`<|"|}`); a string then cannot run past the call's end. `final`: the
+    text has ended (no more will come).
+    """
+
+    def __init__(self, text: str, *, strict: bool, repair: bool = False, final: bool = False) -> None:
         self.text, self.pos, self.strict = text, 0, strict
+        self.repair, self.final = repair and not strict, final
+        self.depth = 0
+        self.stops = ",}]"
+        """The characters that end a bare word."""
 
     def expect(self, token: str) -> None:
         rest = self.text[self.pos :]
@@ -310,6 +334,46 @@ class _Reader:
         self.pos = found.end()
         return found.group()
 
+    # --- a call: its name, then its arguments ---------------------------------------------
+
+    def call_name(self) -> str:
+        """`call:NAME`; tolerant, also `:NAME` and a bare `NAME`."""
+        if self.strict:
+            self.expect("call:")
+            return self.match(_NAME, "a tool name")
+        self.space()
+        rest = self.text[self.pos :]
+        if rest.startswith("call:"):
+            self.pos += len("call:")
+        elif "call:".startswith(rest):
+            raise _Incomplete  # `call:` may be on its way, or a name beginning with `ca`
+        elif rest.startswith(":"):
+            self.pos += 1
+        return self.match(_NAME, "a tool name")
+
+    def arguments(self, name: str) -> dict[str, Any]:
+        """The call's `{…}`; tolerant, also `(…)`, or none at all right before the call's end."""
+        opener = self.peek()
+        if opener == "{":
+            return self.object()
+        if not self.strict:
+            if opener == "(":
+                self.stops = ",)}]"
+                return self.object("(", ")")
+            if self._at_call_end():
+                return {}
+        raise _Malformed(f"expected '{{' after the tool name {name!r}")
+
+    def _at_call_end(self) -> bool:
+        rest = self.text[self.pos :]
+        if rest.startswith((CALL_CLOSE, TURN_END)):
+            return True
+        if _begins(rest, (CALL_CLOSE, TURN_END)):
+            raise _Incomplete
+        return False
+
+    # --- values ---------------------------------------------------------------------------
+
     def value(self) -> Any:
         char = self.peek()
         if char == "{":
@@ -318,59 +382,130 @@ class _Reader:
             items: list[Any] = []
             self.sequence("[", "]", lambda: items.append(self.value()))
             return items
-        return self.string() if char == "<" else self.scalar()
+        if char == "<":
+            return self.string()
+        if char == '"' and not self.strict:
+            return self.json_string()
+        return self.scalar()
 
-    def object(self) -> dict[str, Any]:
+    def object(self, opener: str = "{", closer: str = "}") -> dict[str, Any]:
         out: dict[str, Any] = {}
+        separators = (":", "=") if closer == ")" else (":",)
 
         def entry() -> None:
-            key = self.string() if self.peek() == "<" else self.match(_BARE_KEY, "a key")
+            key = self.key()
             self.space()
-            self.expect(":")
+            self.separator(separators, key)
             # A key written twice keeps its last value, as JSON readers do: no grammar
             # can keep a free-form object's keys distinct, so the parser must read it.
             out[key] = self.value()
 
-        self.sequence("{", "}", entry)
+        self.sequence(opener, closer, entry)
         return out
+
+    def key(self) -> str:
+        char = self.peek()
+        if char == "<":
+            return self.string()
+        if char == '"' and not self.strict:
+            return self.json_string()
+        return self.match(_BARE_KEY, "a key")
+
+    def separator(self, allowed: tuple[str, ...], key: str) -> None:
+        if self.pos < len(self.text) and self.text[self.pos] in allowed:
+            self.pos += 1
+            return
+        if self.pos == len(self.text):
+            raise _Incomplete
+        raise _Malformed(f"expected {' or '.join(map(repr, allowed))} after the key {key!r}")
 
     def sequence(self, opener: str, closer: str, read: Callable[[], None]) -> None:
         self.expect(opener)
+        self.depth += 1  # the reader is recursive: deep nesting must stop well before Python's stack does
+        if self.depth > MAX_DEPTH:
+            raise _Malformed(f"values nested more than {MAX_DEPTH} deep")
         if self.peek() != closer:
             read()
             while self.peek() != closer:
                 self.expect(",")
                 read()
         self.pos += 1
+        self.depth -= 1
 
     def string(self) -> str:
         self.expect(QUOTE)
+        if self.repair:
+            return self._repaired_string()
         end = self.text.find(QUOTE, self.pos)
         if end < 0:
             raise _Incomplete
         value, self.pos = self.text[self.pos : end], end + len(QUOTE)
         return value
 
+    def _repaired_string(self) -> str:
+        """A string up to its delimiter, or that delimiter cut short, before the call's end."""
+        ends = [i for marker in (CALL_CLOSE, TURN_END) if (i := self.text.find(marker, self.pos)) >= 0]
+        bound = min(ends, default=len(self.text))
+        found = _STRING_END.search(self.text, self.pos, bound)
+        if found is None:
+            if not ends and not self.final:
+                raise _Incomplete
+            raise _Malformed(f"a string is not closed by {QUOTE} before the call ends")
+        value, self.pos = self.text[self.pos : found.start()], found.end()
+        return value
+
+    def json_string(self) -> str:
+        """Tolerant: a string in JSON's double quotes, with JSON's escapes."""
+        found = _JSON_STRING.match(self.text, self.pos)
+        if found is None:
+            raise _Incomplete  # no closing quote yet
+        try:
+            value = json.loads(found.group(), strict=False)  # a raw newline inside is kept
+        except json.JSONDecodeError as exc:
+            raise _Malformed(f"the string {found.group()[:30]!r} has a bad escape: {exc.msg}") from None
+        self.pos = found.end()
+        return str(value)
+
     def scalar(self) -> Any:
         start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] not in ",}]":
+        while self.pos < len(self.text) and self.text[self.pos] not in self.stops:
             self.pos += 1
         if self.pos == len(self.text):
             raise _Incomplete  # more digits may come
         token = self.text[start : self.pos].strip()
-        if token in _LITERALS:
-            return _LITERALS[token]
+        literals = _LITERALS if self.strict else _TOLERANT_LITERALS
+        if token in literals:
+            return literals[token]
         if token.startswith("$") and (ref := reference_of(token)) is not None:
             return ref.value()  # a plan's reference (the grammar allows one only there)
         if _NUMBER.fullmatch(token):
-            if token.lstrip("-").isdigit():
-                return int(token)
-            if math.isinf(number := float(token)):
-                raise _Malformed(f"number {token} is out of range")
-            return number
+            return _number(token)
         if self.strict or not token:
             raise _Malformed(f"unexpected {token!r}: strings are written between {QUOTE} delimiters")
+        if token.startswith("'"):
+            raise _Malformed(f"unexpected {token[:30]!r}: single-quoted strings are not read, write {QUOTE}…{QUOTE}")
         return token  # tolerant: a bare word is a string, as vLLM reads it
+
+
+def _number(token: str) -> int | float:
+    """A JSON number as an int or a finite float."""
+    if token.lstrip("-").isdigit():
+        try:
+            return int(token)
+        except ValueError:  # more digits than Python converts (4300): no tool needs such an int
+            raise _Malformed(f"the number {token[:30]}… has {len(token)} digits") from None
+    if math.isinf(number := float(token)):
+        raise _Malformed(f"number {token} is out of range")
+    return number
+
+
+def _read_call(text: str, *, strict: bool, repair: bool, final: bool) -> tuple[str, dict[str, Any], int]:
+    """The call at the start of `text` (after `<|tool_call>`): its name, its arguments and where they end."""
+    reader = _Reader(text, strict=strict, repair=repair, final=final)
+    name = reader.call_name()
+    arguments = reader.arguments(name)
+    reader.space()
+    return name, arguments, reader.pos
 
 
 # --- reading a turn ---------------------------------------------------------------------
@@ -475,21 +610,11 @@ class StreamParser:
         return True
 
     def _call(self, events: list[StreamEvent], *, final: bool) -> bool:
-        reader = _Reader(self._buffer, strict=self.strict)
-        try:
-            reader.expect("call:")
-            name = reader.match(_NAME, "a tool name")
-            if reader.peek() != "{":
-                raise _Malformed(f"expected '{{' after the tool name {name!r}")
-            arguments = reader.object()
-        except _Incomplete:
-            if final:
-                raise ModelOutputError("the text ended inside a tool call", self._raw) from None
+        read = self._read_call(final=final)
+        if read is None:
             return False
-        except _Malformed as exc:
-            raise ModelOutputError(f"malformed tool call: {exc}", self._raw) from None
-        reader.space()
-        rest = self._buffer[reader.pos :]
+        name, arguments, end = read
+        rest = self._buffer[end:]
         closer = next((c for c in (CALL_CLOSE, TURN_END) if rest.startswith(c)), None)
         if closer is None:
             could_close = _begins(rest, (CALL_CLOSE, TURN_END))
@@ -504,6 +629,31 @@ class StreamParser:
         self._buffer = rest.removeprefix(closer)
         self._state = "text" if closer == CALL_CLOSE else "done"
         return True
+
+    def _read_call(self, *, final: bool) -> tuple[str, dict[str, Any], int] | None:
+        """The call at the head of the buffer (name, arguments, where they end); None while more may come.
+
+        Tolerant, a call the plain reading cannot read is read again with the
+        repairs (`_Reader`'s `repair`) before it is reported.
+        """
+        try:
+            return _read_call(self._buffer, strict=self.strict, repair=False, final=final)
+        except _Incomplete:
+            if not final:
+                return None
+            problem = "the text ended inside a tool call"
+        except _Malformed as exc:
+            problem = f"malformed tool call: {exc}"
+        if not self.strict:
+            try:
+                return _read_call(self._buffer, strict=False, repair=True, final=final)
+            except _Incomplete:
+                if not final:
+                    return None
+            except _Malformed as exc:
+                if problem.startswith("the text ended"):
+                    problem = f"malformed tool call: {exc}"
+        raise ModelOutputError(problem, self._raw)
 
 
 def _begins(text: str, markers: Sequence[str]) -> bool:

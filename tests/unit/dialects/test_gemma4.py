@@ -626,3 +626,24 @@ def test_the_grammar_options_are_one_value_given_whole_or_as_keywords() -> None:
     assert thinking.constraint(asked) == spelled.constraint(asked) != Gemma4Dialect().constraint(asked)
     with pytest.raises(TypeError):
         Gemma4Dialect(max_strings=3)
+
+
+# --- crashes the fuzzers found (tests/unit/fuzz/test_fuzz_gemma4.py) ------------------------
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("opener", ["[", "{a:"])
+def test_values_nested_thousands_deep_are_a_model_output_error_not_a_recursion_error(strict: bool, opener: str) -> None:
+    text = "<|tool_call>call:f{a:" + opener * 10_000 + "1"
+    with pytest.raises(ModelOutputError, match="nested more than 100 deep"):
+        parse_turn(text, strict=strict)
+    nested: Any = 1
+    for _ in range(99):  # 100 levels with the arguments' own: still read
+        nested = [nested]
+    assert parse_calls(render_call(ToolCall(name="f", arguments={"a": nested})))[0].arguments == {"a": nested}
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_an_integer_with_more_digits_than_python_converts_is_a_model_output_error(strict: bool) -> None:
+    with pytest.raises(ModelOutputError, match="has 5000 digits"):
+        parse_turn("<|tool_call>call:f{a:" + "9" * 5000 + "}<tool_call|>", strict=strict)
