@@ -52,16 +52,30 @@ def _to_message(turn: Turn, index: int) -> AssistantMessage:
         unknown = set(turn) - {"text", "thinking", "tool_calls"}
         if unknown:
             raise ScriptError(f"turn {index}: unknown keys {sorted(unknown)}; use text, thinking, tool_calls")
-        calls = []
-        for n, call in enumerate(turn.get("tool_calls") or ()):
-            if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
-                raise ScriptError(f"turn {index}: tool call {n} needs a name, got {call!r}")
-            arguments = call.get("arguments", {})
-            if not isinstance(arguments, Mapping):
-                raise ScriptError(f"turn {index}: the arguments of {call['name']!r} must be an object")
-            calls.append(ToolCall(name=call["name"], arguments=dict(arguments), id=call.get("id", f"call_{index}_{n}")))
-        return AssistantMessage(text=turn.get("text", ""), thinking=turn.get("thinking"), tool_calls=tuple(calls))
+        text, thinking = turn.get("text", ""), turn.get("thinking")
+        if not isinstance(text, str) or not (thinking is None or isinstance(thinking, str)):
+            raise ScriptError(f"turn {index}: text and thinking must be strings, got {text!r} and {thinking!r}")
+        calls = turn.get("tool_calls")
+        return AssistantMessage(text=text, thinking=thinking, tool_calls=tuple(_tool_calls(calls or (), index)))
     raise ScriptError(f"turn {index}: expected an AssistantMessage, a str or a mapping, got {type(turn).__name__}")
+
+
+def _tool_calls(calls: Any, index: int) -> list[ToolCall]:
+    """A mapping turn's `tool_calls`: a list of `{"name": ..., "arguments": {...}, "id": ...}`."""
+    if not isinstance(calls, Sequence) or isinstance(calls, str):
+        raise ScriptError(f"turn {index}: tool_calls must be a list of calls, got {calls!r}")
+    parsed = []
+    for n, call in enumerate(calls):
+        if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
+            raise ScriptError(f"turn {index}: tool call {n} needs a name, got {call!r}")
+        arguments = call.get("arguments", {})
+        if not isinstance(arguments, Mapping):
+            raise ScriptError(f"turn {index}: the arguments of {call['name']!r} must be an object")
+        call_id = call.get("id", f"call_{index}_{n}")
+        if not isinstance(call_id, str):
+            raise ScriptError(f"turn {index}: the id of tool call {n} must be a string, got {call_id!r}")
+        parsed.append(ToolCall(name=call["name"], arguments=dict(arguments), id=call_id))
+    return parsed
 
 
 class ScriptedRuntime(Lifecycle):
@@ -109,6 +123,8 @@ class ScriptedRuntime(Lifecycle):
             raise ScriptError(f"cannot read script {file}: {exc.strerror}") from exc
         except ValueError as exc:
             raise ScriptError(f"script {file} is not valid JSON: {exc}") from exc
+        except RecursionError:  # Python's JSON reader recurses once per level
+            raise ScriptError(f"script {file} nests its JSON too deeply to read") from None
         if not isinstance(data, list | dict) or (
             isinstance(data, dict) and not all(isinstance(v, list) for v in data.values())
         ):

@@ -290,6 +290,9 @@ class JsonDialect:
             action, _ = json.JSONDecoder().raw_decode(stripped)
         except ValueError:
             action = None
+        except RecursionError:
+            # Python's JSON reader recurses once per level: thousands of "[" exhaust the stack.
+            raise ModelOutputError("the JSON action is nested too deeply to read", text) from None
         if not isinstance(action, dict):
             # Text that is not an action object ("3 apples.") is a plain answer
             # where the request allows one.

@@ -20,6 +20,9 @@ __all__ = ["DocPath", "Problem", "Source", "format_path"]
 
 _STR, _MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
 _MOST_VALUES = 100_000
+_DEEPEST = 100
+"""Most levels of lists and mappings inside one another (far more than a workflow needs; the YAML
+reader, the checks and Pydantic recurse once or more per level)."""
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:" + name
     for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary", "merge")
@@ -59,7 +62,7 @@ class Source:
     def parse(cls, text: str, *, file: str = "<workflow>", directory: Path | None = None) -> Source:
         """Parse YAML text with the safe loader; see `read`."""
         try:
-            loader = yaml.SafeLoader(text)
+            loader = _Loader(text)
         except yaml.reader.ReaderError as exc:
             raise WorkflowSpecError(file, [_reader_problem(text, exc)]) from None
         try:
@@ -81,6 +84,8 @@ class Source:
             raise WorkflowSpecError(file, [Problem(f"not valid YAML: {what}", (), line, column)]) from None
         except yaml.reader.ReaderError as exc:
             raise WorkflowSpecError(file, [_reader_problem(text, exc)]) from None
+        except RecursionError:  # PyYAML's composer recurses once per level, before `_walk` can count them
+            raise WorkflowSpecError(file, [Problem(_TOO_DEEP)]) from None
         except yaml.YAMLError as exc:
             raise WorkflowSpecError(file, [Problem(f"not valid YAML: {exc}")]) from None
         finally:
@@ -97,6 +102,9 @@ class Source:
             yield Problem(
                 f"the document has more than {_MOST_VALUES} values (aliases expanding?); write it out", path, *start
             )
+            return
+        if len(inside) >= _DEEPEST:
+            yield Problem(_TOO_DEEP, path, *start)
             return
         inside = (*inside, id(node))
         self.values[path] = start
@@ -146,6 +154,50 @@ class Source:
     def error(self, problems: Sequence[Problem]) -> WorkflowSpecError:
         """The error reporting `problems`, in file order."""
         return WorkflowSpecError(self.file, problems)
+
+
+_TOO_DEEP = f"the document nests lists and mappings more than {_DEEPEST} levels deep; flatten it"
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing `[` and `{` nested more than `_DEEPEST` deep as it reads them.
+
+    Its reader looks at every open bracket again for each new one, so 5,000 of them take seconds
+    (and 20,000 minutes) before anything else could count the levels.
+    """
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= _DEEPEST:
+            raise yaml.MarkedYAMLError(problem=_TOO_DEEP, problem_mark=self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def scan_flow_scalar_non_spaces(self, double: bool, start_mark: yaml.Mark) -> list[str]:
+        # PyYAML reads "\U00110000" (no such character) with chr(), whose ValueError is no YAMLError.
+        try:
+            return super().scan_flow_scalar_non_spaces(double, start_mark)
+        except (ValueError, OverflowError):
+            raise yaml.scanner.ScannerError(
+                "while scanning a double-quoted scalar",
+                start_mark,
+                "an escape names no Unicode character (the largest is \\U0010FFFF)",
+                self.get_mark(),
+            ) from None
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A plain scalar that only looks like a number or a date (0x_, 2024-13-45) makes PyYAML's
+        # constructors raise ValueError, which is no YAMLError.
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError):
+            if not isinstance(node, yaml.ScalarNode):
+                raise
+            kind = _LOOKS_LIKE.get(node.tag.rpartition(":")[2], "value of its tag")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} looks like a {kind} but is none; quote it", node.start_mark
+            ) from None
+
+
+_LOOKS_LIKE = {"int": "number", "float": "number", "timestamp": "date"}
 
 
 def _reader_problem(text: str, exc: yaml.reader.ReaderError) -> Problem:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, Undefined, meta, nodes
+from jinja2 import StrictUndefined, TemplateError, TemplateRuntimeError, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["Reference", "TemplateUse", "condition", "has_template", "references", "render"]
@@ -32,7 +33,43 @@ def _finalize(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
 
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_finalize)
+_MOST_BITS = 1_000_000
+"""The largest number a template may raise to a power (about 300,000 digits): a bigger one takes minutes."""
+_MOST_REPEATED = 1_000_000
+"""The longest string or list a template may make by repetition (`"ab" * n`)."""
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, where `**` and `*` refuse results too large to compute or hold.
+
+    (Intercepted operators are also not folded while a template compiles, so a huge power in the text
+    cannot stall its compilation either.)
+    """
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _huge_power(left, right):
+            raise SecurityError(f"{left!r} ** {right!r} is too large a number for a template")
+        if operator == "*" and _huge_repetition(left, right):
+            raise SecurityError(f"a repetition of more than {_MOST_REPEATED} items makes too large a value")
+        return super().call_binop(context, operator, left, right)
+
+
+def _huge_power(base: Any, exponent: Any) -> bool:
+    if not (isinstance(base, int) and isinstance(exponent, int)) or exponent <= 0 or abs(base) <= 1:
+        return False
+    return exponent * abs(base).bit_length() > _MOST_BITS
+
+
+def _huge_repetition(left: Any, right: Any) -> bool:
+    sequence, times = (left, right) if isinstance(left, str | list | tuple) else (right, left)
+    if not (isinstance(sequence, str | list | tuple) and isinstance(times, int)):
+        return False
+    return len(sequence) * times > _MOST_REPEATED
+
+
+_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, finalize=_finalize)
 
 
 @dataclass(frozen=True)
@@ -75,8 +112,14 @@ def references(text: str, *, condition: bool = False) -> TemplateUse:
         jinja2.TemplateSyntaxError: it is not a valid template.
     """
     source = "{{ " + _condition_source(text) + " }}" if condition else text
-    tree = _ENV.parse(source)
-    return TemplateUse(frozenset(meta.find_undeclared_variables(tree)), tuple(_chains(tree)))
+    try:
+        tree = _ENV.parse(source)
+        return TemplateUse(frozenset(meta.find_undeclared_variables(tree)), tuple(_chains(tree)))
+    except RecursionError:  # Jinja's parser recurses once or more per nested bracket or operator
+        raise TemplateSyntaxError(_TOO_DEEP, 1) from None
+
+
+_TOO_DEEP = "the template nests brackets or operators too deeply; split it up"
 
 
 def _chains(node: nodes.Node) -> Iterator[Reference]:
@@ -113,8 +156,10 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
         return value
     expr = _expression(value)
     if expr is not None:
-        return _defined(_ENV.compile_expression(expr, undefined_to_none=False)(**context))
-    return _ENV.from_string(value).render(**context)
+        return _failing_as_template_error(
+            lambda: _defined(_ENV.compile_expression(expr, undefined_to_none=False)(**context))
+        )
+    return _failing_as_template_error(lambda: _ENV.from_string(value).render(**context))
 
 
 def condition(text: str, context: Mapping[str, Any]) -> bool:
@@ -123,7 +168,25 @@ def condition(text: str, context: Mapping[str, Any]) -> bool:
     Raises:
         jinja2.TemplateError: a name is undefined or the expression fails.
     """
-    return bool(_defined(_ENV.compile_expression(_condition_source(text), undefined_to_none=False)(**context)))
+    expression = _condition_source(text)
+    return bool(
+        _failing_as_template_error(
+            lambda: _defined(_ENV.compile_expression(expression, undefined_to_none=False)(**context))
+        )
+    )
+
+
+def _failing_as_template_error(evaluate: Callable[[], Any]) -> Any:
+    """`evaluate()`, any failure raised as a `TemplateError`: an expression on the run's data can fail in
+    any way (`1 / 0`, `"a" + 1`), and the runner reports a `TemplateError` at the template's place."""
+    try:
+        return evaluate()
+    except TemplateError:
+        raise
+    except RecursionError:
+        raise TemplateRuntimeError(_TOO_DEEP) from None
+    except Exception as exc:
+        raise TemplateRuntimeError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _defined(value: Any) -> Any:

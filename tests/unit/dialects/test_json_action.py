@@ -1223,6 +1223,18 @@ def test_parse_malformed_actions(text: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
+    ["[" * 5000, '{"final_answer":' + "[" * 5000 + "1" + "]" * 5000 + "}", '{"a":' * 5000 + "1" + "}" * 5000],
+)
+def test_parse_json_nested_thousands_deep_is_a_model_output_error(text: str) -> None:
+    # Found by tests/unit/fuzz/test_fuzz_json_action.py: Python's JSON reader raised RecursionError.
+    with pytest.raises(ModelOutputError, match="nested too deeply") as info:
+        JsonDialect().parse(text, request())
+
+    assert info.value.raw_text == text
+
+
+@pytest.mark.parametrize(
+    "text",
     [
         "3 apples.",
         '"Paris" is the capital of France.',

@@ -94,6 +94,12 @@ def test_text_where_a_call_is_required_is_refused() -> None:
         ({"tool_calls": [{"arguments": {}}]}, "needs a name"),
         ({"tool_calls": [{"name": "lookup", "arguments": [1]}]}, "must be an object"),
         (42, "expected an AssistantMessage"),
+        # Found by tests/unit/fuzz/test_fuzz_scripted.py: a TypeError, or a message whose text was a number.
+        ({"tool_calls": 5}, "tool_calls must be a list of calls"),
+        ({"tool_calls": {"name": "lookup"}}, "tool_calls must be a list of calls"),
+        ({"text": 5}, "text and thinking must be strings"),
+        ({"text": "hi", "thinking": ["hmm"]}, "text and thinking must be strings"),
+        ({"tool_calls": [{"name": "lookup", "id": 7}]}, "the id of tool call 0 must be a string"),
     ],
 )
 def test_malformed_turns_are_refused_up_front(turn: object, message: str) -> None:
@@ -111,7 +117,13 @@ def test_from_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "cannot read script"), ("{not json", "not valid JSON"), ('{"a": 1}', "must hold a JSON list")],
+    [
+        (None, "cannot read script"),
+        ("{not json", "not valid JSON"),
+        ('{"a": 1}', "must hold a JSON list"),
+        # Found by tests/unit/fuzz/test_fuzz_scripted.py: Python's JSON reader raised RecursionError.
+        ("[" * 5000, "nests its JSON too deeply"),
+    ],
 )
 def test_from_file_errors(tmp_path: Path, content: str | None, message: str) -> None:
     path = tmp_path / "turns.json"

@@ -617,6 +617,39 @@ def test_a_template_that_fails_at_run_time_says_where_it_is(folder: Path) -> Non
     )
 
 
+@pytest.mark.parametrize(
+    ("template", "match"),
+    [
+        ("{{ 1 / inputs.n }}", "ZeroDivisionError: division by zero"),
+        ("{{ 'a' + inputs.n }}", "TypeError: can only concatenate str"),
+        ("{{ 9 ** 99999999 }}", "too large a number for a template"),
+        ("{{ 'ab' * 999999999 }}", "makes too large a value"),
+    ],
+)
+def test_an_output_template_that_raises_fails_the_workflow_at_its_place(
+    folder: Path, template: str, match: str
+) -> None:
+    # Found by tests/unit/fuzz/test_fuzz_workflow.py: an expression's own error (not jinja2's) escaped
+    # Workflow.run as it was; a huge power or repetition ran for minutes.
+    flow = load(
+        folder,
+        f"""
+        name: late
+        inputs:
+          n: {{type: integer, default: 0}}
+        steps:
+          - id: first
+            tool: T:echo
+            arguments: {{value: 1}}
+        output: "{template}"
+        """,
+    )
+    with pytest.raises(WorkflowFailed, match=re.escape(match)) as caught:
+        flow.run()
+    assert caught.value.step == "(output)"
+    assert "flow.yaml:9:9: output: the template failed: " in str(caught.value)
+
+
 def test_run_refuses_bad_inputs_before_anything_runs(folder: Path, tmp_path: Path) -> None:
     flow = load(folder, CONDITIONAL)
     store = Store(tmp_path / "runs.db")

@@ -1170,6 +1170,61 @@ def test_aliases_that_expand_a_billion_times_are_refused_quickly(tmp_path: Path)
     assert "alias" in ran.stderr
 
 
+def test_brackets_nested_thousands_deep_are_refused_at_the_hundred_and_first(tmp_path: Path) -> None:
+    # Found by tests/unit/fuzz/test_fuzz_workflow.py: PyYAML read each "[" again for every new one (20,000
+    # of them took minutes), then its composer raised RecursionError.
+    error = refused(tmp_path, "name: deep\noutput: " + "[" * 20_000 + "\n")
+    assert_one(error, 2, 109, "(top)", "nests lists and mappings more than 100 levels deep")
+
+
+def test_block_lists_nested_hundreds_deep_are_refused_at_their_place(tmp_path: Path) -> None:
+    # Found by the fuzz target: the composer's RecursionError, for block nesting the reader cannot count.
+    deep = "".join(f"\n{'  ' * n}- " for n in range(400)) + "x"
+    error = refused(tmp_path, f"name: deep\noutput: {deep}\n")
+    assert len(error.problems) == 1, str(error)
+    assert "more than 100 levels deep" in error.problems[0].message, str(error)
+
+
+@pytest.mark.parametrize("escape", ["\\U00110000", "\\UFFFFFFFF"], ids=["past-unicode", "past-c-int"])
+def test_an_escape_past_the_last_unicode_character_is_not_valid_yaml(tmp_path: Path, escape: str) -> None:
+    # Found by tests/unit/fuzz/test_fuzz_workflow.py: PyYAML's chr() raised ValueError (OverflowError).
+    error = refused(tmp_path, f'name: "ab{escape}"\nsteps: []\n')
+    assert_one(error, 1, 12, "(top)", "an escape names no Unicode character")  # at its hex digits
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [("2024-13-45", "date"), ("2024-02-30 10:00:00", "date"), ("0000-01-01", "date"), ("0x_", "number")],
+)
+def test_a_scalar_that_only_looks_like_a_date_or_number_is_not_valid_yaml(
+    tmp_path: Path, value: str, kind: str
+) -> None:
+    # Found by the fuzz target: PyYAML's timestamp and int constructors raised ValueError.
+    error = refused(tmp_path, f"name: dates\ndescription: {value}\nsteps: []\n")
+    assert_one(error, 2, 14, "(top)", f"{value!r} looks like a {kind} but is none; quote it")
+
+
+def test_a_document_just_under_the_depth_limit_loads(tmp_path: Path) -> None:
+    text = "name: deep\nsteps: [{id: a, tool: calculate, arguments: {expression: '1'}}]\noutput: "
+    Workflow.load(write(tmp_path, text + "[" * 98 + "]" * 98 + "\n"))
+
+
+def test_a_template_nested_thousands_deep_is_a_template_error_at_its_place(tmp_path: Path) -> None:
+    # Found by the fuzz target: Jinja's parser raised RecursionError.
+    expression = "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"
+    error = refused(
+        tmp_path,
+        f"""
+        name: deep
+        steps:
+          - id: a
+            tool: calculate
+            arguments: {{expression: "{expression}"}}
+        """,
+    )
+    assert_one(error, 5, 29, "steps[0].arguments.expression", "template error: the template nests brackets")
+
+
 # --- several mistakes: one message, in file order ------------------------------------------------
 
 
