@@ -23,6 +23,13 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 }
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 _MAX_EXPONENT = 100
+_MAX_DIGITS = 4300
+"""Decimal digits a power may have (Python's own limit for turning an int into text).
+
+Only a power can grow a number faster than its expression grows: without
+this cap, `(((10**100)**100)**100)**100` asks for a number of 100 million
+digits, which holds the event loop (`calculate` runs inline) for minutes.
+"""
 
 
 def _evaluate(node: ast.AST) -> float | int:
@@ -34,10 +41,23 @@ def _evaluate(node: ast.AST) -> float | int:
         return _UNARY[type(node.op)](_evaluate(node.operand))  # type: ignore[no-any-return]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > _MAX_EXPONENT:
-            raise ValueError(f"exponent {right} is too large (at most {_MAX_EXPONENT})")
+        if isinstance(node.op, ast.Pow):
+            _check_power(node, left, right)
         return _BINARY[type(node.op)](left, right)  # type: ignore[no-any-return]
     raise ValueError(f"unsupported syntax: {ast.unparse(node)!r}; use numbers, + - * / // % ** and parentheses")
+
+
+def _check_power(node: ast.BinOp, base: float | int, exponent: float | int) -> None:
+    """Refuse a power whose exponent, or whose result's size, is over the caps (before computing it)."""
+    if abs(exponent) > _MAX_EXPONENT:
+        raise ValueError(f"exponent {exponent} is too large (at most {_MAX_EXPONENT})")
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
+        digits = math.ceil(abs(base).bit_length() * exponent * math.log10(2))
+        if digits > _MAX_DIGITS:
+            raise ValueError(
+                f"{ast.unparse(node)} is too large: about {digits} digits (at most {_MAX_DIGITS}); "
+                "calculate gives a float, up to about 1.8e308"
+            )
 
 
 @tool(inline=True, examples=[{"expression": "12 * (3 + 4)"}, {"expression": "2 ** 10 / 8"}])

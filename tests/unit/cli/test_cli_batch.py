@@ -188,8 +188,12 @@ def test_a_batch_killed_with_sigkill_resumes_and_runs_no_tool_twice(tmp_path: Pa
         if row["id"] in held:
             assert "stopped while non-idempotent tool calls were running" in str(row["error"])
     assert len(held) <= 8  # at most the items in flight
-    # No item's tool ran twice: not the finished ones, not the interrupted ones.
-    assert counts(tally) == {f"item {i}": 1 for i in range(200)}
+    # No item's tool ran twice: not the finished ones, not the interrupted ones. A held
+    # item's tool ran once, or not at all when the kill landed between the store's
+    # record of its start and the tool's first line.
+    ran = counts(tally)
+    assert {item: n for item, n in ran.items() if n != 1} == {}
+    assert {f"item {i}" for i in range(200)} - set(ran) <= {f"item {q.removeprefix('q')}" for q in held}
     runs = Store(db).db.execute("SELECT COUNT(*), COUNT(DISTINCT parent_part) FROM runs").fetchone()
     assert runs == (200, 200)  # an interrupted run went on under its own id
 
