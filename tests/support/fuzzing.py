@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, settings
 
 from agentkit.errors import AgentkitError
 
-__all__ = ["EXAMPLES", "FULL", "Hung", "fuzz_settings", "only_agentkit_errors", "time_box"]
+__all__ = ["EXAMPLES", "FULL", "Hung", "fuzz_settings", "only_agentkit_errors", "time_box", "typed"]
 
 _SLICE = 100
 EXAMPLES = int(os.environ.get("AGENTKIT_FUZZ_EXAMPLES", _SLICE))
@@ -84,3 +84,14 @@ def only_agentkit_errors(function: Callable[..., T], *args: Any, seconds: float 
             return function(*args, **kwargs)
         except AgentkitError:
             return None
+
+
+def typed(value: Any) -> Any:
+    """`value` with its types spelled out, so that 1, 1.0 and True differ and floats compare bit for bit."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    if isinstance(value, float):
+        return ("float", value.hex())
+    return (type(value).__name__, value)

@@ -33,6 +33,7 @@ from agentkit.errors import ModelOutputError
 from agentkit.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResult, UserMessage
 from agentkit.runtime import ModelRequest, TextDelta, ThinkingDelta, ToolCallReady
 from agentkit.tool import tool
+from tests.support.fuzzing import typed
 from tests.support.tools import get_weather, plant, ship
 
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, max_examples=150)
@@ -438,17 +439,6 @@ VALUES = st.recursive(
 )
 ARGUMENTS = st.dictionaries(KEYS, VALUES, max_size=4)
 CALLS = st.lists(st.tuples(KEYS, ARGUMENTS).map(lambda c: ToolCall(name=c[0], arguments=c[1])), min_size=1, max_size=3)
-
-
-def typed(value: Any) -> Any:
-    """`value` with its types spelled out, so 1 != 1.0 and floats compare bit for bit."""
-    if isinstance(value, dict):
-        return {k: typed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [typed(v) for v in value]
-    if isinstance(value, float):
-        return ("float", value.hex())
-    return (type(value).__name__, value)
 
 
 @DETERMINISTIC

@@ -39,7 +39,7 @@ from agentkit.dialects.gemma4 import (
 from agentkit.messages import AssistantMessage, ToolCall, UserMessage
 from agentkit.runtime import ModelRequest, TextDelta, ThinkingDelta, ToolCallReady
 from agentkit.tool import ToolSpec
-from tests.support.fuzzing import EXAMPLES, fuzz_settings, only_agentkit_errors
+from tests.support.fuzzing import EXAMPLES, fuzz_settings, only_agentkit_errors, typed
 
 # --- what the inputs are made of -----------------------------------------------------------
 
@@ -145,17 +145,6 @@ def cuts_of(data: st.DataObject, text: str) -> list[str]:
 
 
 # --- the readings being compared ----------------------------------------------------------
-
-
-def typed(value: Any) -> Any:
-    """`value` with its types spelled out, so that 1 and 1.0 (and True) differ."""
-    if isinstance(value, dict):
-        return {k: typed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [typed(v) for v in value]
-    if isinstance(value, float):
-        return ("float", value.hex())
-    return (type(value).__name__, value)
 
 
 def reading(message: AssistantMessage) -> tuple[str, str | None, list[Any]]:
