@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentkit.errors import ToolArgumentsError, ToolExecutionError, ToolTimeoutError, UnknownToolError
 from agentkit.messages import ToolCall, ToolResult
+from agentkit.secrets import MASK, marks_secrets, masked_arguments
 from agentkit.tool import PACE_SLOW, BoundTool, Pace, to_json_value
 from agentkit.tracing.spans import tool_span
 
@@ -128,6 +129,8 @@ class Executor:
             thunk = tool.validate(call.arguments)
         except ToolArgumentsError as exc:
             return _error(call, exc)
+        if marks_secrets(tool.spec.parameters) and masked_arguments(tool.spec.parameters, call.arguments):
+            return ToolResult(call_id=call.id, name=call.name, content=_MASKED, is_error=True)
         if tool.options.requires_approval:
             try:
                 refusal = await self._ask(tool, call) if decision is None else _refusal(tool, decision)
@@ -319,6 +322,12 @@ def shared_result(call: ToolCall, first: ToolResult, *, idempotent: bool) -> Too
         "call it again in a later turn if you mean it to run twice"
     )
     return ToolResult(call_id=call.id, name=call.name, content=refusal, is_error=True, duplicate_of=first.call_id)
+
+
+_MASKED = (
+    f"not run: a secret argument of this call reads {MASK}, as the store keeps it (the run was resumed "
+    "from the store, which never holds the value); call the tool again with the value"
+)
 
 
 def _error(call: ToolCall, exc: Exception, context: str | None = None) -> ToolResult:

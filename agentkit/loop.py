@@ -61,7 +61,7 @@ from agentkit.runtime import (
     start_runtime,
     stream_turn,
 )
-from agentkit.secrets import declare_calls
+from agentkit.secrets import declare_calls, marks_secrets
 from agentkit.tool import BoundTool
 from agentkit.tracing.spans import metrics_on, tracing_on
 
@@ -148,6 +148,8 @@ class Run:
         """By this invocation (a resumed run's earlier attempts were traced with them)."""
         self.meter = Meter(budget=config.budget)
         self.specs = tuple(t.spec for t in config.tools)
+        # An unreadable turn's secret arguments cannot be found to be masked: its raw text is not kept.
+        self._withhold_raw = any(marks_secrets(spec.parameters) for spec in self.specs)
         self.schema = output_schema(config.output_type)
         self.idempotent = {t.name: t.options.idempotent for t in config.tools}
         self.view = ContextView(
@@ -315,8 +317,9 @@ class Run:
                     break
                 yield item
         except ModelOutputError as exc:
-            self.observers.ask_failed(self, index, exc)
-            self._garbled(index, exc, request)
+            unreadable = self._withheld(exc)
+            self.observers.ask_failed(self, index, unreadable)
+            self._garbled(index, unreadable, request)
             return
         except BaseException as exc:
             self.observers.ask_failed(self, index, exc)
@@ -349,6 +352,13 @@ class Run:
         self.observers.answered(self, index, response, len(self.messages))
         self.messages.append(response.message)
         self._turn = response
+
+    def _withheld(self, exc: ModelOutputError) -> ModelOutputError:
+        """`exc` without the model's text when a tool takes secrets: the store, the trace and the
+        model's feedback would quote it, and an unreadable turn's secret arguments cannot be found."""
+        if not self._withhold_raw:
+            return exc
+        return ModelOutputError(exc.reason, WITHHELD, usage=exc.usage, problems=exc.problems)
 
     def _garbled(self, index: int, exc: ModelOutputError, request: ModelRequest) -> None:
         """Keep the unusable turn `index` as a step (its raw text, usage and problems) and tell the model."""
@@ -764,6 +774,10 @@ async def run_loop(
     except BaseException as exc:
         run.fail(exc)
         raise
+
+
+WITHHELD = "[withheld: a tool of this run takes secret arguments, which an unreadable turn cannot be searched for]"
+"""The raw text kept of an unreadable turn when a tool has `SecretStr` parameters."""
 
 
 def _repeats(response: ModelResponse) -> dict[str, str]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ class _Known:
 _known = _Known()
 """Replaced whole under `_lock`; readers take it without the lock (one attribute read)."""
 _lock = threading.Lock()
+_NUMBER_TEXT = re.compile(r"[0-9eE+\-.]+")
 
 
 # --- declaring ----------------------------------------------------------------------------------
@@ -106,8 +108,18 @@ def secret(value: str) -> str:
             f"a secret must be at least {MIN_LENGTH} characters long (this one has {len(value)}): masking a "
             "shorter one would hide ordinary words everywhere; keep short values out of prompts instead"
         )
+    if _numeric(value):
+        raise SecretError(
+            "a secret made only of digits (and a sign, point or exponent) cannot be masked: the store keeps "
+            "numbers as JSON, where a mask would corrupt them; keep such values out of prompts and arguments"
+        )
     _add(value)
     return value
+
+
+def _numeric(value: str) -> bool:
+    """Whether `value` could be (part of) a JSON number, whose text a mask would make unreadable."""
+    return _NUMBER_TEXT.fullmatch(value) is not None
 
 
 def declared() -> bool:
@@ -124,7 +136,7 @@ def forget_all() -> None:
 
 def _add(value: str) -> None:
     global _known
-    if value in _known.values:
+    if value in _known.values or _numeric(value):  # a number's text is never masked (see `secret`)
         return
     with _lock:
         values = _known.values | {value}
@@ -201,6 +213,12 @@ def declare_arguments(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -
     for value in _secret_strings(schema, arguments, schema, 0):
         if len(value) >= MIN_LENGTH:
             _add(value)
+
+
+def masked_arguments(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> bool:
+    """Whether an argument `schema` marks secret holds `MASK`: a call read back from the
+    store (a resumed run), whose secret value was never kept."""
+    return any(value == MASK for value in _secret_strings(schema, arguments, schema, 0))
 
 
 def declare_calls(calls: Sequence[ToolCall], specs: Sequence[ToolSpec]) -> None:

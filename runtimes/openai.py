@@ -317,7 +317,8 @@ def calls_in_content(reply: Mapping[str, Any], request: ModelRequest) -> tuple[d
     A chat server whose own parser could not read a Gemma 4 call (an opener
     without `call`, arguments in parentheses, a delimiter cut short) leaves the
     call's text in `content` and sends no `tool_calls`; some also strip the
-    `<|tool_call>` marker, leaving a line `call:NAME{…}`. When tools may be called,
+    `<|tool_call>` marker, leaving a line `call:NAME{…}`: one that cannot be read
+    as a call that ends the text is taken for text (a model writing about a call). When tools may be called,
     such content is read with the gemma4 dialect's tolerant parser; its text
     stays the content. Other replies come back as they are, with 0.
 
@@ -339,6 +340,8 @@ def calls_in_content(reply: Mapping[str, Any], request: ModelRequest) -> tuple[d
     try:
         message = parse_turn(content, strict=False)
     except ModelOutputError as exc:
+        if CALL_OPEN not in reply["content"]:
+            return dict(reply), 0  # no marker, and no call that reads: text that mentions one
         reason = f"the reply's content holds a Gemma 4 tool call that cannot be read: {exc.reason}"
         raise ModelOutputError(reason, json.dumps(reply, ensure_ascii=False), problems=[reason]) from None
     if not message.tool_calls:

@@ -44,6 +44,11 @@ DURABILITIES: tuple[Durability, ...] = get_args(Durability)
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
+def _writable(path: Path) -> bool:
+    """Whether this process may write `path` (if it exists) and create files beside it (WAL's)."""
+    return (not path.exists() or os.access(path, os.W_OK)) and os.access(path.parent, os.W_OK)
+
+
 def default_path() -> Path:
     """`$AGENTKIT_DB`, else `runs.db` in the user data directory."""
     env = os.environ.get("AGENTKIT_DB")
@@ -98,7 +103,9 @@ class StoreFile:
         try:
             self._migrate()
         except StoreError as exc:
-            if _code(exc.__cause__) != sqlite3.SQLITE_READONLY:
+            # SQLite says "read-only" for other reasons too (a moved file, a lock it cannot take):
+            # only a file or folder that cannot be written is opened to be read.
+            if _code(exc.__cause__) != sqlite3.SQLITE_READONLY or _writable(self._absolute):
                 raise
             self.close()
             self.read_only = str(exc.__cause__)
@@ -149,7 +156,7 @@ class StoreFile:
         """A connection to write with: WAL, `durability`'s synchronous setting, foreign keys."""
         try:
             # `timeout` is SQLite's busy timeout: a writer waits this long for another's lock.
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            conn = sqlite3.connect(self._absolute, timeout=self.busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(self._refusal(exc, f"{self.path} cannot be opened")) from exc
         try:
@@ -170,7 +177,7 @@ class StoreFile:
         """A connection that only reads (`mode=ro`). When not even SQLite's WAL
         index can be made beside the file (a read-only folder), the file is read
         as immutable: what a writer left in its WAL log is not seen."""
-        uri = self.path.resolve().as_uri()
+        uri = self._absolute.resolve().as_uri()
         failure: sqlite3.Error = sqlite3.OperationalError("no way to open it was tried")
         for options in ("mode=ro", "mode=ro&immutable=1"):
             conn: sqlite3.Connection | None = None

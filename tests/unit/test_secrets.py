@@ -23,12 +23,17 @@ from agentkit import Agent, AgentkitError, RunResult, SecretError, Tool, ToolRes
 from agentkit import mcp as agentkit_mcp
 from agentkit.batch import ItemResult
 from agentkit.batch.files import OutputFile
+from agentkit.errors import AwaitingApproval, ModelOutputError
 from agentkit.logs import quiet_logs
+from agentkit.loop import WITHHELD
+from agentkit.runtime import ModelRequest
 from agentkit.runtimes import OpenAICompatible, ScriptedRuntime, VLLMServer
+from agentkit.runtimes.function import FunctionRuntime
 from agentkit.secrets import (
     MASK,
     RedactingFilter,
     declare_arguments,
+    declare_credential,
     declare_headers,
     declared,
     forget_all,
@@ -115,11 +120,21 @@ def test_masked_json_stays_json() -> None:
     assert json.loads(redact_text(text)) == {"arguments": {"key": MASK, "list": [MASK, 1]}}
 
 
-@pytest.mark.parametrize("value", ["short", "", 12345678, None])
-def test_a_value_too_short_or_not_a_string_is_refused(value: Any) -> None:
+@pytest.mark.parametrize("value", ["short", "", 12345678, None, "40128888", "-1.5e+300123"])
+def test_a_value_too_short_not_a_string_or_a_numbers_text_is_refused(value: Any) -> None:
     with pytest.raises(SecretError, match="secret") as refused:
         secret(value)
     assert isinstance(refused.value, AgentkitError)
+    assert not declared()
+
+
+def test_a_stored_run_holding_a_number_that_contains_a_credentials_digits_stays_readable(tmp_path: Path) -> None:
+    # Digits-only credentials are never declared (a header, say): masked inside a JSON number
+    # they would leave the stored message unreadable.
+    declare_credential("40128888")
+    store = Store(tmp_path / "runs.db")
+    result = Agent(runtime=ScriptedRuntime(["Account 401288889 holds 120 EUR."]), store=store).run("Balance?")
+    assert store.load(result.run_id).messages[-1].text == "Account 401288889 holds 120 EUR."
     assert not declared()
 
 
@@ -300,6 +315,53 @@ def test_a_secret_argument_reaches_the_tool_whole_and_the_store_never_sees_it(tm
     assert call.arguments == {"key": MASK, "note": "the report"}
     assert key not in stored.steps[0].response.raw_text
     assert [m.content for m in stored.messages if isinstance(m, ToolResult)] == ["used a key for the report"]
+    store.close()
+
+
+def test_an_unreadable_turn_is_not_stored_when_a_tool_takes_secrets(tmp_path: Path) -> None:
+    # The turn cannot be read, so its secret argument cannot be found and declared: its raw text is withheld.
+    key = planted()
+
+    @tool
+    def use_key(key: pydantic.SecretStr, note: str) -> str:
+        """Use a key."""
+        return "used"
+
+    garbled = f'<|tool_call>call:use_key{{key:<|"|>{key}<|"|>,note:}}}}'
+
+    def model(request: ModelRequest, index: int) -> Any:
+        if index == 0:
+            raise ModelOutputError("malformed tool call", garbled)
+        return "done"
+
+    store = Store(tmp_path / "runs.db")
+    result = Agent(runtime=FunctionRuntime(model), tools=[use_key], store=store).run("go")
+    assert result.output == "done"
+    assert key.encode() not in file_bytes(tmp_path / "runs.db")
+    assert store.load(result.run_id).steps[0].response.raw_text == WITHHELD
+    store.close()
+
+
+def test_a_resumed_call_whose_secret_was_masked_is_answered_not_run_with_the_mask(tmp_path: Path) -> None:
+    key, received = planted(), []
+
+    @tool(requires_approval=True)
+    def pay(key: pydantic.SecretStr, amount: int) -> str:
+        """Pay with a key."""
+        received.append(key.get_secret_value())
+        return "paid"
+
+    store = Store(tmp_path / "runs.db")
+    turns: list[Any] = [calls(("pay", {"key": key, "amount": 3}))]
+    with pytest.raises(AwaitingApproval) as paused:
+        Agent(runtime=ScriptedRuntime(turns), tools=[pay], store=store).run("pay")
+    later = Agent(runtime=ScriptedRuntime(["Could not pay."]), tools=[pay], store=store)
+    result = later.resume(paused.value.run_id, approvals={paused.value.calls[0].id: True})
+    assert received == []  # never with "[secret]" as the key
+    answer = next(m for m in result.messages if isinstance(m, ToolResult))
+    assert answer.is_error
+    assert "secret argument" in str(answer.content)
+    assert result.output == "Could not pay."
     store.close()
 
 

@@ -214,7 +214,14 @@ def test_a_call_left_in_the_content_is_read_from_it(server: ScriptedServer, cont
 
 
 @pytest.mark.parametrize(
-    "content", ["The sum is 5.", "I would call:add{a:2,b:3} but I know it is 5.", "call:sub{a:2}", "call: add"]
+    "content",
+    [
+        "The sum is 5.",
+        "I would call:add{a:2,b:3} but I know it is 5.",
+        "call:sub{a:2}",
+        "call: add",
+        "To add, write\ncall:add{a:2,b:3}\nand the tool answers.",  # a line about the syntax, text after it
+    ],
 )
 def test_content_without_a_call_to_an_offered_tool_stays_text(server: ScriptedServer, content: str) -> None:
     server.replies = [chat_reply(content)]

@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -489,3 +490,20 @@ def test_an_unknown_durability_is_refused_naming_where_it_came_from(
     with pytest.raises(StoreError, match=r"\$AGENTKIT_DB_DURABILITY of the store .* not 'FULL'"):
         Store(tmp_path / "runs.db")
     assert not (tmp_path / "runs.db").exists()
+
+
+def test_a_thread_that_connects_after_a_chdir_reads_the_file_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    store = Store("runs.db")
+    run_id = Agent(runtime=ScriptedRuntime(["Kept."]), store=store).run("Keep this.").run_id
+    monkeypatch.chdir(tmp_path / "b")
+    seen: list[list[str]] = []
+    reader = threading.Thread(target=lambda: seen.append([r.id for r in store.runs()]))
+    reader.start()
+    reader.join()
+    assert seen == [[run_id]]
+    assert list((tmp_path / "b").iterdir()) == []  # no new, empty database where the process now is
