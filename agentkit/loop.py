@@ -170,8 +170,9 @@ class Run:
         self._finished: dict[str, ToolResult] = {}
         """The results of the calls running now, as they finish (or are refused)."""
         observers: list[RunObserver] = []
-        if config.store is not None:
-            observers.append(Recording(config.store, on_error=config.on_store_error))
+        self._recording = Recording(config.store, on_error=config.on_store_error) if config.store else None
+        if self._recording is not None:
+            observers.append(self._recording)
         if tracing_on() or metrics_on():  # else every span would be a no-op: none is made
             from agentkit.tracing.observer import Tracing
 
@@ -493,10 +494,15 @@ class Run:
             asked = time.monotonic()
             answer = await self._ask_approver(call)
             self.meter.started += time.monotonic() - asked  # a person's time to decide is not the run's
-            if answer is None and self.config.store is not None:
+            if answer is None and self._recording is not None and self._recording.lost is None:
                 waiting.append(call)
                 continue
-            if answer is None:
+            if answer is None and self._recording is not None:
+                answer = (
+                    f"tool {call.name!r} requires approval, and the run cannot pause for it: it goes on "
+                    "unrecorded (on_store_error='continue'), so nothing could resume it"
+                )
+            elif answer is None:
                 answer = (
                     f"tool {call.name!r} requires approval and this agent has neither an approver nor a store to "
                     "pause the run in; pass approve=... or store=... to the agent"

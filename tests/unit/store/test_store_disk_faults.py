@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from agentkit import Agent, tool
+from agentkit import Agent, ToolResult, tool
 from agentkit.cli import app
 from agentkit.errors import StoreError
 from agentkit.runtimes import ScriptedRuntime
@@ -450,6 +450,29 @@ def test_on_store_error_continue_also_covers_a_store_that_cannot_start_the_run(t
     assert going_on.run(PROMPT).output == "Done."
     assert ran(log) == ["a"]
     assert store.runs() == []
+
+
+def test_an_unrecorded_run_refuses_a_call_that_needs_approval_rather_than_pause(tmp_path: Path) -> None:
+    # Paused, it could never be resumed: nothing of it is stored.
+    path, log = tmp_path / "runs.db", tmp_path / "count.log"
+    store = Store(path)
+    store.db.execute("CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'no room'); END")
+
+    @tool(requires_approval=True)
+    def guarded(tag: str) -> str:
+        """Needs someone's word."""
+        with log.open("a") as file:
+            file.write(tag + "\n")
+        return tag
+
+    turns: list[Any] = [{"tool_calls": [{"name": "guarded", "arguments": {"tag": "g"}, "id": "g1"}]}, "Done."]
+    agent = Agent(runtime=ScriptedRuntime(turns), tools=[guarded], store=store, on_store_error="continue")
+    result = agent.run(PROMPT)
+    assert result.output == "Done."
+    refusal = next(m for m in result.messages if isinstance(m, ToolResult))
+    assert refusal.is_error
+    assert "cannot pause for it" in str(refusal.content)
+    assert ran(log) == []
 
 
 def test_on_store_error_takes_only_fail_or_continue() -> None:
